@@ -1,0 +1,178 @@
+"""``ConvirzaClient``: the one place that speaks HTTP to Convirza.
+
+It owns the run's single ``aiohttp.ClientSession``, the bearer token, and the shared rate
+limiter; it turns every aiohttp exception into one of ours (``translate``) and leaves the
+meaning of answers to ``responses``. Callers never see aiohttp.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from types import TracebackType
+
+import aiohttp
+
+from .audio import AudioInfo
+from .auth import PasswordLogin, StaticToken, TokenProvider
+from .errors import ApiError, AudioError, AuthError, RequestTimeout, TransportError, UsageError
+from .limits import RateLimiter
+from .records import UploadRecord
+from .responses import Token, UploadAnswer, interpret_token, interpret_upload
+from .settings import Settings
+
+UPLOAD_PATH = "/v2/call/upload"
+TOKEN_PATH = "/oauth/token"
+#: Error bodies are small; anything longer is cut, so a misbehaving server cannot fill memory.
+MAX_ANSWER_BYTES = 1 << 20
+
+
+def _user_agent() -> str:
+    try:
+        return f"convirza-import/{version('convirza-import')}"
+    except PackageNotFoundError:
+        return "convirza-import"
+
+
+def translate(exc: BaseException, *, body_sent: bool) -> ApiError:
+    """Our exception for an aiohttp/OS/timeout failure. ``body_sent`` says whether the request
+    may have reached the server, which decides if the outcome is unknown."""
+    if isinstance(exc, ApiError):
+        return exc
+    if isinstance(exc, aiohttp.ConnectionTimeoutError):
+        return RequestTimeout(f"connection timed out ({exc})", outcome_unknown=False)
+    if isinstance(exc, (TimeoutError, aiohttp.ServerTimeoutError)):
+        return RequestTimeout("no answer within the timeout", outcome_unknown=body_sent)
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return TransportError(f"cannot connect to {exc.host}:{exc.port} ({exc.os_error})",
+                              outcome_unknown=False)
+    if isinstance(exc, aiohttp.InvalidURL):
+        return TransportError(f"invalid URL: {exc.url}", outcome_unknown=False)
+    if isinstance(exc, aiohttp.ServerDisconnectedError):
+        return TransportError("the server closed the connection without an answer",
+                              outcome_unknown=body_sent)
+    if isinstance(exc, aiohttp.ClientPayloadError):
+        return TransportError(f"the answer was cut short ({exc})", outcome_unknown=True)
+    if isinstance(exc, aiohttp.ClientResponseError):
+        return TransportError(f"unreadable answer: {exc.message}", status=exc.status or None,
+                              outcome_unknown=True)
+    if isinstance(exc, (aiohttp.ClientError, OSError)):
+        return TransportError(f"{type(exc).__name__}: {exc}", outcome_unknown=body_sent)
+    raise TypeError(f"no ApiError for {type(exc).__name__}") from exc
+
+
+class ConvirzaClient:
+    """Async client for one run: ``async with ConvirzaClient(settings) as client: ...``."""
+
+    def __init__(self, settings: Settings, *, limiter: RateLimiter | None = None) -> None:
+        self.settings = settings
+        self.limiter = limiter or RateLimiter(settings.rate, settings.burst)
+        self.auth = self._token_provider(settings)
+        self._session: aiohttp.ClientSession | None = None
+
+    def _token_provider(self, s: Settings) -> TokenProvider:
+        if s.token is not None:
+            return StaticToken(s.token.get_secret_value(), "CONVIRZA_TOKEN / --token-file")
+        if s.username and s.password is not None:
+            return PasswordLogin(self.login, f"the login of {s.username} (CONVIRZA_USERNAME)")
+        raise UsageError("no credentials: set CONVIRZA_TOKEN (or --token-file), or "
+                         "CONVIRZA_USERNAME and CONVIRZA_PASSWORD")
+
+    async def __aenter__(self) -> ConvirzaClient:
+        s = self.settings
+        self._session = aiohttp.ClientSession(
+            timeout=aiohttp.ClientTimeout(total=None, connect=s.connect_timeout,
+                                          sock_read=s.read_timeout),
+            connector=aiohttp.TCPConnector(limit=s.concurrency + 2),
+            headers={"User-Agent": _user_agent()},
+        )
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            raise RuntimeError("use ConvirzaClient as an async context manager")
+        return self._session
+
+    async def login(self) -> Token:
+        """One password-grant login at ``/oauth/token``."""
+        s = self.settings
+        form = {"grant_type": "password", "client_id": s.client_id,
+                "username": s.username or "",
+                "password": s.password.get_secret_value() if s.password else ""}
+        if s.client_secret is not None:
+            form["client_secret"] = s.client_secret.get_secret_value()
+        try:
+            async with self.session.post(s.base_url + TOKEN_PATH, data=form) as resp:
+                body = await resp.content.read(MAX_ANSWER_BYTES)
+                return interpret_token(resp.status, resp.headers, body)
+        except AuthError as exc:
+            raise AuthError(f"the token endpoint refused {self.auth.credential} "
+                            f"(client_id {s.client_id}): {exc.message}", status=exc.status,
+                            request_id=exc.request_id) from exc
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            raise translate(exc, body_sent=False) from exc
+
+    async def upload(self, record: UploadRecord, audio: AudioInfo | None) -> UploadAnswer:
+        """Send one recording: one request, or two when a 401 makes us renew the token first.
+
+        Each request builds its multipart body afresh from a newly opened file: a body that
+        was half sent can never be sent again.
+        """
+        token = await self.auth.token()
+        try:
+            return await self._upload_once(record, audio, token)
+        except AuthError as exc:
+            if exc.status != 401:
+                raise
+            token = await self.auth.renew(token)
+        try:
+            return await self._upload_once(record, audio, token)
+        except AuthError as exc:
+            raise AuthError(f"{exc.message}: the API refused {self.auth.credential} even after "
+                            "a renewal", status=exc.status, request_id=exc.request_id) from exc
+
+    async def _upload_once(self, record: UploadRecord, audio: AudioInfo | None,
+                           token: str) -> UploadAnswer:
+        s = self.settings
+        size = audio.size if audio else 0
+        timeout = aiohttp.ClientTimeout(total=s.read_timeout + size / s.min_upload_rate,
+                                        connect=s.connect_timeout, sock_read=s.read_timeout)
+        handle = await _open(audio.path) if audio else None
+        body_sent = False
+        try:
+            form = aiohttp.FormData(default_to_multipart=True)
+            for name, value in record.form_fields():
+                form.add_field(name, value)
+            if audio and handle:
+                form.add_field(s.file_field, handle, filename=audio.path.name,
+                               content_type=audio.content_type)
+            async with self.limiter:
+                body_sent = True
+                async with self.session.post(
+                        s.base_url + UPLOAD_PATH, data=form, timeout=timeout,
+                        headers={"Authorization": f"Bearer {token}"}) as resp:
+                    answer = await resp.content.read(MAX_ANSWER_BYTES)
+                    return interpret_upload(resp.status, resp.headers, answer)
+        except ApiError:
+            raise
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            raise translate(exc, body_sent=body_sent) from exc
+        finally:
+            if handle is not None:
+                handle.close()
+
+
+async def _open(path: Path) -> io.BufferedReader:
+    try:
+        return await asyncio.to_thread(path.open, "rb")
+    except OSError as exc:
+        raise AudioError(str(path), f"cannot open for upload: {exc.strerror}") from None

@@ -1,0 +1,139 @@
+"""One exception tree for the whole importer.
+
+Every error the importer raises on purpose is an ``ImporterError``; the command line maps the
+branches to exit codes in one place (``cli.exit_code_for``)::
+
+    ImporterError
+    ├── UsageError              bad options or settings                      exit 2
+    ├── ManifestError           the manifest as a whole cannot be read       exit 2
+    │   └── RowError            one row is invalid; the run goes on
+    ├── AudioError              one recording cannot be sent as it is
+    ├── ApiError                the API refused, or could not be reached
+    │   ├── AuthError           401/403 or a refused login                   exit 3
+    │   ├── RateLimited         429
+    │   ├── ServerError         5xx
+    │   ├── RequestRejected     any other 4xx: final for that row
+    │   └── TransportError      no usable answer: refused, reset, garbage
+    │       └── RequestTimeout  also a TimeoutError
+    └── LedgerError             the ledger is unusable, or a transition is illegal
+
+Errors carry their facts as attributes and build their message from them, so callers (the
+ledger, reports, tests) never parse ``str(exc)``. No error ever holds a token.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class ImporterError(Exception):
+    """Root of every error the importer raises on purpose."""
+
+
+class UsageError(ImporterError):
+    """The command line or the configuration is wrong; nothing was started."""
+
+
+class ManifestError(ImporterError):
+    """The manifest as a whole cannot be used (unreadable, no header, a required column missing)."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        self.path = path
+        self.reason = reason
+        super().__init__(f"{path}: {reason}")
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with one cell: which column, what it held, what was expected."""
+
+    column: str
+    value: str
+    expected: str
+
+    def __str__(self) -> str:
+        shown = repr(self.value) if self.value != "" else "empty"
+        return f"{self.column}: {self.expected} (got {shown})"
+
+
+class RowError(ManifestError):
+    """A manifest row failed validation. ``row`` is the row number as the user's sheet shows it."""
+
+    def __init__(self, path: str, row: int, problems: list[Problem]) -> None:
+        self.row = row
+        self.problems = list(problems)
+        detail = "; ".join(str(p) for p in self.problems)
+        super().__init__(path, f"row {row}: {detail}")
+
+
+class AudioError(ImporterError):
+    """A recording cannot be uploaded as it is (missing, empty, not mp3/wav, too big...)."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        self.path = path
+        self.reason = reason
+        super().__init__(f"{path}: {reason}")
+
+
+class ApiError(ImporterError):
+    """The API answered with an error, or gave no usable answer.
+
+    ``outcome_unknown`` is true when the request may have been acted on although we saw no
+    success (a timeout, a reset or a 5xx after the body was sent): such a row must be
+    reconciled before it is sent again, or it could be imported twice.
+    """
+
+    retryable: bool = False
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        request_id: str | None = None,
+        retry_after: float | None = None,
+        outcome_unknown: bool = False,
+    ) -> None:
+        self.message = message
+        self.status = status
+        self.request_id = request_id
+        self.retry_after = retry_after
+        self.outcome_unknown = outcome_unknown
+        parts = [f"HTTP {status}" if status is not None else None, message]
+        if request_id:
+            parts.append(f"(requestId {request_id})")
+        super().__init__(" ".join(p for p in parts if p))
+
+
+class AuthError(ApiError):
+    """Credentials were refused: the run must stop, since every further request would fail too."""
+
+
+class RateLimited(ApiError):
+    """429: the API asks us to slow down, maybe saying for how long (``retry_after``)."""
+
+    retryable = True
+
+
+class ServerError(ApiError):
+    """5xx: the API failed; worth another try after a pause."""
+
+    retryable = True
+
+
+class RequestRejected(ApiError):
+    """A 4xx other than 401/403/429 (or 408): the API will refuse this request every time."""
+
+
+class TransportError(ApiError):
+    """No usable answer: connection refused or reset, or a body we cannot read."""
+
+    retryable = True
+
+
+class RequestTimeout(TransportError, TimeoutError):
+    """The request took longer than its timeout allows."""
+
+
+class LedgerError(ImporterError):
+    """The ledger file cannot be used, or a row was asked to make an illegal state change."""

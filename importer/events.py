@@ -1,0 +1,103 @@
+"""What a run tells its observers (progress bars, logs, tests), as plain data.
+
+The pipeline only emits these; how they are shown is the observer's business, so the pipeline
+never imports tqdm and tests attach an observer that just records.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Protocol
+
+
+class Outcome(StrEnum):
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    INVALID = "invalid"
+    VALID = "valid"            # validate only: the row would be sent
+    SKIPPED = "skipped"        # already done (or refused for good) in an earlier run
+    RETRYING = "retrying"      # one attempt failed, another will follow
+
+
+@dataclass(frozen=True)
+class RowEvent:
+    row: int
+    key: str
+    outcome: Outcome
+    error: str | None = None
+    reason: str | None = None  # the error without row-specific detail, for counting alike ones
+    size: int = 0
+
+
+@dataclass
+class RunSummary:
+    """The end-of-run account: counts by outcome, top error reasons, elapsed time, and why the
+    run stopped early, if it did."""
+
+    manifest: str
+    ledger: str | None
+    counts: Counter[str] = field(default_factory=Counter)
+    errors: Counter[str] = field(default_factory=Counter)
+    bytes_sent: int = 0
+    started: float = field(default_factory=time.monotonic)
+    elapsed: float = 0.0
+    stopped: str | None = None
+
+    def add(self, event: RowEvent) -> None:
+        if event.outcome is Outcome.RETRYING:
+            self.counts["retries"] += 1
+            return
+        self.counts[event.outcome.value] += 1
+        if event.outcome is Outcome.SUCCEEDED:
+            self.bytes_sent += event.size
+        if event.outcome in (Outcome.FAILED, Outcome.INVALID):
+            self.errors[event.reason or event.error or "unknown"] += 1
+
+    @property
+    def rows(self) -> int:
+        return sum(n for k, n in self.counts.items() if k != "retries")
+
+    @property
+    def problems(self) -> int:
+        return self.counts["failed"] + self.counts["invalid"]
+
+    @property
+    def exit_code(self) -> int:
+        """0 all done, 1 some rows failed or invalid, 3 credentials refused, 130 interrupted."""
+        if self.stopped == "credentials refused":
+            return 3
+        if self.stopped == "interrupted":
+            return 130
+        return 1 if self.problems else 0
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "manifest": self.manifest, "ledger": self.ledger, "rows": self.rows,
+            "counts": dict(self.counts), "top_errors": dict(self.errors.most_common(10)),
+            "bytes_sent": self.bytes_sent, "elapsed_seconds": round(self.elapsed, 3),
+            "stopped": self.stopped,
+        }
+
+
+class Observer(Protocol):
+    """Watches a run. ``started`` hands over the live summary, which the run keeps current."""
+
+    def started(self, summary: RunSummary) -> None: ...
+
+    def row(self, event: RowEvent) -> None: ...
+
+    def finished(self, summary: RunSummary) -> None: ...
+
+
+class NullObserver:
+    def started(self, summary: RunSummary) -> None:
+        return None
+
+    def row(self, event: RowEvent) -> None:
+        return None
+
+    def finished(self, summary: RunSummary) -> None:
+        return None

@@ -1,0 +1,426 @@
+"""The results ledger: one SQLite file (WAL), one row per recording, the product's memory.
+
+States of a recording and what each one promises::
+
+    pending    known and valid, not sent yet in this state's run
+    uploading  a request was (or was about to be) sent: the outcome is UNKNOWN. This is written
+               durably before the request leaves, so after a crash a row found here may or may
+               not exist at Convirza and must be reconciled before it is sent again.
+    succeeded  the API acknowledged the upload (final: never sent again)
+    failed     every attempt failed; ``retryable`` says whether sending again could help
+    invalid    never passed local validation (manifest cell or audio file); never sent
+
+Legal moves are listed in ``TRANSITIONS``; anything else raises ``LedgerError``, so a bug can
+not, say, turn a ``succeeded`` row back into ``uploading`` and import a call twice.
+
+Every method is one transaction with ``synchronous=FULL``: when it returns, the change survives
+a power cut. The class is synchronous; ``AsyncLedger`` runs it on one dedicated thread so the
+event loop never waits on the disk and all writes are serialized through one connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, fields
+from datetime import UTC, datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, ParamSpec, TypeVar
+
+from .errors import LedgerError
+
+
+class Status(StrEnum):
+    PENDING = "pending"
+    UPLOADING = "uploading"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    INVALID = "invalid"
+
+
+TRANSITIONS: dict[Status | None, frozenset[Status]] = {
+    None: frozenset({Status.PENDING, Status.INVALID}),
+    Status.PENDING: frozenset({Status.PENDING, Status.UPLOADING, Status.INVALID}),
+    # uploading -> uploading is the next attempt; -> pending is "reconciled: never arrived".
+    Status.UPLOADING: frozenset({Status.UPLOADING, Status.SUCCEEDED, Status.FAILED,
+                                 Status.PENDING, Status.INVALID}),
+    Status.FAILED: frozenset({Status.PENDING, Status.UPLOADING, Status.INVALID}),
+    Status.INVALID: frozenset({Status.PENDING, Status.INVALID}),
+    Status.SUCCEEDED: frozenset(),
+}
+
+MIGRATIONS: tuple[tuple[str, str], ...] = (
+    ("0001_initial", """
+        CREATE TABLE runs (
+            id INTEGER PRIMARY KEY,
+            command TEXT NOT NULL,
+            manifest TEXT,
+            started_at TEXT NOT NULL,
+            finished_at TEXT,
+            exit_code INTEGER,
+            summary TEXT
+        );
+        CREATE TABLE recordings (
+            key TEXT PRIMARY KEY,
+            external_id TEXT,
+            manifest TEXT,
+            row_number INTEGER,
+            source TEXT,
+            status TEXT NOT NULL CHECK (status IN
+                ('pending', 'uploading', 'succeeded', 'failed', 'invalid')),
+            retryable INTEGER NOT NULL DEFAULT 1,
+            fingerprint TEXT,
+            fields TEXT,
+            error TEXT,
+            http_status INTEGER,
+            request_id TEXT,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            first_attempt_at TEXT,
+            last_attempt_at TEXT,
+            duration REAL,
+            size INTEGER,
+            sha256 TEXT,
+            run_id INTEGER REFERENCES runs(id),
+            updated_at TEXT NOT NULL
+        );
+        CREATE INDEX recordings_status ON recordings(status);
+        CREATE TABLE attempts (
+            id INTEGER PRIMARY KEY,
+            key TEXT NOT NULL REFERENCES recordings(key),
+            run_id INTEGER REFERENCES runs(id),
+            started_at TEXT NOT NULL,
+            duration REAL,
+            http_status INTEGER,
+            error TEXT,
+            request_id TEXT,
+            outcome TEXT NOT NULL
+        );
+        CREATE INDEX attempts_key ON attempts(key);
+    """),
+)
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+@dataclass(frozen=True)
+class Admission:
+    """A manifest row offered to the ledger: valid (``status`` pending) or invalid."""
+
+    key: str
+    external_id: str | None
+    manifest: str
+    row_number: int
+    source: str
+    status: Status
+    fingerprint: str
+    fields: dict[str, Any] | None = None
+    error: str | None = None
+
+
+class Verdict(StrEnum):
+    """What the run should do with an admitted row."""
+
+    SEND = "send"            # new, changed, or worth another try
+    DONE = "done"            # succeeded before: skip
+    UNKNOWN = "unknown"      # left uploading by a crash: reconcile first
+    REJECTED = "rejected"    # failed for good before, same data: skip
+    DUPLICATE = "duplicate"  # the same key was already admitted in this run
+    INVALID = "invalid"      # recorded as invalid
+
+
+@dataclass(frozen=True)
+class Decision:
+    verdict: Verdict
+    previous: Status | None = None
+    duplicate_of: int | None = None
+
+
+@dataclass(frozen=True)
+class AttemptRecord:
+    """One request, kept for audit whatever its outcome."""
+
+    key: str
+    started_at: str
+    duration: float
+    outcome: str
+    http_status: int | None = None
+    error: str | None = None
+    request_id: str | None = None
+
+
+@dataclass(frozen=True)
+class LedgerRow:
+    key: str
+    external_id: str | None
+    manifest: str | None
+    row_number: int | None
+    source: str | None
+    status: Status
+    attempts: int
+    http_status: int | None
+    error: str | None
+    request_id: str | None
+    first_attempt_at: str | None
+    last_attempt_at: str | None
+    duration: float | None
+    size: int | None
+    sha256: str | None
+
+
+class Ledger:
+    """Synchronous access to one ledger file; see the module docstring for the states."""
+
+    def __init__(self, conn: sqlite3.Connection, path: Path) -> None:
+        self._conn = conn
+        self.path = path
+
+    @classmethod
+    def open(cls, path: Path, *, create: bool = True) -> Ledger:
+        """Open (and create or upgrade) the ledger at ``path``."""
+        if not create and not path.is_file():
+            raise LedgerError(f"{path}: no such ledger file")
+        if path.parent and not path.parent.is_dir():
+            raise LedgerError(f"{path}: the folder {path.parent} does not exist")
+        try:
+            conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False,
+                                   timeout=30)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=FULL")
+            conn.execute("PRAGMA foreign_keys=ON")
+            ledger = cls(conn, path)
+            ledger._migrate()
+        except sqlite3.DatabaseError as exc:
+            raise LedgerError(f"{path}: not a usable ledger ({exc})") from None
+        return ledger
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def _migrate(self) -> None:
+        self._conn.execute("CREATE TABLE IF NOT EXISTS migrations "
+                           "(name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)")
+        done = {r[0] for r in self._conn.execute("SELECT name FROM migrations")}
+        for name, script in MIGRATIONS:
+            if name in done:
+                continue
+            statements = [s.strip() for s in script.split(";") if s.strip()]
+            with self._transaction():
+                for statement in statements:
+                    self._conn.execute(statement)
+                self._conn.execute("INSERT INTO migrations VALUES (?, ?)", (name, _now()))
+
+    def _transaction(self) -> _Transaction:
+        return _Transaction(self._conn)
+
+    # --- runs ---------------------------------------------------------------------------
+
+    def begin_run(self, command: str, manifest: str | None) -> int:
+        with self._transaction():
+            cur = self._conn.execute(
+                "INSERT INTO runs (command, manifest, started_at) VALUES (?, ?, ?)",
+                (command, manifest, _now()))
+        return int(cur.lastrowid or 0)
+
+    def end_run(self, run_id: int, exit_code: int, summary: dict[str, Any]) -> None:
+        with self._transaction():
+            self._conn.execute(
+                "UPDATE runs SET finished_at = ?, exit_code = ?, summary = ? WHERE id = ?",
+                (_now(), exit_code, json.dumps(summary), run_id))
+
+    # --- admission ----------------------------------------------------------------------
+
+    def admit(self, run_id: int, rows: Sequence[Admission]) -> list[Decision]:
+        """Record a chunk of manifest rows and decide, for each, whether it is to be sent.
+
+        One transaction per chunk: a chunk of a thousand rows costs one fsync, not a thousand.
+        """
+        keys = [r.key for r in rows]
+        found: dict[str, tuple[Any, ...]] = {}
+        for start in range(0, len(keys), 500):
+            part = keys[start:start + 500]
+            marks = ",".join("?" * len(part))
+            for rec in self._conn.execute(
+                    "SELECT key, status, fingerprint, retryable, run_id, row_number, manifest "
+                    f"FROM recordings WHERE key IN ({marks})", part):
+                found[rec[0]] = rec
+        decisions: list[Decision] = []
+        now = _now()
+        with self._transaction():
+            for row in rows:
+                decision = self._decide(run_id, row, found.get(row.key))
+                decisions.append(decision)
+                if decision.verdict in (Verdict.SEND, Verdict.INVALID):
+                    self._upsert(run_id, row, now, decision.previous)
+                    found[row.key] = (row.key, row.status, row.fingerprint, 1, run_id,
+                                      row.row_number, row.manifest)
+        return decisions
+
+    def _decide(self, run_id: int, row: Admission, rec: tuple[Any, ...] | None) -> Decision:
+        if rec is None:
+            return Decision(Verdict.INVALID if row.status is Status.INVALID else Verdict.SEND)
+        _, status, fingerprint, retryable, rec_run, rec_row, rec_manifest = rec
+        previous = Status(status)
+        if rec_run == run_id and (rec_row, rec_manifest) != (row.row_number, row.manifest):
+            return Decision(Verdict.DUPLICATE, previous, duplicate_of=rec_row)
+        if previous is Status.SUCCEEDED:
+            return Decision(Verdict.DONE, previous)
+        if previous is Status.UPLOADING:
+            return Decision(Verdict.UNKNOWN, previous)
+        if previous is Status.FAILED and not retryable and fingerprint == row.fingerprint:
+            return Decision(Verdict.REJECTED, previous)
+        return Decision(Verdict.INVALID if row.status is Status.INVALID else Verdict.SEND, previous)
+
+    def _upsert(self, run_id: int, row: Admission, now: str, previous: Status | None) -> None:
+        _check(row.key, previous, row.status)
+        self._conn.execute(
+            """INSERT INTO recordings (key, external_id, manifest, row_number, source, status,
+                   retryable, fingerprint, fields, error, run_id, updated_at)
+               VALUES (?, ?, ?, ?, ?, ?, 1, ?, ?, ?, ?, ?)
+               ON CONFLICT(key) DO UPDATE SET external_id = excluded.external_id,
+                   manifest = excluded.manifest, row_number = excluded.row_number,
+                   source = excluded.source, status = excluded.status, retryable = 1,
+                   fingerprint = excluded.fingerprint, fields = excluded.fields,
+                   error = excluded.error, http_status = NULL, request_id = NULL,
+                   run_id = excluded.run_id, updated_at = excluded.updated_at""",
+            (row.key, row.external_id, row.manifest, row.row_number, row.source, row.status,
+             row.fingerprint, json.dumps(row.fields) if row.fields is not None else None,
+             row.error, run_id, now))
+
+    # --- transitions --------------------------------------------------------------------
+
+    def _move(self, key: str, to: Status, sets: str = "", params: Sequence[Any] = ()) -> None:
+        allowed = [s.value for s, targets in TRANSITIONS.items() if s is not None and to in targets]
+        marks = ",".join("?" * len(allowed))
+        with self._transaction():
+            cur = self._conn.execute(
+                f"UPDATE recordings SET status = ?, updated_at = ?{sets} "
+                f"WHERE key = ? AND status IN ({marks})",
+                (to.value, _now(), *params, key, *allowed))
+            if cur.rowcount != 1:
+                rec = self._conn.execute("SELECT status FROM recordings WHERE key = ?",
+                                         (key,)).fetchone()
+                if rec is None:
+                    raise LedgerError(f"{key}: no such recording in the ledger")
+                _check(key, Status(rec[0]), to)
+
+    def mark_uploading(self, key: str, size: int | None) -> None:
+        """Durable before the request leaves: a crash after this leaves the outcome unknown."""
+        self._move(key, Status.UPLOADING, ", size = ?", (size,))
+
+    def mark_invalid(self, key: str, error: str) -> None:
+        self._move(key, Status.INVALID, ", error = ?", (error,))
+
+    def mark_pending(self, key: str) -> None:
+        self._move(key, Status.PENDING)
+
+    def finish(self, key: str, status: Status, attempt: AttemptRecord,
+               *, retryable: bool = True) -> None:
+        """Record the last attempt and the row's final state in one transaction."""
+        if status not in (Status.SUCCEEDED, Status.FAILED):
+            raise LedgerError(f"{key}: finish() takes succeeded or failed, not {status}")
+        with self._transaction():
+            self._insert_attempt(attempt)
+            self._move_in_tx(key, status, attempt, retryable)
+
+    def record_attempt(self, attempt: AttemptRecord) -> None:
+        """An attempt that will be followed by another (the row stays ``uploading``)."""
+        with self._transaction():
+            self._insert_attempt(attempt)
+            self._conn.execute(
+                """UPDATE recordings SET attempts = attempts + 1,
+                       first_attempt_at = COALESCE(first_attempt_at, ?), last_attempt_at = ?,
+                       http_status = ?, error = ?, request_id = ?, updated_at = ?
+                   WHERE key = ?""",
+                (attempt.started_at, attempt.started_at, attempt.http_status, attempt.error,
+                 attempt.request_id, _now(), attempt.key))
+
+    def _insert_attempt(self, a: AttemptRecord) -> None:
+        self._conn.execute(
+            """INSERT INTO attempts (key, run_id, started_at, duration, http_status, error,
+                   request_id, outcome)
+               VALUES (?, (SELECT run_id FROM recordings WHERE key = ?), ?, ?, ?, ?, ?, ?)""",
+            (a.key, a.key, a.started_at, a.duration, a.http_status, a.error, a.request_id,
+             a.outcome))
+
+    def _move_in_tx(self, key: str, to: Status, a: AttemptRecord, retryable: bool) -> None:
+        rec = self._conn.execute("SELECT status FROM recordings WHERE key = ?", (key,)).fetchone()
+        _check(key, Status(rec[0]) if rec else None, to)
+        self._conn.execute(
+            """UPDATE recordings SET status = ?, retryable = ?, attempts = attempts + 1,
+                   first_attempt_at = COALESCE(first_attempt_at, ?), last_attempt_at = ?,
+                   http_status = ?, error = ?, request_id = ?,
+                   duration = COALESCE(duration, 0) + ?, updated_at = ?
+               WHERE key = ?""",
+            (to.value, int(retryable), a.started_at, a.started_at, a.http_status, a.error,
+             a.request_id, a.duration, _now(), key))
+
+    # --- queries ------------------------------------------------------------------------
+
+    def counts(self) -> dict[Status, int]:
+        counts = dict.fromkeys(Status, 0)
+        for status, n in self._conn.execute(
+                "SELECT status, COUNT(*) FROM recordings GROUP BY status"):
+            counts[Status(status)] = n
+        return counts
+
+    def rows(self, statuses: Sequence[Status] = ()) -> Iterator[LedgerRow]:
+        """Every recording in manifest order, optionally only those in ``statuses``."""
+        where = ""
+        if statuses:
+            where = f"WHERE status IN ({','.join('?' * len(statuses))})"
+        cur = self._conn.execute(
+            f"SELECT {', '.join(_ROW_FIELDS)} FROM recordings {where} "
+            "ORDER BY manifest, row_number, key",
+            [s.value for s in statuses])
+        for rec in cur:
+            values = dict(zip(_ROW_FIELDS, rec, strict=True))
+            values["status"] = Status(values["status"])
+            yield LedgerRow(**values)
+
+
+_ROW_FIELDS = tuple(f.name for f in fields(LedgerRow))
+
+
+def _check(key: str, current: Status | None, to: Status) -> None:
+    if to not in TRANSITIONS[current]:
+        was = current.value if current else "absent"
+        raise LedgerError(f"{key}: illegal ledger transition {was} -> {to.value}")
+
+
+class _Transaction:
+    """``BEGIN IMMEDIATE`` .. ``COMMIT``, rolled back on any exception."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+
+    def __enter__(self) -> None:
+        self._conn.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        self._conn.execute("COMMIT" if exc_type is None else "ROLLBACK")
+
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+class AsyncLedger:
+    """The ledger for async code: every call runs on one dedicated thread, in order."""
+
+    def __init__(self, ledger: Ledger) -> None:
+        self.ledger = ledger
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ledger")
+
+    async def call(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, lambda: fn(*args, **kwargs))
+
+    async def close(self) -> None:
+        await self.call(self.ledger.close)
+        self._executor.shutdown(wait=True)

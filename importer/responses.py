@@ -1,0 +1,170 @@
+"""What the API's answers mean, as pure functions: status, headers and body in, a result or one
+of our exceptions out. No I/O, so every status class and body shape is tested without a server.
+
+Bodies we know (see the API notes): the current ``{"statusCode", "message", "error",
+"requestId"}`` (``message`` may be a list, NestJS style), the older ``{"result": "error",
+"err"}`` (sometimes with HTTP 200), and swagger-tools' ``{"message", "errors": [...]}``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+from .errors import (
+    ApiError,
+    AuthError,
+    RateLimited,
+    RequestRejected,
+    RequestTimeout,
+    ServerError,
+    TransportError,
+)
+
+
+@dataclass(frozen=True)
+class UploadAnswer:
+    """A successful upload: the API returns no call id, only (perhaps) a request id."""
+
+    status: int
+    request_id: str | None
+
+
+@dataclass(frozen=True)
+class Token:
+    """An access token and how many seconds it lives; ``repr`` never shows the value."""
+
+    value: str
+    expires_in: float
+
+    def __repr__(self) -> str:
+        return f"Token(expires_in={self.expires_in})"
+
+
+def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
+    """Seconds to wait from a Retry-After header: delta-seconds or an HTTP date."""
+    if value is None or not value.strip():
+        return None
+    text = value.strip()
+    try:
+        return max(0.0, float(text))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(text)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
+
+
+def _json(body: bytes) -> Any:
+    if not body.strip():
+        return None
+    try:
+        return json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        return None
+
+
+def _header(headers: Mapping[str, str], name: str) -> str | None:
+    for key, value in headers.items():
+        if key.lower() == name:
+            return value
+    return None
+
+
+def error_message(data: Any, fallback: str) -> str:
+    """The most useful human text in an error body, whatever its shape."""
+    if not isinstance(data, dict):
+        return fallback
+    parts: list[str] = []
+    message = data.get("message")
+    if isinstance(message, list):
+        parts.extend(str(m) for m in message)
+    elif message:
+        parts.append(str(message))
+    for key in ("details", "errors"):
+        items = data.get(key)
+        if isinstance(items, list):
+            parts.extend(str(i.get("message", i)) if isinstance(i, dict) else str(i)
+                         for i in items)
+    for key in ("err", "error_description"):
+        if data.get(key):
+            parts.append(str(data[key]))
+    return ": ".join(dict.fromkeys(parts)) if parts else fallback
+
+
+def request_id_of(data: Any, headers: Mapping[str, str]) -> str | None:
+    if isinstance(data, dict):
+        for key in ("requestId", "request_id"):
+            if data.get(key):
+                return str(data[key])
+    return _header(headers, "x-request-id")
+
+
+def interpret_upload(status: int, headers: Mapping[str, str], body: bytes,
+                     now: datetime | None = None) -> UploadAnswer:
+    """An ``UploadAnswer`` for a success, else the ``ApiError`` subclass that fits."""
+    data = _json(body)
+    request_id = request_id_of(data, headers)
+    if 200 <= status < 300:
+        if isinstance(data, dict) and str(data.get("result", "")).lower() == "error":
+            raise RequestRejected(error_message(data, "the API answered result=error"),
+                                  status=status, request_id=request_id)
+        return UploadAnswer(status=status, request_id=request_id)
+    raise error_for(status, headers, data, now)
+
+
+def error_for(status: int, headers: Mapping[str, str], data: Any,
+              now: datetime | None = None) -> ApiError:
+    """The exception for a non-2xx answer (shared by uploads, logins and lookups)."""
+    request_id = request_id_of(data, headers)
+    reason = error_message(data, _REASONS.get(status, "error"))
+    if status in (401, 403):
+        return AuthError(reason, status=status, request_id=request_id)
+    if status == 408:
+        return RequestTimeout(reason, status=status, request_id=request_id, outcome_unknown=True)
+    if status == 429:
+        return RateLimited(reason, status=status, request_id=request_id,
+                           retry_after=parse_retry_after(_header(headers, "retry-after"), now))
+    if status >= 500:
+        return ServerError(reason, status=status, request_id=request_id,
+                           retry_after=parse_retry_after(_header(headers, "retry-after"), now),
+                           outcome_unknown=True)
+    if 400 <= status < 500:
+        return RequestRejected(reason, status=status, request_id=request_id)
+    return TransportError(f"unexpected HTTP status {status}", status=status,
+                          request_id=request_id, outcome_unknown=True)
+
+
+def interpret_token(status: int, headers: Mapping[str, str], body: bytes) -> Token:
+    """The access token from ``POST /oauth/token``; a refusal is an ``AuthError``."""
+    data = _json(body)
+    if status in (200, 201) and isinstance(data, dict):
+        token = data.get("access_token")
+        if isinstance(token, str) and token:
+            try:
+                expires_in = float(data.get("expires_in", 3600))
+            except (TypeError, ValueError):
+                expires_in = 3600.0
+            return Token(token, expires_in)
+        raise TransportError("the token endpoint answered without an access_token", status=status)
+    if status in (400, 401, 403):
+        reason = error_message(data, "credentials refused")
+        raise AuthError(f"login refused: {reason}",
+                        status=status, request_id=request_id_of(data, headers))
+    raise error_for(status, headers, data)
+
+
+_REASONS = {
+    400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
+    408: "Request Timeout", 413: "Payload Too Large", 429: "Too Many Requests",
+    500: "Internal Server Error", 502: "Bad Gateway", 503: "Service Unavailable",
+    504: "Gateway Timeout",
+}

@@ -1,0 +1,244 @@
+"""A Convirza-compatible API server for tests and the demo (aiohttp.web, loopback by default).
+
+It follows ../shared/api/NOTES.md: ``POST /oauth/token`` (password grant, form or JSON, tokens
+that expire, 10 logins a minute per IP), bearer auth on ``/v2/*`` (401 JSON), and
+``POST /v2/call/upload`` reading the multipart body as a stream (the file is hashed chunk by
+chunk, never held whole), answering 200 with no body, or 400 with
+``{"statusCode", "message", "error", "requestId"}``. The notes do not say whether the API
+details its validation failures; the sandbox adds them as ``details`` (a GUESS, marked so).
+
+Faults for tests are switched on in ``Faults``: random 5xx, latency. Build with
+``make_app(SandboxConfig(...))``; the received calls are in ``app[STORE]``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import random
+import time
+import uuid
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import BodyPartReader, web
+
+from .rules import FILE_FIELDS, audio_kind, check_fields
+from .store import CallStore
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+MAX_TEXT_FIELD = 64 * 1024
+LOGINS_PER_MINUTE = 10
+
+
+@dataclass
+class Faults:
+    """Failures to inject, reproducible with ``seed``."""
+
+    fail_rate: float = 0.0       # share of uploads answered 500 before anything is stored
+    latency: float = 0.0         # seconds added to every /v2 answer
+    seed: int | None = None
+
+
+@dataclass
+class SandboxConfig:
+    users: dict[str, str] = field(default_factory=lambda: {"demo@example.com": "demo-password"})
+    client_id: str = "system"
+    client_secret: str | None = None  # None: any secret is taken
+    static_tokens: frozenset[str] = frozenset()
+    token_ttl: float = 3600.0
+    max_file_size: int = 50_000_000
+    login_limit: bool = True
+    store_path: str = ":memory:"
+    faults: Faults = field(default_factory=Faults)
+
+
+@dataclass
+class SandboxState:
+    """Counters tests read to check the client's manners."""
+
+    uploads: int = 0
+    logins: int = 0
+    refused_logins: int = 0
+    unauthorized: int = 0
+    login_times: deque[float] = field(default_factory=lambda: deque(maxlen=1000))
+
+
+CONFIG = web.AppKey("config", SandboxConfig)
+STORE = web.AppKey("store", CallStore)
+STATE = web.AppKey("state", SandboxState)
+TOKENS = web.AppKey("tokens", dict)
+RNG = web.AppKey("rng", random.Random)
+
+
+def _error(status: int, message: str, error: str, request_id: str,
+           details: list[str] | None = None) -> web.Response:
+    body: dict[str, Any] = {"statusCode": status, "message": message, "error": error,
+                            "requestId": request_id}
+    if details:
+        body["details"] = details  # GUESS: the real API's body may not itemize problems
+    return web.json_response(body, status=status)
+
+
+def _bearer(request: web.Request) -> str | None:
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+
+
+@web.middleware
+async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    if not request.path.startswith("/v2/"):
+        return await handler(request)
+    app = request.app
+    token = _bearer(request)
+    expires = app[TOKENS].get(token) if token else None
+    valid = token in app[CONFIG].static_tokens or (expires is not None and expires > time.time())
+    if not valid:
+        app[STATE].unauthorized += 1
+        return _error(401, "Unauthorized", "Unauthorized", str(uuid.uuid4()))
+    return await handler(request)
+
+
+@web.middleware
+async def fault_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    faults = request.app[CONFIG].faults
+    if request.path.startswith("/v2/") and faults.latency:
+        await asyncio.sleep(faults.latency)
+    return await handler(request)
+
+
+async def token_handler(request: web.Request) -> web.Response:
+    app = request.app
+    cfg, state = app[CONFIG], app[STATE]
+    now = time.time()
+    if cfg.login_limit:
+        recent = [t for t in state.login_times if t > now - 60]
+        if len(recent) >= LOGINS_PER_MINUTE:
+            return web.json_response({"error": "too_many_requests",
+                                      "error_description": "10 token requests per minute"},
+                                     status=429, headers={"Retry-After": "60"})
+    state.login_times.append(now)
+    if request.content_type == "application/json":
+        try:
+            form = {k: str(v) for k, v in (await request.json()).items()}
+        except (ValueError, AttributeError):
+            form = {}
+    else:
+        form = {k: str(v) for k, v in (await request.post()).items()}
+    ok = (form.get("grant_type") == "password" and form.get("client_id") == cfg.client_id
+          and (cfg.client_secret is None or form.get("client_secret") == cfg.client_secret)
+          and form.get("username") in cfg.users
+          and cfg.users[form.get("username", "")] == form.get("password"))
+    if not ok:
+        state.refused_logins += 1
+        return web.json_response({"error": "invalid_grant",
+                                  "error_description": "Invalid resource owner credentials"},
+                                 status=401)
+    state.logins += 1
+    access = str(uuid.uuid4())
+    app[TOKENS][access] = now + cfg.token_ttl
+    return web.json_response({"access_token": access, "refresh_token": str(uuid.uuid4()),
+                              "expires_in": int(cfg.token_ttl), "status": "success",
+                              "token_type": "Bearer"})
+
+
+async def upload_handler(request: web.Request) -> web.Response:
+    app = request.app
+    cfg = app[CONFIG]
+    request_id = str(uuid.uuid4())
+    if cfg.faults.fail_rate and app[RNG].random() < cfg.faults.fail_rate:
+        await request.read()
+        return _error(500, "Internal server error", "Internal Server Error", request_id)
+    if request.content_type != "multipart/form-data":
+        return _error(400, "Validation failed", "Bad Request", request_id,
+                      [f"the body must be multipart/form-data, not {request.content_type}"])
+    fields: dict[str, str] = {}
+    problems: list[str] = []
+    file_name: str | None = None
+    file_size = 0
+    digest = hashlib.sha256()
+    head = b""
+    files = 0
+    reader = await request.multipart()
+    async for part in reader:
+        if not isinstance(part, BodyPartReader) or not part.name:
+            problems.append("nested or unnamed multipart part")
+            continue
+        if part.name in FILE_FIELDS and part.filename is not None:
+            files += 1
+            file_name = part.filename
+            while chunk := await part.read_chunk(1 << 16):
+                if len(head) < 12:
+                    head += chunk[: 12 - len(head)]
+                file_size += len(chunk)
+                if file_size > cfg.max_file_size:
+                    return _error(413, "File too large", "Payload Too Large", request_id,
+                                  [f"recording_file is over {cfg.max_file_size} bytes"])
+                digest.update(chunk)
+            continue
+        raw = await part.read(decode=True)
+        if len(raw) > MAX_TEXT_FIELD:
+            problems.append(f"Invalid parameter ({part.name}): value too long")
+            continue
+        if part.name in fields:
+            problems.append(f"Invalid parameter ({part.name}): sent more than once")
+        fields[part.name] = raw.decode("utf-8", errors="replace")
+    if files > 1:
+        problems.append("only one recording_file may be sent")
+    problems.extend(check_fields(fields, has_file=files > 0))
+    if files and file_size == 0:
+        problems.append("Failed to upload File . Please enter call recording file.")
+    elif files and audio_kind(head) is None:
+        problems.append("Invalid audio format.")
+    if problems:
+        return _error(400, "Validation failed", "Bad Request", request_id, problems)
+    app[STORE].add(request_id, fields, file_name, file_size if files else None,
+                   digest.hexdigest() if files else None)
+    app[STATE].uploads += 1
+    return web.Response(status=200)
+
+
+def make_app(config: SandboxConfig | None = None) -> web.Application:
+    """The sandbox as an aiohttp application, for ``aiohttp_server`` or ``web.AppRunner``."""
+    cfg = config or SandboxConfig()
+    app = web.Application(middlewares=[fault_middleware, auth_middleware],
+                          client_max_size=cfg.max_file_size + (1 << 20))
+    app[CONFIG] = cfg
+    app[STORE] = CallStore(cfg.store_path)
+    app[STATE] = SandboxState()
+    app[TOKENS] = {}
+    app[RNG] = random.Random(cfg.faults.seed)
+    app.router.add_post("/oauth/token", token_handler)
+    app.router.add_post("/v2/call/upload", upload_handler)
+
+    async def close_store(app: web.Application) -> None:
+        app[STORE].close()
+
+    app.on_cleanup.append(close_store)
+    return app
+
+
+async def start(config: SandboxConfig | None = None, host: str = "127.0.0.1",
+                port: int = 0) -> tuple[web.AppRunner, str]:
+    """Start the sandbox on ``host:port`` (0: a free port); returns the runner and base URL."""
+    app = make_app(config)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port)
+    await site.start()
+    bound = runner.addresses[0][1] if runner.addresses else port
+    return runner, f"http://{host}:{bound}"
+
+
+async def serve_forever(config: SandboxConfig, host: str, port: int,
+                        announce: Callable[[str], None]) -> None:
+    """Run until cancelled (Ctrl-C); ``announce`` gets the base URL once listening."""
+    runner, url = await start(config, host, port)
+    announce(url)
+    try:
+        await asyncio.Event().wait()
+    finally:
+        await runner.cleanup()
+

@@ -1,0 +1,167 @@
+"""Every knob of a run in one validated, frozen object.
+
+The environment is read here and nowhere else: each field ``name`` can be given as
+``CONVIRZA_<NAME>`` (``CONVIRZA_CONCURRENCY=8``), and a flag on the command line wins over the
+environment. Values that make no sense (``concurrency=0``) are refused before anything starts.
+
+Memory bound of a run: the reader stays at most ``queue_size`` rows ahead of the workers, so the
+rows held at once are about ``queue_size + concurrency + chunk_rows`` small records, plus one
+64 KiB read buffer per upload in flight, whatever the manifest's length or the files' sizes.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+
+from .errors import UsageError
+
+DEFAULT_API_URL = "https://apicfa.convirza.com"
+ENV_PREFIX = "CONVIRZA_"
+
+_SIZE_UNITS = {
+    "": 1, "b": 1,
+    "kb": 1000, "mb": 1000**2, "gb": 1000**3, "tb": 1000**4,
+    "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4,
+    "kib": 1024, "mib": 1024**2, "gib": 1024**3, "tib": 1024**4,
+}
+_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$")
+
+
+def parse_size(text: str | int) -> int:
+    """Bytes from ``"50MB"``, ``"1GiB"``, ``"500KiB"`` or a plain number (MB = 10^6, MiB = 2^20)."""
+    if isinstance(text, int):
+        return text
+    match = _SIZE_RE.match(text)
+    unit = match.group(2).lower() if match else ""
+    if not match or unit not in _SIZE_UNITS:
+        raise UsageError(f"not a size: {text!r} (expected bytes, or a number with KB, MB, GB, "
+                         "KiB, MiB or GiB)")
+    return int(float(match.group(1)) * _SIZE_UNITS[unit])
+
+
+def parse_assignments(pairs: list[str], option: str) -> dict[str, str]:
+    """``["A=b", "C=d"]`` from repeated ``--set``/``--map`` options, as a dict."""
+    out: dict[str, str] = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name.strip():
+            raise UsageError(f"{option} expects NAME=VALUE, got {pair!r}")
+        out[name.strip()] = value.strip()
+    return out
+
+
+class Settings(BaseModel):
+    """Configuration of one command, after flags, environment and defaults are merged."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    api_url: str = DEFAULT_API_URL
+    token: SecretStr | None = None
+    username: str | None = None
+    password: SecretStr | None = None
+    client_id: str = "system"
+    client_secret: SecretStr | None = None
+
+    ledger: Path | None = None
+    concurrency: int = Field(4, ge=1, le=256)
+    rate: float = Field(5.0, gt=0, description="requests per second, shared by all workers")
+    burst: int = Field(1, ge=1)
+    max_attempts: int = Field(5, ge=1, le=100)
+    backoff_base: float = Field(0.5, gt=0)
+    backoff_cap: float = Field(60.0, gt=0)
+    connect_timeout: float = Field(30.0, gt=0)
+    read_timeout: float = Field(120.0, gt=0)
+    min_upload_rate: int = Field(50_000, gt=0,
+                                 description="bytes/s that an upload's deadline allows for")
+    max_file_size: int = Field(50_000_000, gt=0)
+
+    defaults: dict[str, str] = Field(default_factory=dict)
+    column_map: dict[str, str] = Field(default_factory=dict)
+    timezone: str | None = None
+    file_field: Literal["recording_file", "file"] = "recording_file"
+    auto_external_id: bool = True
+
+    chunk_rows: int = Field(1000, ge=1)
+    queue_size: int = Field(0, ge=0, description="0: twice the concurrency")
+    log_format: Literal["text", "json"] = "text"
+    quiet: bool = False
+    progress_interval: float = Field(10.0, gt=0)
+
+    @model_validator(mode="after")
+    def _check(self) -> Settings:
+        if not re.match(r"^https?://[^/\s]+", self.api_url):
+            raise ValueError(f"api_url must be an http(s) URL such as {DEFAULT_API_URL}")
+        if self.username and not self.password:
+            raise ValueError("a username needs CONVIRZA_PASSWORD too")
+        return self
+
+    @property
+    def base_url(self) -> str:
+        """The API root without a trailing slash; ``/v2/...`` and ``/oauth/token`` are appended."""
+        return self.api_url.rstrip("/")
+
+    @property
+    def effective_queue_size(self) -> int:
+        return self.queue_size or 2 * self.concurrency
+
+    def secrets(self) -> list[str]:
+        """Every secret value, so that log output can be scrubbed of them as a last defence."""
+        secrets = (self.token, self.password, self.client_secret)
+        return [v for s in secrets if s and len(v := s.get_secret_value()) >= 4]
+
+    @classmethod
+    def load(cls, flags: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> Settings:
+        """Merge flags over ``CONVIRZA_*`` variables over defaults; flags set to None are unset.
+
+        A token may come from ``token_file`` (a flag) so that it never shows in the process list.
+        """
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for name in cls.model_fields:
+            raw = env.get(ENV_PREFIX + name.upper())
+            if raw is not None and raw != "":
+                values[name] = raw
+        token_file = flags.get("token_file") or env.get(ENV_PREFIX + "TOKEN_FILE")
+        for name, value in flags.items():
+            if name == "token_file" or value is None:
+                continue
+            values[name] = value
+        if token_file:
+            values["token"] = _read_token_file(Path(token_file))
+        if not values.get("timezone") and env.get("TZ"):
+            values["timezone"] = env["TZ"].lstrip(":")
+        for name in ("max_file_size",):
+            if isinstance(values.get(name), str):
+                values[name] = parse_size(values[name])
+        for name in ("defaults", "column_map"):
+            if isinstance(values.get(name), str):
+                values[name] = parse_assignments(values[name].split(";"), name)
+        try:
+            return cls(**values)
+        except ValidationError as exc:
+            raise UsageError(_describe(exc)) from None
+
+
+def _read_token_file(path: Path) -> str:
+    try:
+        token = path.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise UsageError(f"cannot read the token file {path}: {exc.strerror}") from None
+    if not token:
+        raise UsageError(f"the token file {path} is empty")
+    return token
+
+
+def _describe(exc: ValidationError) -> str:
+    """One line per bad setting, never echoing a secret's value."""
+    lines = []
+    for err in exc.errors():
+        name = ".".join(str(p) for p in err["loc"]) or "settings"
+        lines.append(f"{name.replace('_', '-')}: {err['msg']}")
+    return "invalid settings: " + "; ".join(lines)

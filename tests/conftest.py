@@ -1,0 +1,101 @@
+"""Shared fixtures: a real sandbox server on loopback (in a thread, so that the synchronous
+command line can run against it in the test's own thread), and copies of the sample data."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import shutil
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from aiohttp import web
+
+from importer.sandbox import STATE, STORE, SandboxConfig, start
+from importer.sandbox.app import SandboxState
+from importer.sandbox.store import CallStore
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLES = ROOT / "sample_data"
+SAMPLE_MANIFEST = ROOT / "manifests" / "sample.csv"
+TOKEN = "tok-3f9a1c7e-5b2d-4e8f-9a6c-1d2e3f4a5b6c"
+
+
+class SandboxThread:
+    """The sandbox app served from a background thread's event loop."""
+
+    def __init__(self, config: SandboxConfig) -> None:
+        self.config = config
+        self.url = ""
+        self._loop = asyncio.new_event_loop()
+        self._runner: web.AppRunner | None = None
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+
+    def __enter__(self) -> SandboxThread:
+        self._thread.start()
+        future = asyncio.run_coroutine_threadsafe(start(self.config), self._loop)
+        self._runner, self.url = future.result(timeout=10)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        assert self._runner is not None
+        asyncio.run_coroutine_threadsafe(self._shutdown(), self._loop).result(timeout=10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=10)
+        self._loop.close()
+
+    async def _shutdown(self) -> None:
+        assert self._runner is not None
+        await self._runner.cleanup()
+        # Keep-alive connection handlers may outlive cleanup; end them before the loop stops.
+        others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for task in others:
+            task.cancel()
+        await asyncio.gather(*others, return_exceptions=True)
+
+    @property
+    def store(self) -> CallStore:
+        assert self._runner is not None
+        return self._runner.app[STORE]
+
+    @property
+    def state(self) -> SandboxState:
+        assert self._runner is not None
+        return self._runner.app[STATE]
+
+
+@pytest.fixture
+def sandbox() -> Iterator[SandboxThread]:
+    config = SandboxConfig(static_tokens=frozenset({TOKEN}))
+    with SandboxThread(config) as server:
+        yield server
+
+
+@pytest.fixture
+def workdir(tmp_path: Path) -> Path:
+    """A copy of the sample manifest and recordings, laid out as in the repository."""
+    shutil.copytree(SAMPLES, tmp_path / "sample_data")
+    (tmp_path / "manifests").mkdir()
+    shutil.copy(SAMPLE_MANIFEST, tmp_path / "manifests" / "sample.csv")
+    return tmp_path
+
+
+@pytest.fixture
+def token_env(monkeypatch: pytest.MonkeyPatch, sandbox: SandboxThread) -> str:
+    """Point the importer at the sandbox with a valid token, through the environment only."""
+    for name in ("CONVIRZA_USERNAME", "CONVIRZA_PASSWORD", "CONVIRZA_LEDGER"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("CONVIRZA_API_URL", sandbox.url)
+    monkeypatch.setenv("CONVIRZA_TOKEN", TOKEN)
+    monkeypatch.setenv("CONVIRZA_TIMEZONE", "America/New_York")
+    return TOKEN
+
+
+def sha256_of(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def sample_files() -> list[Path]:
+    return sorted(p for p in SAMPLES.iterdir() if p.suffix in (".wav", ".mp3"))
