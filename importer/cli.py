@@ -38,7 +38,8 @@ from .settings import Settings, parse_assignments, parse_size
 log = logging.getLogger("importer.cli")
 
 EPILOG = """\
-environment: every option --some-name can also be set as CONVIRZA_SOME_NAME (flags win).
+environment: each option --some-name can also be set as CONVIRZA_SOME_NAME, e.g.
+CONVIRZA_CONCURRENCY=8, CONVIRZA_MAP='Call Start=call_date;From=caller_id' (flags win).
 credentials: CONVIRZA_TOKEN or --token-file FILE, or CONVIRZA_USERNAME + CONVIRZA_PASSWORD
 (with CONVIRZA_CLIENT_ID, default 'system', and CONVIRZA_CLIENT_SECRET); never on the command
 line, where other users could read them in the process list.
@@ -61,10 +62,12 @@ def exit_code_for(exc: BaseException) -> int:
 
 def _add_settings_options(p: argparse.ArgumentParser, *, upload: bool) -> None:
     g = p.add_argument_group("manifest")
-    g.add_argument("--map", action="append", default=[], metavar="COLUMN=FIELD",
+    g.add_argument("--map", dest="column_map", action="append", default=[],
+                   metavar="COLUMN=FIELD",
                    help="read the manifest column COLUMN as upload field FIELD (repeatable), "
                         "e.g. --map 'Call Start=call_date'")
-    g.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+    g.add_argument("--set", dest="defaults", action="append", default=[],
+                   metavar="FIELD=VALUE",
                    help="value of FIELD for rows that leave it empty (repeatable), "
                         "e.g. --set group_id=12")
     g.add_argument("--timezone", metavar="ZONE",
@@ -196,10 +199,10 @@ def _settings(args: argparse.Namespace) -> Settings:
     }
     if args.max_file_size is not None:
         flags["max_file_size"] = parse_size(args.max_file_size)
-    if args.set:
-        flags["defaults"] = parse_assignments(args.set, "--set")
-    if args.map:
-        flags["column_map"] = parse_assignments(args.map, "--map")
+    if args.defaults:
+        flags["defaults"] = parse_assignments(args.defaults, "--set")
+    if args.column_map:
+        flags["column_map"] = parse_assignments(args.column_map, "--map")
     return Settings.load(flags)
 
 

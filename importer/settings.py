@@ -23,6 +23,14 @@ from .errors import UsageError
 
 DEFAULT_API_URL = "https://apicfa.convirza.com"
 ENV_PREFIX = "CONVIRZA_"
+#: Fields whose command-line flag has another name than the field: the environment variable
+#: follows the flag (``--timeout`` -> ``CONVIRZA_TIMEOUT``), so users need learn one name.
+ENV_ALIASES = {"read_timeout": "TIMEOUT", "column_map": "MAP", "defaults": "SET"}
+
+
+def env_name(field: str) -> str:
+    """The environment variable for a settings field."""
+    return ENV_PREFIX + ENV_ALIASES.get(field, field.upper())
 
 _SIZE_UNITS = {
     "": 1, "b": 1,
@@ -124,7 +132,7 @@ class Settings(BaseModel):
         env = os.environ if environ is None else environ
         values: dict[str, Any] = {}
         for name in cls.model_fields:
-            raw = env.get(ENV_PREFIX + name.upper())
+            raw = env.get(env_name(name))
             if raw is not None and raw != "":
                 values[name] = raw
         token_file = flags.get("token_file") or env.get(ENV_PREFIX + "TOKEN_FILE")
@@ -140,8 +148,8 @@ class Settings(BaseModel):
             if isinstance(values.get(name), str):
                 values[name] = parse_size(values[name])
         for name in ("defaults", "column_map"):
-            if isinstance(values.get(name), str):
-                values[name] = parse_assignments(values[name].split(";"), name)
+            if isinstance(values.get(name), str):  # from the environment: "A=b;C=d"
+                values[name] = parse_assignments(values[name].split(";"), env_name(name))
         try:
             return cls(**values)
         except ValidationError as exc:

@@ -1,0 +1,118 @@
+"""The command line's surfaces: help for every option, the README kept true, the exit-code
+table, environment variables named after the flags."""
+
+from __future__ import annotations
+
+import argparse
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from importer.cli import build_parser, exit_code_for, main
+from importer.errors import AuthError, LedgerError, ManifestError, ServerError, UsageError
+from importer.settings import ENV_ALIASES, Settings, env_name
+
+ROOT = Path(__file__).resolve().parent.parent
+README = (ROOT / "README.md").read_text()
+
+
+def subcommands() -> dict[str, argparse.ArgumentParser]:
+    parser = build_parser()
+    [action] = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    return dict(action.choices)
+
+
+def test_every_option_has_help() -> None:
+    for name, sub in subcommands().items():
+        for action in sub._actions:
+            assert action.help and action.help.strip(), (name, action.option_strings)
+
+
+def test_every_command_is_in_the_readme() -> None:
+    for name in subcommands():
+        assert f"`{name}" in README, name
+
+
+def test_readme_architecture_lists_every_module() -> None:
+    section = README.split("## Architecture", 1)[1].split("##", 1)[0]
+    listed = set(re.findall(r"^\s+(\w+\.py)\s", section, re.M))
+    actual = {p.name for p in (ROOT / "importer").glob("*.py")
+              if p.name not in ("__init__.py", "__main__.py")}
+    actual |= {p.name for p in (ROOT / "importer" / "sandbox").glob("*.py")
+               if p.name != "__init__.py"}
+    assert listed == actual
+
+
+def test_run_flags_have_environment_variables() -> None:
+    run = subcommands()["run"]
+    fields = set(Settings.model_fields)
+    no_env = {"--help", "--verbose", "--token-file"}
+    for action in run._actions:
+        flag = next((o for o in action.option_strings if o.startswith("--")), None)
+        if flag is None or flag in no_env:
+            continue
+        field = action.dest
+        assert field in fields, flag
+        expected = "CONVIRZA_" + flag[2:].upper().replace("-", "_").removeprefix("NO_")
+        assert env_name(field) == expected, flag
+    assert set(ENV_ALIASES) <= fields
+
+
+def test_environment_feeds_settings() -> None:
+    s = Settings.load({"rate": 2.0}, environ={
+        "CONVIRZA_RATE": "9", "CONVIRZA_CONCURRENCY": "7", "CONVIRZA_TIMEOUT": "30",
+        "CONVIRZA_MAP": "Call Start=call_date;From=caller_id", "CONVIRZA_SET": "group_id=12",
+        "CONVIRZA_MAX_FILE_SIZE": "1MiB", "CONVIRZA_AUTO_EXTERNAL_ID": "false"})
+    assert (s.rate, s.concurrency, s.read_timeout, s.max_file_size) == (2.0, 7, 30.0, 1 << 20)
+    assert s.column_map == {"Call Start": "call_date", "From": "caller_id"}
+    assert s.defaults == {"group_id": "12"} and s.auto_external_id is False
+
+
+@pytest.mark.parametrize(("flags", "message"), [
+    ({"concurrency": 0}, "concurrency"),
+    ({"rate": -1}, "rate"),
+    ({"api_url": "apicfa.convirza.com"}, "api_url"),
+    ({"username": "a@b.c"}, "PASSWORD"),
+    ({"max_file_size": "fifty"}, "not a size"),
+])
+def test_nonsense_settings_are_usage_errors(flags: dict[str, object], message: str) -> None:
+    with pytest.raises(UsageError, match=message):
+        Settings.load(flags, environ={})
+
+
+def test_secret_values_stay_out_of_settings_errors(tmp_path: Path) -> None:
+    with pytest.raises(UsageError) as caught:
+        Settings.load({"concurrency": 0}, environ={"CONVIRZA_TOKEN": "s3cr3t-token"})
+    assert "s3cr3t-token" not in str(caught.value)
+    assert "s3cr3t-token" not in repr(Settings.load({}, environ={"CONVIRZA_TOKEN": "s3cr3t-token"}))
+    token_file = tmp_path / "token"
+    token_file.write_text("from-file-token\n")
+    assert Settings.load({"token_file": str(token_file)}, environ={}).token is not None
+    with pytest.raises(UsageError, match="empty"):
+        (tmp_path / "blank").write_text("\n")
+        Settings.load({"token_file": str(tmp_path / "blank")}, environ={})
+
+
+def test_exit_codes() -> None:
+    assert exit_code_for(AuthError("no", status=401)) == 3
+    assert exit_code_for(UsageError("x")) == 2
+    assert exit_code_for(ManifestError("m.csv", "broken")) == 2
+    assert exit_code_for(LedgerError("x")) == 2
+    assert exit_code_for(KeyboardInterrupt()) == 130
+    assert exit_code_for(ServerError("x", status=500)) == 1
+
+
+def test_usage_errors_are_one_line_exit_2(capsys: pytest.CaptureFixture[str],
+                                          tmp_path: Path) -> None:
+    assert main(["report", str(tmp_path / "none.sqlite")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "none.sqlite" in err
+
+
+def test_python_dash_m_works() -> None:
+    result = subprocess.run([sys.executable, "-m", "importer", "--help"], capture_output=True,
+                            text=True, check=False)
+    assert result.returncode == 0 and "validate" in result.stdout

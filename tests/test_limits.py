@@ -1,0 +1,136 @@
+"""Rate limiter and retry policy, driven by a fake clock: no test waits on the wall clock."""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+from collections.abc import Awaitable
+
+import pytest
+
+from importer.errors import RateLimited, RequestRejected, ServerError, TransportError
+from importer.limits import Attempt, RateLimiter, RetryPolicy
+
+
+class FakeTime:
+    """Virtual time: a sleeper waits until the clock reaches its deadline, and the clock jumps
+    to the earliest deadline once every task is waiting. Concurrent sleeps overlap as real
+    ones do, and no test waits on the wall clock."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.sleeps: list[float] = []
+        self._sleepers: list[tuple[float, int, asyncio.Future[None]]] = []
+        self._seq = 0
+
+    def clock(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._seq += 1
+        heapq.heappush(self._sleepers, (self.now + seconds, self._seq, future))
+        await future
+
+    async def run(self, *coros: Awaitable[object]) -> list[object]:
+        """Run ``coros`` to the end, moving the clock whenever all of them are asleep."""
+        task = asyncio.ensure_future(asyncio.gather(*coros))
+        while not task.done():
+            for _ in range(20):  # let every runnable task reach its next sleep
+                await asyncio.sleep(0)
+            if self._sleepers and not task.done():
+                deadline, _, future = heapq.heappop(self._sleepers)
+                self.now = max(self.now, deadline)
+                future.set_result(None)
+        return await task
+
+
+async def test_requests_are_evenly_spaced() -> None:
+    t = FakeTime()
+    limiter = RateLimiter(rate=4, clock=t.clock, sleep=t.sleep)
+    starts = []
+
+    async def go() -> None:
+        for _ in range(5):
+            async with limiter:
+                starts.append(t.now)
+
+    await t.run(go())
+    assert starts == [0.0, 0.25, 0.5, 0.75, 1.0]
+
+
+async def test_burst_lets_the_first_requests_through() -> None:
+    t = FakeTime()
+    limiter = RateLimiter(rate=2, burst=3, clock=t.clock, sleep=t.sleep)
+    starts = []
+
+    async def go() -> None:
+        for _ in range(5):
+            await limiter.acquire()
+            starts.append(t.now)
+
+    await t.run(go())
+    assert starts[:3] == [0.0, 0.0, 0.0]
+    assert starts[3:] == [0.5, 1.0]
+
+
+async def test_concurrent_waiters_leave_in_order_one_slot_apart() -> None:
+    t = FakeTime()
+    limiter = RateLimiter(rate=10, clock=t.clock, sleep=t.sleep)
+    starts: list[float] = []
+
+    async def worker() -> None:
+        await limiter.acquire()
+        starts.append(round(t.now, 6))
+
+    await t.run(*(worker() for _ in range(4)))
+    assert starts == [0.0, 0.1, 0.2, 0.3]
+
+
+async def test_pause_holds_everyone_then_resumes_spaced() -> None:
+    t = FakeTime()
+    limiter = RateLimiter(rate=10, clock=t.clock, sleep=t.sleep)
+    starts: list[float] = []
+
+    async def worker() -> None:
+        await limiter.acquire()
+        starts.append(round(t.now, 6))
+
+    async def pause_soon() -> None:
+        await limiter.acquire()  # takes the slot at 0.0
+        await t.sleep(0.05)      # the workers are now asleep until 0.1, 0.2, 0.3
+        limiter.pause_until(5.0)
+
+    # Workers already asleep in the limiter when the pause comes must wait for it too.
+    await t.run(pause_soon(), worker(), worker(), worker())
+    assert starts == [5.0, 5.1, 5.2]
+
+
+def test_limiter_refuses_nonsense() -> None:
+    with pytest.raises(ValueError):
+        RateLimiter(rate=0)
+    with pytest.raises(ValueError):
+        RateLimiter(rate=1, burst=0)
+
+
+def test_backoff_is_exponential_jittered_and_capped() -> None:
+    policy = RetryPolicy(max_attempts=10, base=0.5, cap=4.0, rand=lambda: 1.0)
+    error = ServerError("boom", status=500)
+    delays = [policy.decide(Attempt(n, error)) for n in range(1, 7)]
+    assert delays == [0.5, 1.0, 2.0, 4.0, 4.0, 4.0]
+    half = RetryPolicy(max_attempts=10, base=0.5, cap=4.0, rand=lambda: 0.5)
+    assert half.decide(Attempt(3, error)) == 1.0
+
+
+def test_retry_after_wins_over_backoff() -> None:
+    policy = RetryPolicy(max_attempts=5, rand=lambda: 1.0)
+    assert policy.decide(Attempt(1, RateLimited("slow", status=429, retry_after=9.0))) == 9.0
+
+
+def test_give_up_on_final_errors_and_after_the_last_attempt() -> None:
+    policy = RetryPolicy(max_attempts=3)
+    assert policy.decide(Attempt(1, RequestRejected("no", status=400))) is None
+    assert policy.decide(Attempt(3, TransportError("reset"))) is None
+    assert policy.decide(Attempt(2, TransportError("reset"))) is not None
+    assert policy.decide(Attempt(1, None)) is None

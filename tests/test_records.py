@@ -1,0 +1,171 @@
+"""Normalizers that undo what spreadsheets do to data, and the row model's error reporting."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from importer.records import (
+    RowContext,
+    RowInvalid,
+    format_call_date,
+    identify,
+    normalize_bool,
+    normalize_disposition,
+    normalize_id,
+    normalize_phone,
+    normalize_ten_digit_phone,
+    normalize_zip,
+    parse_call_date,
+    validate_row,
+)
+
+NOW = datetime(2026, 6, 1, tzinfo=UTC)
+CTX = RowContext(base_dir=Path("/data/manifests"), zone=ZoneInfo("America/New_York"), now=NOW)
+
+
+@pytest.mark.parametrize(("raw", "clean"), [
+    ("12", "12"), ("12.0", "12"), (" 12 ", "12"), ("0012", "12"), ("1.2E3", "1200"),
+])
+def test_ids(raw: str, clean: str) -> None:
+    assert normalize_id(raw) == clean
+
+
+FULL_WIDTH_12 = "\uff11\uff12"  # digits to str.isdigit(), but not to the API
+
+
+@pytest.mark.parametrize("raw", ["12.5", "abc", "", "-3", FULL_WIDTH_12])
+def test_bad_ids(raw: str) -> None:
+    with pytest.raises(ValueError, match="whole number"):
+        normalize_id(raw)
+
+
+@pytest.mark.parametrize(("raw", "clean"), [
+    ("(555) 123-4567", "5551234567"),
+    ("+1 555-123-4567", "5551234567"),
+    ("1-555-123-4567", "5551234567"),
+    ("555.123.4567", "5551234567"),
+    ("5551234567.0", "5551234567"),
+    ("5.551234567E9", "5551234567"),
+    ("+44 20 7946 0958", "442079460958"),
+])
+def test_phones(raw: str, clean: str) -> None:
+    assert normalize_phone(raw) == clean
+
+
+@pytest.mark.parametrize("raw", ["call me", "555-CALL-NOW", "12", "1234567890123456"])
+def test_bad_phones(raw: str) -> None:
+    with pytest.raises(ValueError):
+        normalize_phone(raw)
+
+
+def test_ring_to_needs_ten_digits() -> None:
+    assert normalize_ten_digit_phone("+1 (617) 555-0199") == "6175550199"
+    with pytest.raises(ValueError, match="10-digit"):
+        normalize_ten_digit_phone("+44 20 7946 0958")
+
+
+@pytest.mark.parametrize(("raw", "clean"), [
+    ("02134", "02134"), ("2134", "02134"), ("2134.0", "02134"), ("02134-1234", "02134"),
+])
+def test_zip(raw: str, clean: str) -> None:
+    assert normalize_zip(raw) == clean
+
+
+@pytest.mark.parametrize("raw", ["123456", "MA", "0213a"])
+def test_bad_zip(raw: str) -> None:
+    with pytest.raises(ValueError, match="5-digit"):
+        normalize_zip(raw)
+
+
+@pytest.mark.parametrize(("raw", "clean"), [
+    ("TRUE", "true"), ("yes", "true"), ("Y", "true"), ("1", "true"), ("1.0", "true"),
+    ("False", "false"), ("no", "false"), ("n", "false"), ("0", "false"),
+])
+def test_bools(raw: str, clean: str) -> None:
+    assert normalize_bool(raw) == clean
+
+
+def test_disposition() -> None:
+    assert normalize_disposition(" no answer ") == "NO ANSWER"
+    assert normalize_disposition("no_answer") == "NO ANSWER"
+    with pytest.raises(ValueError, match="ANSWERED"):
+        normalize_disposition("VOICEMAIL")
+
+
+@pytest.mark.parametrize(("raw", "sent"), [
+    ("2025-03-04T09:15:22-05:00", "2025-03-04T09:15:22-05:00"),
+    ("2025-03-04T14:15:22Z", "2025-03-04T14:15:22Z"),
+    ("2025-03-04 09:15:22", "2025-03-04T09:15:22-05:00"),   # zone from the context
+    ("2025-07-04 09:15", "2025-07-04T09:15:00-04:00"),      # daylight time in July
+    ("03/04/2025 9:15 AM", "2025-03-04T09:15:00-05:00"),
+    ("03/04/2025 21:15", "2025-03-04T21:15:00-05:00"),
+    ("45720.5", "2025-03-04T12:00:00-05:00"),               # an Excel serial number
+])
+def test_call_dates(raw: str, sent: str) -> None:
+    assert format_call_date(parse_call_date(raw, CTX)) == sent
+
+
+def test_dayfirst() -> None:
+    ctx = RowContext(base_dir=CTX.base_dir, zone=CTX.zone, now=NOW, dayfirst=True)
+    assert format_call_date(parse_call_date("04/03/2025 09:15", ctx)) == "2025-03-04T09:15:00-05:00"
+
+
+@pytest.mark.parametrize(("raw", "reason"), [
+    ("yesterday", "date and time"),
+    ("1989-12-31T23:00:00Z", "after 1990"),
+    ("2026-06-02T00:00:00Z", "not in the future"),
+])
+def test_bad_call_dates(raw: str, reason: str) -> None:
+    with pytest.raises(ValueError, match=reason):
+        parse_call_date(raw, CTX)
+
+
+def test_row_errors_name_every_problem() -> None:
+    with pytest.raises(RowInvalid) as caught:
+        validate_row({"call_date": "soon", "caller_id": "x", "recording_file": "a.wav"}, CTX)
+    problems = {p.column: p for p in caught.value.problems}
+    assert set(problems) == {"call_date", "caller_id", "group_id"}
+    assert problems["call_date"].value == "soon"
+    assert "required" in problems["group_id"].expected
+
+
+def test_exactly_one_source() -> None:
+    base = {"call_date": "2025-01-01T00:00:00Z", "group_id": "1", "caller_id": "6175550142"}
+    with pytest.raises(RowInvalid, match="exactly one"):
+        validate_row(base, CTX)
+    with pytest.raises(RowInvalid, match="exactly one"):
+        validate_row({**base, "recording_file": "a.wav",
+                      "recording_url": "https://x.test/a.wav"}, CTX)
+    with pytest.raises(RowInvalid, match="http"):
+        validate_row({**base, "recording_url": "ftp://x.test/a.wav"}, CTX)
+    record = validate_row({**base, "recording_file": "../audio/a.wav"}, CTX)
+    assert record.recording_file == Path("/data/audio/a.wav")
+
+
+def test_form_fields_are_in_documented_order_and_skip_empty() -> None:
+    record = validate_row({"caller_id": "6175550142", "group_id": "1", "city": " ",
+                           "call_date": "2025-01-01T00:00:00Z",
+                           "recording_url": "https://x.test/a.wav"}, CTX)
+    assert [n for n, _ in record.form_fields()] == ["recording_url", "call_date", "group_id",
+                                                    "caller_id"]
+
+
+def test_identity() -> None:
+    base = Path("/data/manifests")
+    given = identify({"external_id": "1234.0", "recording_file": "a.wav"}, base, True)
+    assert (given.key, given.external_id) == ("ext:1234", "1234")
+    by_path = identify({"recording_file": "../audio/a.wav"}, base, True)
+    assert by_path.key == "file:../audio/a.wav"
+    assert by_path.external_id is not None and by_path.external_id.startswith("cvzimp-")
+    # Stable: the same source always gives the same id; another source another one.
+    same = identify({"recording_file": "../audio/./a.wav"}, base, True)
+    assert (same.key, same.external_id) == (by_path.key, by_path.external_id)
+    assert identify({"recording_file": "../audio/b.wav"}, base, True).external_id != \
+        by_path.external_id
+    assert identify({"recording_file": "a.wav"}, base, False).external_id is None
+    assert identify({"recording_url": "https://x.test/a.wav"}, base, True).key == \
+        "url:https://x.test/a.wav"

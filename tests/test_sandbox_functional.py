@@ -1,0 +1,155 @@
+"""The sandbox behaves as the API notes say, checked with a plain aiohttp client (not ours):
+multipart only, bearer tokens that expire, the documented error body."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+
+import aiohttp
+import pytest
+from aiohttp import FormData
+from aiohttp.test_utils import TestClient
+from aiohttp.web import Application
+
+from importer.sandbox import STORE, SandboxConfig, make_app
+
+from .conftest import SAMPLES, sha256_of
+
+Client = TestClient  # type: ignore[type-arg]
+MakeClient = Callable[[Application], Awaitable[Client]]
+AUTH = {"Authorization": "Bearer fixed"}
+FIELDS = {"call_date": "2025-03-04T09:15:22-05:00", "group_id": "12", "caller_id": "6175550142"}
+
+
+@pytest.fixture
+async def client(aiohttp_client: MakeClient) -> Client:
+    return await aiohttp_client(make_app(SandboxConfig(static_tokens=frozenset({"fixed"}),
+                                                       max_file_size=200_000)))
+
+
+def form(fields: dict[str, str], file: str | None = "call-0001-pcm8k.wav") -> FormData:
+    data = FormData(default_to_multipart=True)
+    for name, value in fields.items():
+        data.add_field(name, value)
+    if file:
+        data.add_field("recording_file", (SAMPLES / file).open("rb"), filename=file,
+                       content_type="audio/wav")
+    return data
+
+
+async def test_upload_is_stored_with_its_hash(client: Client) -> None:
+    resp = await client.post("/v2/call/upload", data=form(FIELDS), headers=AUTH)
+    assert resp.status == 200
+    assert await resp.read() == b""
+    [call] = client.app[STORE].calls()
+    assert call.file_sha256 == sha256_of(SAMPLES / "call-0001-pcm8k.wav")
+    assert call.fields == FIELDS
+
+
+async def test_url_upload_without_a_file(client: Client) -> None:
+    fields = {**FIELDS, "recording_url": "https://rec.example.com/a.mp3"}
+    resp = await client.post("/v2/call/upload", data=form(fields, file=None), headers=AUTH)
+    assert resp.status == 200
+
+
+async def test_url_encoded_body_is_refused(client: Client) -> None:
+    fields = {**FIELDS, "recording_url": "https://rec.example.com/a.mp3"}
+    resp = await client.post("/v2/call/upload", data=fields, headers=AUTH)
+    assert resp.status == 400
+    body = await resp.json()
+    assert body["message"] == "Validation failed" and body["statusCode"] == 400
+    assert body["requestId"] and "multipart" in " ".join(body["details"])
+
+
+@pytest.mark.parametrize(("fields", "file", "detail"), [
+    ({**FIELDS, "colour": "red"}, "call-0001-pcm8k.wav", "property is not allowed"),
+    ({k: v for k, v in FIELDS.items() if k != "group_id"}, "call-0001-pcm8k.wav",
+     "(group_id): Value is required"),
+    ({**FIELDS, "call_date": "2020-08-16T04:36:38.000"}, "call-0001-pcm8k.wav",
+     "valid date and time"),
+    ({**FIELDS, "ring_to": "123456789"}, "call-0001-pcm8k.wav", "valid ring to"),
+    ({**FIELDS, "disposition": "ANS"}, "call-0001-pcm8k.wav", "Invalid disposition"),
+    ({**FIELDS, "is_outbound": "yes"}, "call-0001-pcm8k.wav", "boolean"),
+    (FIELDS, None, "call recording file"),
+    (FIELDS, "call-0004-stereo16k.wav", None),  # over this sandbox's 200 kB: 413
+])
+async def test_validation_failures(client: Client, fields: dict[str, str], file: str | None,
+                                   detail: str | None) -> None:
+    resp = await client.post("/v2/call/upload", data=form(fields, file), headers=AUTH)
+    body = await resp.json()
+    if detail is None:
+        assert resp.status == 413
+    else:
+        assert resp.status == 400
+        assert any(detail in d for d in body["details"]), body
+    assert set(body) >= {"statusCode", "message", "error", "requestId"}
+    assert client.app[STORE].count() == 0
+
+
+async def test_text_named_wav_is_refused(client: Client) -> None:
+    data = FormData(default_to_multipart=True)
+    for name, value in FIELDS.items():
+        data.add_field(name, value)
+    data.add_field("recording_file", b"just some text, honestly", filename="x.wav")
+    resp = await client.post("/v2/call/upload", data=data, headers=AUTH)
+    assert resp.status == 400
+    assert "Invalid audio format." in (await resp.json())["details"]
+
+
+@pytest.mark.parametrize("header", [{}, {"Authorization": "Bearer nope"},
+                                    {"Authorization": "Basic fixed"}])
+async def test_unauthorized(client: Client, header: dict[str, str]) -> None:
+    resp = await client.post("/v2/call/upload", data=form(FIELDS), headers=header)
+    assert resp.status == 401
+    assert (await resp.json())["statusCode"] == 401
+
+
+async def test_bearer_is_case_insensitive(client: Client) -> None:
+    resp = await client.post("/v2/call/upload", data=form(FIELDS),
+                             headers={"Authorization": "bearer fixed"})
+    assert resp.status == 200
+
+
+async def test_password_grant_tokens_expire(aiohttp_client: MakeClient) -> None:
+    client = await aiohttp_client(make_app(SandboxConfig(token_ttl=0.3)))
+    login = {"grant_type": "password", "client_id": "system", "client_secret": "s",
+             "username": "demo@example.com", "password": "demo-password"}
+    resp = await client.post("/oauth/token", data=login)
+    body = await resp.json()
+    assert resp.status == 200 and body["token_type"] == "Bearer" and body["expires_in"] == 0
+    auth = {"Authorization": f"Bearer {body['access_token']}"}
+    assert (await client.post("/v2/call/upload", data=form(FIELDS), headers=auth)).status == 200
+    await asyncio.sleep(0.4)
+    assert (await client.post("/v2/call/upload", data=form(FIELDS), headers=auth)).status == 401
+    # JSON logins are accepted too; wrong passwords are not.
+    assert (await client.post("/oauth/token", json=login)).status == 200
+    bad = await client.post("/oauth/token", data={**login, "password": "x"})
+    assert bad.status == 401
+
+
+async def test_token_endpoint_allows_ten_a_minute(aiohttp_client: MakeClient) -> None:
+    client = await aiohttp_client(make_app(SandboxConfig()))
+    statuses = [(await client.post("/oauth/token", data={"grant_type": "password"})).status
+                for _ in range(12)]
+    assert statuses[:10] == [401] * 10 and statuses[10:] == [429, 429]
+
+
+async def test_fail_rate_is_reproducible(aiohttp_client: MakeClient) -> None:
+    async def statuses() -> list[int]:
+        config = SandboxConfig(static_tokens=frozenset({"fixed"}))
+        config.faults.fail_rate, config.faults.seed = 0.5, 7
+        client = await aiohttp_client(make_app(config))
+        return [(await client.post("/v2/call/upload", data=form(FIELDS), headers=AUTH)).status
+                for _ in range(12)]
+
+    first, second = await statuses(), await statuses()
+    assert first == second and {200, 500} == set(first)
+
+
+async def test_errors_are_json_and_successes_have_no_body(client: Client) -> None:
+    resp = await client.post("/v2/call/upload", data=b"x", headers=AUTH)
+    assert resp.status == 400
+    assert resp.content_type == "application/json"
+    with pytest.raises(aiohttp.ContentTypeError):
+        await (await client.post("/v2/call/upload", data=form(FIELDS), headers=AUTH)).json()

@@ -1,0 +1,82 @@
+"""The code keeps the shape the README and STYLE promise: one exception tree drawn in its
+docstring, a public API that is exactly ``__all__``, walls between the modules."""
+
+from __future__ import annotations
+
+import ast
+import inspect
+import re
+from pathlib import Path
+
+import importer
+from importer import errors
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGE = ROOT / "importer"
+
+
+def test_exception_tree_matches_its_docstring() -> None:
+    defined = {name for name, obj in vars(errors).items()
+               if inspect.isclass(obj) and issubclass(obj, Exception)
+               and obj.__module__ == errors.__name__ and name != "Problem"}
+
+    def walk(cls: type) -> set[str]:
+        found = {cls.__name__}
+        for sub in cls.__subclasses__():
+            if sub.__module__ == errors.__name__:
+                found |= walk(sub)
+        return found
+
+    assert walk(errors.ImporterError) == defined
+    drawn = set(re.findall(r"[├└]── (\w+)", errors.__doc__ or "")) | {"ImporterError"}
+    assert drawn == defined
+
+
+def test_public_api_is_exactly_all() -> None:
+    assert importer.__all__ == sorted(importer.__all__)
+    public = {n for n in dir(importer) if not n.startswith("_")}
+    modules = {n for n in public if inspect.ismodule(getattr(importer, n))}
+    assert public - modules == set(importer.__all__)
+
+
+def imports_of(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text())
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            names.add(("." * node.level) + (node.module or ""))
+    return names
+
+
+def test_the_sandbox_imports_nothing_of_the_importer() -> None:
+    for path in (PACKAGE / "sandbox").glob("*.py"):
+        for name in imports_of(path):
+            assert not name.startswith("importer"), (path, name)
+            assert not name.startswith(".."), (path, name)
+
+
+def test_io_free_modules_stay_io_free() -> None:
+    for module in ("limits", "responses", "auth", "records", "events", "errors"):
+        names = imports_of(PACKAGE / f"{module}.py")
+        assert not {"aiohttp", "sqlite3", "aiofiles"} & names, module
+
+
+def test_only_the_client_speaks_aiohttp_and_one_session_per_run() -> None:
+    for path in PACKAGE.glob("*.py"):
+        if path.name != "client.py":
+            assert "aiohttp" not in imports_of(path), path.name
+    assert (PACKAGE / "client.py").read_text().count("ClientSession(") == 1
+
+
+def test_environment_is_read_only_in_settings() -> None:
+    for path in PACKAGE.rglob("*.py"):
+        if path.name != "settings.py" and "sandbox" not in path.parts:
+            assert "os.environ" not in path.read_text(), path.name
+
+
+def test_pipeline_has_a_bounded_queue_and_no_tqdm() -> None:
+    text = (PACKAGE / "pipeline.py").read_text()
+    assert "asyncio.Queue(self.settings.effective_queue_size)" in text
+    assert "tqdm" not in text
