@@ -52,6 +52,8 @@ class Problem:
     expected: str
 
     def __str__(self) -> str:
+        if not self.column:  # the row as a whole, not one cell
+            return self.expected
         shown = repr(self.value) if self.value != "" else "empty"
         return f"{self.column}: {self.expected} (got {shown})"
 

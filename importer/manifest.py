@@ -15,9 +15,6 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import pandas as pd
 
 from .errors import ManifestError
 from .records import REQUIRED_FIELDS, SOURCE_FIELDS, UPLOAD_FIELDS
@@ -35,6 +32,7 @@ class ManifestRow:
 
     number: int
     values: dict[str, str]
+    error: str | None = None  # the row as a whole is broken (more cells than the header)
 
 
 def canonical(header: str) -> str:
@@ -100,15 +98,41 @@ class Manifest:
 
     def chunks(self) -> Iterator[list[ManifestRow]]:
         """The non-blank rows in chunks of at most ``chunk_rows``; blocking, so call it from a
-        thread in async code."""
+        thread in async code.
+
+        Read with the csv module rather than pandas: pandas shifts or silently drops the cells
+        of a row longer than the header, where we must name that row instead.
+        """
         shown = str(self.path)
+        plan = self.plan
+        width = len(plan.fields)
+        number = 1  # the sheet's row number; the header is row 1, a blank line is a row too
+        batch: list[ManifestRow] = []
         try:
-            frames = pd.read_csv(self.path, dtype=str, keep_default_na=False, na_filter=False,
-                                 skip_blank_lines=False, chunksize=self.chunk_rows,
-                                 encoding="utf-8-sig")
-        except (UnicodeDecodeError, pd.errors.ParserError, OSError) as exc:
+            with self.path.open(encoding="utf-8-sig", newline="") as handle:
+                reader = csv.reader(handle, strict=True)
+                next(reader, None)
+                for cells in reader:
+                    number += 1
+                    if not any(c.strip() for c in cells):
+                        continue
+                    values = {f: c for f, c in zip(plan.fields, cells, strict=False)
+                              if f is not None and c.strip()}
+                    for name, value in plan.defaults.items():
+                        values.setdefault(name, value)
+                    extra = [c for c in cells[width:] if c.strip()]
+                    error = (f"has {len(cells)} cells but the header has {width} columns; "
+                             "is a comma inside a value not quoted?") if extra else None
+                    batch.append(ManifestRow(number, values, error))
+                    if len(batch) >= self.chunk_rows:
+                        yield batch
+                        batch = []
+        except (UnicodeDecodeError, csv.Error) as exc:
+            raise ManifestError(shown, f"near row {number}: {_reason(exc)}") from None
+        except OSError as exc:
             raise ManifestError(shown, _reason(exc)) from None
-        yield from _rows(frames, self.plan, shown)
+        if batch:
+            yield batch
 
 
 def open_manifest(path: Path, *, column_map: dict[str, str] | None = None,
@@ -134,35 +158,13 @@ def open_manifest(path: Path, *, column_map: dict[str, str] | None = None,
 
 
 def _read_header(path: Path) -> list[str]:
-    # Read with the csv module rather than taken from pandas, which renames duplicates ("a.1").
     with path.open(encoding="utf-8-sig", newline="") as handle:
         return [h for h in next(csv.reader(handle), [])]
 
 
-def _rows(chunks: Any, plan: ColumnPlan, shown: str) -> Iterator[list[ManifestRow]]:
-    offset = 2  # the header is row 1 of the sheet
-    try:
-        for frame in chunks:
-            batch: list[ManifestRow] = []
-            for i, cells in enumerate(frame.itertuples(index=False, name=None)):
-                values = {f: str(c) for f, c in zip(plan.fields, cells, strict=False)
-                          if f is not None and c is not None and str(c).strip() != ""}
-                if not values and not any(str(c).strip() for c in cells if c is not None):
-                    continue  # a blank line
-                for name, value in plan.defaults.items():
-                    values.setdefault(name, value)
-                batch.append(ManifestRow(offset + i, values))
-            offset += len(frame)
-            if batch:
-                yield batch
-    except (UnicodeDecodeError, pd.errors.ParserError) as exc:
-        raise ManifestError(shown, _reason(exc)) from None
-
-
 def _reason(exc: BaseException) -> str:
     if isinstance(exc, UnicodeDecodeError):
-        return (f"not valid UTF-8 at byte {exc.start} ({exc.reason}); save the manifest as "
-                "CSV UTF-8")
+        return f"not valid UTF-8 ({exc.reason}); save the manifest as CSV UTF-8"
     if isinstance(exc, OSError):
         return exc.strerror or str(exc)
-    return f"not a well-formed CSV: {str(exc).strip()}"
+    return f"not a well-formed CSV ({str(exc).strip()})"

@@ -1,6 +1,6 @@
 """The run: reader -> validate -> bounded queue -> workers -> ledger.
 
-One reader task streams the manifest in chunks (in a thread: pandas and the filesystem block),
+One reader task streams the manifest in chunks (in a thread: parsing and the filesystem block),
 validates each row, and lets the ledger decide which rows still need sending. It feeds a
 bounded queue, so it never runs more than ``queue_size`` rows ahead of the uploads. N worker
 tasks probe each file (in a thread), mark the row ``uploading`` durably, send it through the
@@ -35,6 +35,7 @@ from .errors import (
     AuthError,
     ImporterError,
     ManifestError,
+    Problem,
     RateLimited,
     RowError,
     UsageError,
@@ -224,10 +225,13 @@ class ImportRun:
         identity = identify(row.values, self._ctx.base_dir, self.settings.auto_external_id)
         key = identity.key or f"row:{self._manifest_id}:{row.number}"
         try:
+            if row.error is not None:
+                raise RowInvalid([Problem("", "", row.error)])
             record = validate_row(row.values, self._ctx)
         except RowInvalid as exc:
             error = RowError(self.manifest.name, row.number, exc.problems)
-            reason = "; ".join(f"{p.column}: {p.expected}" for p in exc.problems)
+            reason = "; ".join(f"{p.column}: {p.expected}" if p.column else p.expected
+                               for p in exc.problems)
             return _Prepared(Admission(
                 key=key, external_id=identity.external_id, manifest=self._manifest_id,
                 row_number=row.number, source=identity.source, status=Status.INVALID,
@@ -325,8 +329,8 @@ class ImportRun:
         await ledger.call(ledger.ledger.record_attempt, attempt)
         await ledger.call(ledger.ledger.mark_pending, job.key)
         if self._fatal is None:
-            self._fatal = exc
-            log.error("stopping: %s", exc)
+            self._fatal = exc  # reported once, by the caller, when the run has stopped
+            log.warning("credentials refused: stopping; uploads in flight finish first")
         self._stopping.set()
 
     async def _pause(self, seconds: float) -> None:

@@ -171,5 +171,5 @@ def _describe(exc: ValidationError) -> str:
     lines = []
     for err in exc.errors():
         name = ".".join(str(p) for p in err["loc"]) or "settings"
-        lines.append(f"{name.replace('_', '-')}: {err['msg']}")
+        lines.append(f"--{name.replace('_', '-')}: {err['msg']}")
     return "invalid settings: " + "; ".join(lines)
