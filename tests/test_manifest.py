@@ -87,3 +87,22 @@ def test_not_utf8(tmp_path: Path) -> None:
                      "a.wav,2025-01-01T00:00:00Z,1,6175550142,Jos\xe9\n".encode("cp1252"))
     with pytest.raises(ManifestError, match="UTF-8"):
         rows_of(path)
+
+
+def test_a_row_longer_than_the_header_is_named_not_shifted(tmp_path: Path) -> None:
+    path = tmp_path / "m.csv"
+    path.write_text("recording_file,call_date,group_id,caller_id\n"
+                    "a.wav,2025-01-01T00:00:00Z,1,617,555,0142\n"
+                    "b.wav,2025-01-01T00:00:00Z,1,6175550142,,\n")
+    manifest = open_manifest(path)
+    first, second = next(manifest.chunks())
+    assert first.error is not None and "6 cells" in first.error
+    assert first.values["caller_id"] == "617"  # not shifted into the wrong columns
+    assert second.error is None  # trailing empty cells are harmless
+
+
+def test_unterminated_quote_is_a_manifest_error(tmp_path: Path) -> None:
+    path = tmp_path / "m.csv"
+    path.write_text('recording_file,call_date,group_id,caller_id\n"a.wav,2025-01-01,1,2\n')
+    with pytest.raises(ManifestError, match="well-formed"):
+        rows_of(path)
