@@ -29,10 +29,13 @@ from . import demo, logs
 from .errors import AuthError, ImporterError, LedgerError, ManifestError, UsageError
 from .events import Observer, RunSummary
 from .ledger import Ledger, Status
+from .lookup import run_lookup
 from .pipeline import ImportRun
 from .progress import ProgressObserver
-from .report import counts_text, summary_text, write_rows
+from .report import ObjectWriter, counts_text, summary_text, write_rows
+from .resources import RESOURCES, parse_rules
 from .sandbox import Faults, SandboxConfig, serve_forever
+from .sandbox.seed import default_seed, load_seed
 from .settings import Settings, parse_assignments, parse_size
 
 log = logging.getLogger("importer.cli")
@@ -80,26 +83,39 @@ def _add_settings_options(p: argparse.ArgumentParser, *, upload: bool) -> None:
                    help="do not send a derived external_id for rows that have none")
     g.add_argument("--concurrency", type=int, metavar="N",
                    help="files probed or uploaded at once (default 4)")
+    a = _add_api_options(p)
+    a.add_argument("--preflight", action="store_const", const=True, default=None,
+                   help="look up every distinct group_id, campaign_id and channel_id once; "
+                        "rows naming one the API does not show become invalid" +
+                        ("" if upload else " (needs credentials)"))
     if upload:
-        a = p.add_argument_group("API")
-        a.add_argument("--api-url", metavar="URL",
-                       help="API root, to which /v2/... is appended "
-                            "(default https://apicfa.convirza.com)")
-        a.add_argument("--token-file", metavar="FILE",
-                       help="read the bearer token from FILE (instead of CONVIRZA_TOKEN)")
         a.add_argument("--ledger", type=Path, metavar="FILE",
                        help="results ledger (default: MANIFEST.ledger.sqlite beside the "
                             "manifest); re-running with the same ledger resumes")
-        a.add_argument("--rate", type=float, metavar="R",
-                       help="requests per second, over all workers (default 5)")
         a.add_argument("--burst", type=int, metavar="B",
                        help="requests allowed back to back (default 1: evenly spaced)")
-        a.add_argument("--max-attempts", type=int, metavar="N",
-                       help="attempts per recording on retryable errors (default 5)")
-        a.add_argument("--timeout", dest="read_timeout", type=float, metavar="SECONDS",
-                       help="longest wait for the server to answer (default 120)")
         a.add_argument("--file-field", choices=["recording_file", "file"],
                        help="multipart name of the audio part (older API: file)")
+    _add_output_options(p)
+
+
+def _add_api_options(p: argparse.ArgumentParser) -> argparse._ArgumentGroup:
+    a = p.add_argument_group("API")
+    a.add_argument("--api-url", metavar="URL",
+                   help="API root, to which /v2/... is appended "
+                        "(default https://apicfa.convirza.com)")
+    a.add_argument("--token-file", metavar="FILE",
+                   help="read the bearer token from FILE (instead of CONVIRZA_TOKEN)")
+    a.add_argument("--rate", type=float, metavar="R",
+                   help="requests per second, over all workers (default 5)")
+    a.add_argument("--max-attempts", type=int, metavar="N",
+                   help="attempts per request on retryable errors (default 5)")
+    a.add_argument("--timeout", dest="read_timeout", type=float, metavar="SECONDS",
+                   help="longest wait for the server to answer (default 120)")
+    return a
+
+
+def _add_output_options(p: argparse.ArgumentParser) -> None:
     o = p.add_argument_group("output")
     o.add_argument("--quiet", action="store_const", const=True, default=None,
                    help="print only errors (the exit code tells the rest)")
@@ -144,6 +160,29 @@ def build_parser() -> argparse.ArgumentParser:
                      default=[], help="only rows in this state (repeatable)")
     rep.add_argument("--output", type=Path, metavar="FILE", help="write to FILE, not stdout")
 
+    lk = sub.add_parser("lookup", help="read-only API lookups: groups, campaigns, calls, ...",
+                        description="Ask the API and print what it answers, page by page as "
+                                    "it arrives. Resources: " + "; ".join(
+                                        f"{r.name} ({r.help})" for r in RESOURCES.values()),
+                        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    lk.add_argument("resource", choices=list(RESOURCES), metavar="RESOURCE",
+                    help="what to look up: " + ", ".join(RESOURCES))
+    lk.add_argument("object_id", nargs="?", metavar="ID",
+                    help="the id, for the single-object resources (group, campaign, call)")
+    lk.add_argument("--filter", action="append", default=[], metavar="RULE",
+                    help="COLUMN=VALUE, or with !=, >=, <= (repeatable; all must hold), "
+                         "e.g. --filter 'call_started>=2025-01-01'")
+    lk.add_argument("--limit", type=int, metavar="N",
+                    help="print at most N objects (default: every page)")
+    lk.add_argument("--group", metavar="ID",
+                    help="the group (org unit) whose custom sources to list")
+    lk.add_argument("--format", choices=["table", "json", "csv"], default="table",
+                    help="an 80-column table (default), CSV, or one JSON array of the objects "
+                         "as the API gives them")
+    lk.add_argument("--output", type=Path, metavar="FILE", help="write to FILE, not stdout")
+    _add_api_options(lk)
+    _add_output_options(lk)
+
     sbx = sub.add_parser("sandbox", help="run a local Convirza-compatible API server",
                          description="A stand-in for Convirza's API on loopback, for trying "
                                      "the importer and for tests. Prints its URL, then serves "
@@ -166,6 +205,9 @@ def build_parser() -> argparse.ArgumentParser:
     sbx.add_argument("--latency", type=float, default=0.0, metavar="SECONDS",
                      help="delay added to every /v2 answer")
     sbx.add_argument("--seed", type=int, help="seed for the injected faults (reproducible)")
+    sbx.add_argument("--seed-data", metavar="FILE",
+                     help="JSON file of groups, campaigns, custom_sources, callflows, "
+                          "channels, numbers to serve instead of the built-in account")
 
     dmo = sub.add_parser("demo", help="import the bundled samples into an in-process sandbox",
                          description="Start the sandbox in this process, import the sample "
@@ -197,11 +239,12 @@ def _settings(args: argparse.Namespace) -> Settings:
                      "max_attempts", "read_timeout", "timezone", "file_field",
                      "auto_external_id", "quiet", "log_format")
     }
-    if args.max_file_size is not None:
+    flags["preflight"] = getattr(args, "preflight", None)
+    if getattr(args, "max_file_size", None) is not None:
         flags["max_file_size"] = parse_size(args.max_file_size)
-    if args.defaults:
+    if getattr(args, "defaults", None):
         flags["defaults"] = parse_assignments(args.defaults, "--set")
-    if args.column_map:
+    if getattr(args, "column_map", None):
         flags["column_map"] = parse_assignments(args.column_map, "--map")
     return Settings.load(flags)
 
@@ -282,6 +325,30 @@ def _output(path: Path | None) -> Any:
         raise UsageError(f"cannot write {path}: {exc.strerror}") from None
 
 
+def cmd_lookup(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    _setup_logging(settings, args.verbose)
+    resource = RESOURCES[args.resource]
+    if args.object_id is not None and not resource.single:
+        raise UsageError(f"lookup {resource.name} takes no ID; use --filter, e.g. "
+                         f"--filter {resource.columns[0]}={args.object_id}")
+    if args.limit is not None and args.limit < 1:
+        raise UsageError("--limit must be at least 1")
+    params: dict[str, str | int] = {}
+    if resource.required_param:
+        if args.group is None:
+            raise UsageError(f"lookup {resource.name} needs --group ID")
+        params[resource.required_param] = args.group
+    with _output(args.output) as out:
+        writer = ObjectWriter(args.format, resource.columns, out)
+        count = asyncio.run(run_lookup(settings, resource, writer, object_id=args.object_id,
+                                       filter=parse_rules(args.filter), params=params,
+                                       limit=args.limit))
+    if count == 0 and not settings.quiet:
+        print("no records found", file=sys.stderr)
+    return 0
+
+
 def cmd_sandbox(args: argparse.Namespace) -> int:
     users = {}
     for pair in args.user or [f"{demo.DEMO_USER}:{demo.DEMO_PASSWORD}"]:
@@ -289,8 +356,12 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
         if not sep:
             raise UsageError(f"--user expects EMAIL:PASSWORD, got {email!r}")
         users[email] = password
+    try:
+        seed = load_seed(args.seed_data) if args.seed_data else default_seed()
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"--seed-data: {exc}") from None
     config = SandboxConfig(
-        users=users, static_tokens=frozenset(args.token), token_ttl=args.token_ttl,
+        seed=seed, users=users, static_tokens=frozenset(args.token), token_ttl=args.token_ttl,
         max_file_size=parse_size(args.max_file_size), store_path=args.store,
         faults=Faults(fail_rate=args.fail_rate, latency=args.latency, seed=args.seed))
 
@@ -318,6 +389,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "run": lambda a: cmd_run(a, upload=True),
     "validate": lambda a: cmd_run(a, upload=False),
     "report": cmd_report,
+    "lookup": cmd_lookup,
     "sandbox": cmd_sandbox,
     "demo": cmd_demo,
 }

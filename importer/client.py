@@ -1,32 +1,56 @@
 """``ConvirzaClient``: the one place that speaks HTTP to Convirza.
 
 It owns the run's single ``aiohttp.ClientSession``, the bearer token, and the shared rate
-limiter; it turns every aiohttp exception into one of ours (``translate``) and leaves the
-meaning of answers to ``responses``. Callers never see aiohttp.
+limiter, for uploads and lookups alike; it turns every aiohttp exception into one of ours
+(``translate``) and leaves the meaning of answers to ``responses``. Callers never see aiohttp.
+Lookups (``fetch``, ``iterate``, ``get_one``, ``find_calls``) retry transient failures here,
+since a GET is safe to repeat; uploads are retried by the pipeline, which records each try.
 """
 
 from __future__ import annotations
 
 import asyncio
 import io
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from types import TracebackType
+from typing import Any, TypeVar
 
 import aiohttp
+from pydantic import ValidationError
 
 from .audio import AudioInfo
 from .auth import PasswordLogin, StaticToken, TokenProvider
-from .errors import ApiError, AudioError, AuthError, RequestTimeout, TransportError, UsageError
-from .limits import RateLimiter
+from .errors import (
+    ApiError,
+    AudioError,
+    AuthError,
+    RateLimited,
+    RequestTimeout,
+    TransportError,
+    UnexpectedAnswer,
+    UsageError,
+)
+from .limits import Attempt, RateLimiter, RetryPolicy, Sleep
 from .records import UploadRecord
-from .responses import Token, UploadAnswer, interpret_token, interpret_upload
+from .resources import RESOURCES, ApiObject, Call, Resource, build_filter
+from .responses import (
+    Token,
+    UploadAnswer,
+    interpret_lookup,
+    interpret_token,
+    interpret_upload,
+)
 from .settings import Settings
 
 UPLOAD_PATH = "/v2/call/upload"
 TOKEN_PATH = "/oauth/token"
 #: Error bodies are small; anything longer is cut, so a misbehaving server cannot fill memory.
 MAX_ANSWER_BYTES = 1 << 20
+#: The V2 lookups' own default page size.
+DEFAULT_PAGE = 100
+T = TypeVar("T")
 
 
 def _user_agent() -> str:
@@ -34,6 +58,15 @@ def _user_agent() -> str:
         return f"convirza-import/{version('convirza-import')}"
     except PackageNotFoundError:
         return "convirza-import"
+
+
+def _model(resource: Resource, item: dict[str, Any]) -> ApiObject:
+    try:
+        return resource.model.model_validate(item)
+    except ValidationError as exc:
+        fields = ", ".join(str(e["loc"][0]) for e in exc.errors() if e["loc"])
+        raise UnexpectedAnswer(f"{resource.path} answered an object without a usable "
+                               f"{fields or 'shape'}") from None
 
 
 def translate(exc: BaseException, *, body_sent: bool) -> ApiError:
@@ -66,9 +99,13 @@ def translate(exc: BaseException, *, body_sent: bool) -> ApiError:
 class ConvirzaClient:
     """Async client for one run: ``async with ConvirzaClient(settings) as client: ...``."""
 
-    def __init__(self, settings: Settings, *, limiter: RateLimiter | None = None) -> None:
+    def __init__(self, settings: Settings, *, limiter: RateLimiter | None = None,
+                 sleep: Sleep = asyncio.sleep) -> None:
         self.settings = settings
         self.limiter = limiter or RateLimiter(settings.rate, settings.burst)
+        self.policy = RetryPolicy(settings.max_attempts, settings.backoff_base,
+                                  settings.backoff_cap)
+        self._sleep = sleep
         self.auth = self._token_provider(settings)
         self._session: aiohttp.ClientSession | None = None
 
@@ -121,24 +158,93 @@ class ConvirzaClient:
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             raise translate(exc, body_sent=False) from exc
 
-    async def upload(self, record: UploadRecord, audio: AudioInfo | None) -> UploadAnswer:
-        """Send one recording: one request, or two when a 401 makes us renew the token first.
-
-        Each request builds its multipart body afresh from a newly opened file: a body that
-        was half sent can never be sent again.
-        """
+    async def _authorized(self, send: Callable[[str], Awaitable[T]]) -> T:
+        """``send(token)``, and once more with a renewed token if the API answers 401."""
         token = await self.auth.token()
         try:
-            return await self._upload_once(record, audio, token)
+            return await send(token)
         except AuthError as exc:
             if exc.status != 401:
                 raise
             token = await self.auth.renew(token)
         try:
-            return await self._upload_once(record, audio, token)
+            return await send(token)
         except AuthError as exc:
             raise AuthError(f"{exc.message}: the API refused {self.auth.credential} even after "
                             "a renewal", status=exc.status, request_id=exc.request_id) from exc
+
+    async def upload(self, record: UploadRecord, audio: AudioInfo | None) -> UploadAnswer:
+        """Send one recording: one request, or two when a 401 makes us renew the token first.
+
+        Each request builds its multipart body afresh from a newly opened file: a body that
+        was half sent can never be sent again. Retries are the caller's, which records them.
+        """
+        return await self._authorized(lambda token: self._upload_once(record, audio, token))
+
+    # --- lookups ----------------------------------------------------------------------
+
+    async def fetch(self, path: str, params: Mapping[str, str | int]) -> list[dict[str, Any]]:
+        """One GET of a V2 list endpoint, retried on transient failures (a GET is safe to
+        repeat), returning the envelope's ``data`` items."""
+        number = 0
+        while True:
+            number += 1
+            try:
+                return await self._authorized(lambda token: self._get_once(path, params, token))
+            except AuthError:
+                raise
+            except ApiError as exc:
+                delay = self.policy.decide(Attempt(number, exc))
+                if delay is None:
+                    raise
+                if isinstance(exc, RateLimited):
+                    self.limiter.pause_until(asyncio.get_running_loop().time() + delay)
+                await self._sleep(delay)
+
+    async def _get_once(self, path: str, params: Mapping[str, str | int],
+                        token: str) -> list[dict[str, Any]]:
+        try:
+            async with self.limiter, self.session.get(
+                    self.settings.base_url + path, params={k: str(v) for k, v in params.items()},
+                    headers={"Authorization": f"Bearer {token}"}) as resp:
+                body = await resp.content.read(MAX_ANSWER_BYTES)
+                return interpret_lookup(resp.status, resp.headers, body)
+        except ApiError:
+            raise
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            raise translate(exc, body_sent=True) from exc
+
+    async def iterate(self, resource: Resource, *, filter: str = "",
+                      params: Mapping[str, str | int] | None = None, limit: int | None = None,
+                      page_size: int = DEFAULT_PAGE) -> AsyncIterator[ApiObject]:
+        """Every object of a list endpoint, page after page; the next page is fetched only
+        when the caller has consumed this one. ``limit`` caps the number of objects."""
+        offset = 0
+        seen = 0
+        while limit is None or seen < limit:
+            size = page_size if limit is None else min(page_size, limit - seen)
+            query: dict[str, str | int] = {**(params or {}), "limit": size, "offset": offset}
+            if filter:
+                query["filter"] = filter
+            page = await self.fetch(resource.path, query)
+            for item in page:
+                yield _model(resource, item)
+            seen += len(page)
+            if len(page) < size:
+                return
+            offset += len(page)
+
+    async def get_one(self, resource: Resource, object_id: int | str) -> ApiObject | None:
+        """The object with this id, or None when the API has no such record."""
+        page = await self.fetch(resource.path, {"id": object_id})
+        return _model(resource, page[0]) if page else None
+
+    async def find_calls(self, external_id: str) -> list[Call]:
+        """Calls carrying this ``external_id``: how an upload with an unknown outcome (the
+        API returns no call id) is found again."""
+        rule = build_filter({"external_id": external_id})
+        return [c async for c in self.iterate(RESOURCES["calls"], filter=rule)
+                if isinstance(c, Call)]
 
     async def _upload_once(self, record: UploadRecord, audio: AudioInfo | None,
                            token: str) -> UploadAnswer:

@@ -13,6 +13,7 @@ branches to exit codes in one place (``cli.exit_code_for``)::
     │   ├── RateLimited         429
     │   ├── ServerError         5xx
     │   ├── RequestRejected     any other 4xx: final for that row
+    │   ├── UnexpectedAnswer    an answer in a shape we do not know
     │   └── TransportError      no usable answer: refused, reset, garbage
     │       └── RequestTimeout  also a TimeoutError
     └── LedgerError             the ledger is unusable, or a transition is illegal
@@ -64,8 +65,9 @@ class RowError(ManifestError):
     def __init__(self, path: str, row: int, problems: list[Problem]) -> None:
         self.row = row
         self.problems = list(problems)
-        detail = "; ".join(str(p) for p in self.problems)
-        super().__init__(path, f"row {row}: {detail}")
+        #: The message without the manifest's name, as the ledger keeps it.
+        self.detail = f"row {row}: " + "; ".join(str(p) for p in self.problems)
+        super().__init__(path, self.detail)
 
 
 class AudioError(ImporterError):
@@ -125,6 +127,10 @@ class ServerError(ApiError):
 
 class RequestRejected(ApiError):
     """A 4xx other than 401/403/429 (or 408): the API will refuse this request every time."""
+
+
+class UnexpectedAnswer(ApiError):
+    """The API answered, but not in any shape we know; another try would not help."""
 
 
 class TransportError(ApiError):

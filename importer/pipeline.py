@@ -22,7 +22,7 @@ import logging
 import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -44,6 +44,7 @@ from .events import NullObserver, Observer, Outcome, RowEvent, RunSummary
 from .ledger import Admission, AsyncLedger, AttemptRecord, Ledger, Status, Verdict
 from .limits import Attempt, RetryPolicy
 from .manifest import Manifest, ManifestRow, open_manifest
+from .preflight import Preflight
 from .records import RowContext, RowInvalid, UploadRecord, identify, resolve_zone, validate_row
 from .settings import Settings
 
@@ -70,6 +71,12 @@ def _fingerprint(data: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()
 
 
+def _row_error(row: int, problems: list[Problem]) -> str:
+    """The ledger's error text for an invalid row: its number as the sheet shows it, then every
+    problem (column, value, what was expected)."""
+    return RowError("", row, problems).detail
+
+
 def _now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds")
 
@@ -92,6 +99,7 @@ class ImportRun:
         self._stopping = asyncio.Event()
         self._fatal: AuthError | None = None
         self._broken: ManifestError | None = None
+        self._preflight: Preflight | None = None
         self._manifest_id = str(manifest.resolve())
         try:
             zone, self._zone_name = resolve_zone(settings.timezone)
@@ -155,8 +163,10 @@ class ImportRun:
         queue: asyncio.Queue[Job | None] = asyncio.Queue(self.settings.effective_queue_size)
         async with contextlib.AsyncExitStack() as stack:
             client = None
-            if self.upload:
+            if self.upload or self.settings.preflight:
                 client = await stack.enter_async_context(ConvirzaClient(self.settings))
+                if self.settings.preflight:
+                    self._preflight = Preflight(client)
             stack.push_async_callback(self._finish, ledger, run_id)
             # A worker or reader that fails unexpectedly cancels the others (TaskGroup);
             # every ledger write is a transaction, so the ledger stays consistent.
@@ -194,6 +204,8 @@ class ImportRun:
             prepared = await asyncio.to_thread(self._next_chunk, chunks)
             if prepared is None:
                 return
+            if self._preflight is not None:
+                prepared = await self._check_ids(prepared, self._preflight)
             decisions = await ledger.call(ledger.ledger.admit, run_id,
                                           [p.admission for p in prepared])
             for item, decision in zip(prepared, decisions, strict=True):
@@ -217,6 +229,20 @@ class ImportRun:
                 if self._stopping.is_set():
                     return
 
+    async def _check_ids(self, prepared: list[_Prepared], preflight: Preflight) -> list[_Prepared]:
+        """Rows naming ids the API does not have become invalid before they are admitted."""
+        found = await preflight.problems([p.record for p in prepared])
+        checked = []
+        for item, problems in zip(prepared, found, strict=True):
+            if problems:
+                adm = item.admission
+                error = _row_error(adm.row_number, problems)
+                item = _Prepared(replace(adm, status=Status.INVALID, fields=None,
+                                         error=error), None,
+                                 "; ".join(f"{p.column}: unknown to the API" for p in problems))
+            checked.append(item)
+        return checked
+
     def _next_chunk(self, chunks: Iterator[list[ManifestRow]]) -> list[_Prepared] | None:
         chunk = next(chunks, None)
         return None if chunk is None else [self._prepare(row) for row in chunk]
@@ -229,13 +255,13 @@ class ImportRun:
                 raise RowInvalid([Problem("", "", row.error)])
             record = validate_row(row.values, self._ctx)
         except RowInvalid as exc:
-            error = RowError(self.manifest.name, row.number, exc.problems)
+            error = _row_error(row.number, exc.problems)
             reason = "; ".join(f"{p.column}: {p.expected}" if p.column else p.expected
                                for p in exc.problems)
             return _Prepared(Admission(
                 key=key, external_id=identity.external_id, manifest=self._manifest_id,
                 row_number=row.number, source=identity.source, status=Status.INVALID,
-                fingerprint=_fingerprint(row.values), error=str(error)), None, reason)
+                fingerprint=_fingerprint(row.values), error=error), None, reason)
         if record.external_id is None and identity.external_id is not None:
             record = record.model_copy(update={"external_id": identity.external_id})
         fields = record.model_dump(mode="json", exclude_none=True)
@@ -265,7 +291,7 @@ class ImportRun:
                     self._emit(RowEvent(job.row, job.key, Outcome.INVALID, f"row {job.row}: {exc}",
                                         exc.reason))
                     continue
-            if client is None:
+            if client is None or not self.upload:
                 self._emit(RowEvent(job.row, job.key, Outcome.VALID,
                                     size=info.size if info else 0))
                 continue

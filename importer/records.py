@@ -314,7 +314,7 @@ def validate_row(values: dict[str, str], ctx: RowContext) -> UploadRecord:
 
 
 class RowInvalid(ValueError):
-    """Raised by ``validate_row``; the caller adds the manifest and row number (``RowError``)."""
+    """Raised by ``validate_row``; the caller knows the row number (``RowError``)."""
 
     def __init__(self, problems: list[Problem]) -> None:
         self.problems = problems

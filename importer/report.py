@@ -9,7 +9,7 @@ import json
 import shutil
 from collections.abc import Iterable
 from dataclasses import asdict, fields
-from typing import Literal, TextIO
+from typing import Any, Literal, TextIO
 
 from .events import RunSummary
 from .ledger import Ledger, LedgerRow, Status
@@ -34,7 +34,8 @@ def summary_text(summary: RunSummary) -> str:
         parts = [f"{n} {name}" for name, n in sorted(c.items()) if n and name != "retries"]
         lines.append(f"{summary.rows} rows in {seconds:.1f}s: {', '.join(parts) or 'none'}.")
     if done and seconds > 0:
-        lines.append(f"Uploaded {done} recordings, {summary.bytes_sent / 1e6:.1f} MB, "
+        lines.append(f"Uploaded {done} recording{'s' if done != 1 else ''}, "
+                     f"{summary.bytes_sent / 1e6:.1f} MB, "
                      f"{done / seconds:.1f} files/s.")
     if c["retries"]:
         lines.append(f"{c['retries']} attempts were retried.")
@@ -104,6 +105,65 @@ def _write_table(rows: Iterable[LedgerRow], out: TextIO) -> int:
         out.write(line({c: "" if data[c] is None else str(data[c]) for c in TABLE_COLUMNS}) + "\n")
         count += 1
     return count
+
+
+class ObjectWriter:
+    """Writes API objects as they arrive: an aligned table of ``columns``, CSV (columns of the
+    first object; Excel-safe), or one JSON array of the objects exactly as the API gave them.
+    Nothing is held back, so a lookup of a million calls streams."""
+
+    def __init__(self, fmt: Format, columns: tuple[str, ...], out: TextIO) -> None:
+        self.fmt = fmt
+        self.columns = columns
+        self.out = out
+        self.count = 0
+        self._csv: csv.DictWriter[str] | None = None
+        self._sizes: dict[str, int] = {}
+
+    def write(self, obj: dict[str, Any]) -> None:
+        if self.fmt == "json":
+            self.out.write(("[\n  " if not self.count else ",\n  ") + json.dumps(obj))
+        elif self.fmt == "csv":
+            if self._csv is None:
+                self._csv = csv.DictWriter(self.out, fieldnames=list(obj),
+                                           extrasaction="ignore")
+                self._csv.writeheader()
+            self._csv.writerow({k: safe_cell(_cell(v)) for k, v in obj.items()})
+        else:
+            if not self.count:
+                self._sizes = _table_sizes(self.columns)
+                self.out.write(self._line({c: c for c in self.columns}) + "\n")
+            self.out.write(self._line({c: _cell(obj.get(c)) for c in self.columns}) + "\n")
+        self.count += 1
+
+    def _line(self, cells: dict[str, str]) -> str:
+        return "  ".join(_fit(cells[c], self._sizes[c]) for c in self.columns).rstrip()
+
+    def close(self) -> None:
+        if self.fmt == "json":
+            self.out.write("\n]\n" if self.count else "[]\n")
+        self.out.flush()
+
+
+def _cell(value: object) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, (list, dict)):
+        return json.dumps(value)
+    return str(value)
+
+
+def _table_sizes(columns: tuple[str, ...]) -> dict[str, int]:
+    """Share the terminal width (at least 80) among the columns, ids narrower."""
+    width = max(80, shutil.get_terminal_size((100, 24)).columns) - 2 * (len(columns) - 1)
+    narrow = [c for c in columns if (c.endswith("_id") and "ext" not in c)
+              or c.endswith("status")]
+    sizes = {c: min(16, max(8, len(c))) for c in narrow}
+    rest = [c for c in columns if c not in sizes]
+    free = width - sum(sizes.values())
+    for c in rest:
+        sizes[c] = max(10, free // max(1, len(rest)))
+    return sizes
 
 
 def _fit(text: str, size: int) -> str:

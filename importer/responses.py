@@ -23,7 +23,11 @@ from .errors import (
     RequestTimeout,
     ServerError,
     TransportError,
+    UnexpectedAnswer,
 )
+
+#: The V2 lookups answer an empty result with this error string (API notes, section 4).
+NO_RECORDS = "no records found."
 
 
 @dataclass(frozen=True)
@@ -141,6 +145,32 @@ def error_for(status: int, headers: Mapping[str, str], data: Any,
         return RequestRejected(reason, status=status, request_id=request_id)
     return TransportError(f"unexpected HTTP status {status}", status=status,
                           request_id=request_id, outcome_unknown=True)
+
+
+def interpret_lookup(status: int, headers: Mapping[str, str], body: bytes,
+                     now: datetime | None = None) -> list[dict[str, Any]]:
+    """The ``data`` items of a V2 ``{"result", "err", "data"}`` envelope; the error
+    ``"no records found."`` is an empty list, whatever the HTTP status that carries it."""
+    data = _json(body)
+    envelope = isinstance(data, dict) and "result" in data
+    if envelope and str(data.get("err") or "").strip().lower() == NO_RECORDS:
+        return []
+    if not 200 <= status < 300:
+        raise error_for(status, headers, data, now)
+    if not envelope:
+        raise UnexpectedAnswer("the answer is not a {result, err, data} envelope",
+                               status=status, request_id=request_id_of(data, headers))
+    if str(data.get("result")).lower() != "success":
+        raise RequestRejected(error_message(data, "the API answered result=error"),
+                              status=status, request_id=request_id_of(data, headers))
+    items = data.get("data")
+    if items is None:
+        return []
+    if isinstance(items, dict):
+        items = [items]
+    if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
+        raise UnexpectedAnswer("the envelope's data is not a list of objects", status=status)
+    return items
 
 
 def interpret_token(status: int, headers: Mapping[str, str], body: bytes) -> Token:

@@ -94,6 +94,7 @@ class Settings(BaseModel):
     timezone: str | None = None
     file_field: Literal["recording_file", "file"] = "recording_file"
     auto_external_id: bool = True
+    preflight: bool = False
 
     chunk_rows: int = Field(1000, ge=1)
     queue_size: int = Field(0, ge=0, description="0: twice the concurrency")

@@ -16,8 +16,14 @@ from importer.errors import (
     RequestTimeout,
     ServerError,
     TransportError,
+    UnexpectedAnswer,
 )
-from importer.responses import interpret_token, interpret_upload, parse_retry_after
+from importer.responses import (
+    interpret_lookup,
+    interpret_token,
+    interpret_upload,
+    parse_retry_after,
+)
 
 NOW = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)
 CURRENT_400 = json.dumps({"statusCode": 400, "message": "Validation failed",
@@ -121,3 +127,33 @@ def test_token_answers() -> None:
 def test_token_refusals(status: int, body: bytes, kind: type[ApiError]) -> None:
     with pytest.raises(kind):
         interpret_token(status, {}, body)
+
+
+@pytest.mark.parametrize(("status", "body", "items"), [
+    (200, {"result": "success", "err": None, "data": [{"a": 1}, {"a": 2}]}, [{"a": 1}, {"a": 2}]),
+    (200, {"result": "success", "err": None, "data": {"a": 1}}, [{"a": 1}]),
+    (200, {"result": "success", "err": None, "data": None}, []),
+    (200, {"result": "error", "err": "no records found."}, []),
+    (404, {"result": "error", "err": "No records found. "}, []),
+])
+def test_lookup_envelopes(status: int, body: dict[str, object],
+                          items: list[dict[str, object]]) -> None:
+    assert interpret_lookup(status, {}, json.dumps(body).encode()) == items
+
+
+@pytest.mark.parametrize(("status", "body", "kind", "text"), [
+    (400, {"result": "error", "err": "Invalid column specified in filter on rule 1 : x=1"},
+     RequestRejected, "Invalid column"),
+    (200, {"result": "error", "err": "Please provide valid data."}, RequestRejected,
+     "valid data"),
+    (400, {"message": "Validation errors", "errors": [
+        {"message": "Invalid parameter (limit): Value -5 is less than minimum 1"}]},
+     RequestRejected, "minimum 1"),
+    (401, {}, AuthError, "Unauthorized"),
+    (503, {}, ServerError, "Service Unavailable"),
+    (200, [1, 2], UnexpectedAnswer, "envelope"),
+    (200, {"result": "success", "data": [1]}, UnexpectedAnswer, "list of objects"),
+])
+def test_lookup_errors(status: int, body: object, kind: type[ApiError], text: str) -> None:
+    with pytest.raises(kind, match=text):
+        interpret_lookup(status, {}, json.dumps(body).encode())

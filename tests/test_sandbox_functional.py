@@ -153,3 +153,36 @@ async def test_errors_are_json_and_successes_have_no_body(client: Client) -> Non
     assert resp.content_type == "application/json"
     with pytest.raises(aiohttp.ContentTypeError):
         await (await client.post("/v2/call/upload", data=form(FIELDS), headers=AUTH)).json()
+
+
+@pytest.mark.parametrize(("query", "code", "message"), [
+    ("limit=-5", "MINIMUM", "Value -5 is less than minimum 1"),
+    ("limit=abc", "INVALID_TYPE", "Expected type integer"),
+    ("offset=-1", "MINIMUM", "less than minimum 0"),
+])
+async def test_paging_parameters_are_checked(client: Client, query: str, code: str,
+                                             message: str) -> None:
+    resp = await client.get(f"/v2/group/list?{query}", headers=AUTH)
+    body = await resp.json()
+    assert resp.status == 400 and body["message"] == "Validation errors"
+    assert body["errors"][0]["errors"][0]["code"] == code
+    assert message in body["errors"][0]["message"]
+
+
+async def test_default_page_is_100_and_empty_is_an_error(client: Client) -> None:
+    store = client.app[STORE]
+    for n in range(130):
+        store.add(f"r{n}", {"external_id": f"E{n}"}, None, None, None)
+    first = await (await client.get("/v2/call/list", headers=AUTH)).json()
+    assert first["result"] == "success" and len(first["data"]) == 100
+    rest = await (await client.get("/v2/call/list?offset=100", headers=AUTH)).json()
+    assert len(rest["data"]) == 30
+    none = await (await client.get("/v2/call/list?offset=200", headers=AUTH)).json()
+    assert none == {"result": "error", "err": "no records found.", "data": []}
+
+
+async def test_unknown_group_is_refused_on_upload(client: Client) -> None:
+    resp = await client.post("/v2/call/upload", data=form({**FIELDS, "group_id": "99"}),
+                             headers=AUTH)
+    assert resp.status == 400
+    assert "You are unauthorized for this group." in (await resp.json())["details"]

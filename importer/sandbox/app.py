@@ -7,7 +7,8 @@ chunk, never held whole), answering 200 with no body, or 400 with
 ``{"statusCode", "message", "error", "requestId"}``. The notes do not say whether the API
 details its validation failures; the sandbox adds them as ``details`` (a GUESS, marked so).
 
-Faults for tests are switched on in ``Faults``: random 5xx, latency. Build with
+The lookup endpoints (``lookups.py``) serve a seeded account (``seed.py``) and the calls
+received. Faults for tests are switched on in ``Faults``: random 5xx, latency. Build with
 ``make_app(SandboxConfig(...))``; the received calls are in ``app[STORE]``.
 """
 
@@ -25,7 +26,9 @@ from typing import Any
 
 from aiohttp import BodyPartReader, web
 
+from .lookups import lookup
 from .rules import FILE_FIELDS, audio_kind, check_fields
+from .seed import Seed, default_seed
 from .store import CallStore
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -53,6 +56,7 @@ class SandboxConfig:
     login_limit: bool = True
     store_path: str = ":memory:"
     faults: Faults = field(default_factory=Faults)
+    seed: Seed = field(default_factory=default_seed)
 
 
 @dataclass
@@ -188,6 +192,7 @@ async def upload_handler(request: web.Request) -> web.Response:
     if files > 1:
         problems.append("only one recording_file may be sent")
     problems.extend(check_fields(fields, has_file=files > 0))
+    problems.extend(_check_references(cfg.seed, fields))
     if files and file_size == 0:
         problems.append("Failed to upload File . Please enter call recording file.")
     elif files and audio_kind(head) is None:
@@ -198,6 +203,64 @@ async def upload_handler(request: web.Request) -> web.Response:
                    digest.hexdigest() if files else None)
     app[STATE].uploads += 1
     return web.Response(status=200)
+
+
+def _check_references(seed: Seed, fields: dict[str, str]) -> list[str]:
+    """Ids must name things this account has (messages from the QA suite)."""
+    problems = []
+    known = {name: {str(row.get(key)) for row in seed[resource]}
+             for name, resource, key in (("group_id", "groups", "group_id"),
+                                         ("campaign_id", "campaigns", "campaign_id"),
+                                         ("channel_id", "channels", "channel_id"))}
+    group = fields.get("group_id")
+    if group and group.isdigit() and group not in known["group_id"]:
+        problems.append("You are unauthorized for this group.")
+    campaign = fields.get("campaign_id")
+    if campaign and campaign.isdigit() and campaign not in known["campaign_id"]:
+        problems.append("Invalid campaign id")
+    channel = fields.get("channel_id")
+    if channel and channel.isdigit() and channel not in known["channel_id"]:
+        problems.append("Invalid channel id")
+    return problems
+
+
+def _add_lookups(app: web.Application, seed: Seed) -> None:
+    def seeded(name: str, drop: tuple[str, ...] = ()) -> Callable[[web.Request], list[Any]]:
+        return lambda request: [{k: v for k, v in row.items() if k not in drop}
+                                for row in seed[name]]
+
+    def custom_sources(request: web.Request) -> list[dict[str, Any]]:
+        ou = request.query.get("ouId")
+        return [r for r in seed["custom_sources"] if ou is None or str(r["org_unit_id"]) == ou]
+
+    def calls(request: web.Request) -> list[dict[str, Any]]:
+        return request.app[STORE].call_records()
+
+    group_cols = frozenset({"group_id", "group_ext_id", "group_name", "group_parent_id",
+                            "top_group_id", "group_status"})
+    campaign_cols = frozenset({"campaign_id", "campaign_ext_id", "campaign_name", "group_id",
+                               "campaign_status"})
+    call_cols = frozenset({"call_id", "external_id", "group_id", "campaign_id", "channel_id",
+                           "call_started", "caller_id", "tracking_number", "ring_to",
+                           "disposition"})
+    flow_cols = frozenset({"call_flow_id", "campaign_id", "group_id", "channel",
+                           "tracking_number"})
+    get = app.router.add_get
+    get("/v2/group/list", lookup(seeded("groups"), group_cols))
+    get("/v2/group", lookup(seeded("groups"), group_cols, "group_id"))
+    get("/v2/campaign/list", lookup(seeded("campaigns", ("users",)), campaign_cols))
+    get("/v2/campaign", lookup(seeded("campaigns", ("users",)), campaign_cols, "campaign_id"))
+    get("/v2/campaign/user", lookup(seeded("campaigns"), campaign_cols))
+    get("/v2/customsource", lookup(custom_sources,
+                                   frozenset({"custom_source_id", "custom_source_name"})))
+    get("/v2/callflow", lookup(seeded("callflows"), flow_cols))
+    get("/v2/channel/list", lookup(seeded("channels"),  # GUESS: path not in the notes
+                                   frozenset({"channel_id", "channel_name"})))
+    get("/v2/number/search", lookup(seeded("numbers"),
+                                    frozenset({"number", "number_status", "group_id"})))
+    get("/v2/call/list", lookup(calls, call_cols))
+    get("/v2/call", lookup(calls, call_cols, "call_id"))
+    get("/v2/call/detail", lookup(calls, call_cols))
 
 
 def make_app(config: SandboxConfig | None = None) -> web.Application:
@@ -212,6 +275,7 @@ def make_app(config: SandboxConfig | None = None) -> web.Application:
     app[RNG] = random.Random(cfg.faults.seed)
     app.router.add_post("/oauth/token", token_handler)
     app.router.add_post("/v2/call/upload", upload_handler)
+    _add_lookups(app, cfg.seed)
 
     async def close_store(app: web.Application) -> None:
         app[STORE].close()

@@ -12,6 +12,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 
+def _int(value: str | None) -> int | None:
+    return int(value) if value and value.isdigit() else None
+
+
 @dataclass(frozen=True)
 class StoredCall:
     call_id: int
@@ -58,6 +62,23 @@ class CallStore:
         sql = "SELECT * FROM calls" + (f" WHERE {where}" if where else "") + " ORDER BY call_id"
         return [StoredCall(r[0], r[1], r[2], r[3], json.loads(r[4]), r[5], r[6], r[7])
                 for r in self._conn.execute(sql, list(equals.values()))]
+
+    def call_records(self) -> list[dict[str, Any]]:
+        """Calls as the lookup endpoints show them. GUESS: no public source shows a V2 call
+        record, so this is the upload's fields plus an id, a creation time and the file's facts."""
+        records = []
+        for call in self.calls():
+            f = call.fields
+            records.append({
+                "call_id": call.call_id, "external_id": call.external_id,
+                "group_id": _int(f.get("group_id")), "campaign_id": _int(f.get("campaign_id")),
+                "channel_id": _int(f.get("channel_id")), "call_started": f.get("call_date"),
+                **{k: v for k, v in f.items() if k not in (
+                    "external_id", "group_id", "campaign_id", "channel_id", "call_date")},
+                "recording_file_name": call.file_name, "recording_size": call.file_size,
+                "recording_sha256": call.file_sha256, "call_created": call.received_at,
+            })
+        return records
 
     def count(self) -> int:
         return int(self._conn.execute("SELECT COUNT(*) FROM calls").fetchone()[0])
