@@ -15,11 +15,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import itertools
+import json
 import logging
 import os
 import signal
 import sys
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -30,9 +33,15 @@ from .errors import AuthError, ImporterError, LedgerError, ManifestError, UsageE
 from .events import Observer, RunSummary
 from .ledger import Ledger, Status
 from .lookup import run_lookup
-from .pipeline import ImportRun
+from .pipeline import ImportRun, RetrySelection
 from .progress import ProgressObserver
-from .report import ObjectWriter, counts_text, summary_text, write_rows
+from .report import (
+    ObjectWriter,
+    ledger_summary,
+    summary_report_text,
+    summary_text,
+    write_rows,
+)
 from .resources import RESOURCES, parse_rules
 from .sandbox import Faults, SandboxConfig, serve_forever
 from .sandbox.seed import default_seed, load_seed
@@ -88,15 +97,26 @@ def _add_settings_options(p: argparse.ArgumentParser, *, upload: bool) -> None:
                    help="look up every distinct group_id, campaign_id and channel_id once; "
                         "rows naming one the API does not show become invalid" +
                         ("" if upload else " (needs credentials)"))
+    g.add_argument("--shard", metavar="K/N",
+                   help="process only the rows whose key hashes to shard K of N (0 <= K < N); "
+                        "give each shard its own --ledger")
     if upload:
         a.add_argument("--ledger", type=Path, metavar="FILE",
                        help="results ledger (default: MANIFEST.ledger.sqlite beside the "
                             "manifest); re-running with the same ledger resumes")
-        a.add_argument("--burst", type=int, metavar="B",
-                       help="requests allowed back to back (default 1: evenly spaced)")
-        a.add_argument("--file-field", choices=["recording_file", "file"],
-                       help="multipart name of the audio part (older API: file)")
-    _add_output_options(p)
+        _add_upload_options(a)
+    _add_output_options(p, summary_json=True)
+
+
+def _add_upload_options(a: argparse._ArgumentGroup) -> None:
+    a.add_argument("--burst", type=int, metavar="B",
+                   help="requests allowed back to back (default 1: evenly spaced)")
+    a.add_argument("--file-field", choices=["recording_file", "file"],
+                   help="multipart name of the audio part (older API: file)")
+    a.add_argument("--on-unknown", choices=["resend", "skip"],
+                   help="a row whose earlier upload has an unknown outcome is looked up by its "
+                        "external_id first; when that is impossible: skip it (default, it "
+                        "stays 'uploading') or resend it (may import it twice)")
 
 
 def _add_api_options(p: argparse.ArgumentParser) -> argparse._ArgumentGroup:
@@ -115,13 +135,16 @@ def _add_api_options(p: argparse.ArgumentParser) -> argparse._ArgumentGroup:
     return a
 
 
-def _add_output_options(p: argparse.ArgumentParser) -> None:
+def _add_output_options(p: argparse.ArgumentParser, summary_json: bool = False) -> None:
     o = p.add_argument_group("output")
     o.add_argument("--quiet", action="store_const", const=True, default=None,
                    help="print only errors (the exit code tells the rest)")
     o.add_argument("--verbose", action="store_true", help="log every row and attempt")
     o.add_argument("--log-format", choices=["text", "json"],
                    help="log lines as text (default) or JSON objects")
+    if summary_json:
+        o.add_argument("--summary-json", type=Path, metavar="FILE",
+                       help="write the end-of-run summary to FILE as JSON, for schedulers")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -149,15 +172,45 @@ def build_parser() -> argparse.ArgumentParser:
     val.add_argument("manifest", type=Path, metavar="MANIFEST", help="CSV, one row per recording")
     _add_settings_options(val, upload=False)
 
-    rep = sub.add_parser("report", help="counts by state, or every row as a table, CSV or JSON",
-                         description="Show a ledger: counts by state (default), or every "
+    rty = sub.add_parser("retry", help="send again the rows that failed, from the ledger alone",
+                         description="Send again the rows of LEDGER that failed, with the "
+                                     "metadata the ledger kept (no manifest needed). Files are "
+                                     "probed again. Rows the API refused for good (4xx) are "
+                                     "left alone unless --include-rejected.",
+                         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    rty.add_argument("ledger", type=Path, metavar="LEDGER", help="a ledger file written by run")
+    rty.add_argument("--include-rejected", action="store_true",
+                     help="also send rows the API refused with a 4xx (after you fixed the "
+                          "cause, e.g. a group's permissions)")
+    rty.add_argument("--status", action="append", choices=["failed", "uploading"], default=[],
+                     help="which rows: failed (default) and/or uploading (unknown outcome: "
+                          "looked up first)")
+    rty.add_argument("--since", metavar="TIME",
+                     help="only rows last tried at or after TIME (ISO 8601, UTC, e.g. "
+                          "2025-03-04 or 2025-03-04T10:00)")
+    rty.add_argument("--concurrency", type=int, metavar="N",
+                     help="files probed or uploaded at once (default 4)")
+    rty.add_argument("--max-file-size", metavar="SIZE",
+                     help="refuse recordings bigger than this (default 50MB)")
+    _add_upload_options(_add_api_options(rty))
+    _add_output_options(rty, summary_json=True)
+
+    rep = sub.add_parser("report", help="counts and reasons, or every row as a table, CSV, JSON",
+                         description="Show one or more ledgers (e.g. one per shard): counts "
+                                     "by state, error reasons and runs (default), or every "
                                      "recording as a table, CSV (safe to open in Excel) or a "
                                      "JSON array.")
-    rep.add_argument("ledger", type=Path, metavar="LEDGER", help="a ledger file written by run")
+    rep.add_argument("ledgers", type=Path, nargs="+", metavar="LEDGER",
+                     help="ledger files written by run (several: their sum)")
     rep.add_argument("--format", choices=["summary", "table", "csv", "json"], default="summary",
-                     help="summary: counts by state (default); table/csv/json: every row")
+                     help="summary: counts, reasons, runs (default); table/csv/json: every row")
+    rep.add_argument("--summary", action="store_true",
+                     help="the summary (counts by state and error reason, per run and "
+                          "overall); with --format json, as JSON")
     rep.add_argument("--status", action="append", choices=[s.value for s in Status],
                      default=[], help="only rows in this state (repeatable)")
+    rep.add_argument("--run", type=int, metavar="N",
+                     help="only rows last touched by run N (see the summary; one ledger only)")
     rep.add_argument("--output", type=Path, metavar="FILE", help="write to FILE, not stdout")
 
     lk = sub.add_parser("lookup", help="read-only API lookups: groups, campaigns, calls, ...",
@@ -202,6 +255,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help="keep received calls in this SQLite file (default: memory)")
     sbx.add_argument("--fail-rate", type=float, default=0.0, metavar="F",
                      help="share of uploads answered 500, e.g. 0.1")
+    sbx.add_argument("--ambiguous-rate", type=float, default=0.0, metavar="F",
+                     help="share of uploads stored and then answered 500 (an unknown outcome)")
+    sbx.add_argument("--lost-answer-rate", type=float, default=0.0, metavar="F",
+                     help="share of uploads stored and then the connection dropped unanswered")
     sbx.add_argument("--latency", type=float, default=0.0, metavar="SECONDS",
                      help="delay added to every /v2 answer")
     sbx.add_argument("--seed", type=int, help="seed for the injected faults (reproducible)")
@@ -237,7 +294,8 @@ def _settings(args: argparse.Namespace) -> Settings:
         name: getattr(args, name, None)
         for name in ("api_url", "token_file", "ledger", "concurrency", "rate", "burst",
                      "max_attempts", "read_timeout", "timezone", "file_field",
-                     "auto_external_id", "quiet", "log_format")
+                     "auto_external_id", "quiet", "log_format", "on_unknown", "shard",
+                     "summary_json")
     }
     flags["preflight"] = getattr(args, "preflight", None)
     if getattr(args, "max_file_size", None) is not None:
@@ -290,26 +348,73 @@ async def _run_until_signalled(run: ImportRun) -> RunSummary:
 def cmd_run(args: argparse.Namespace, upload: bool) -> int:
     settings = _settings(args)
     _setup_logging(settings, args.verbose)
-    run = ImportRun(settings, args.manifest, upload=upload, observer=_observer(settings))
+    return _execute(ImportRun(settings, args.manifest, upload=upload,
+                              observer=_observer(settings)), settings)
+
+
+def cmd_retry(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    _setup_logging(settings, args.verbose)
+    statuses = tuple(Status(s) for s in dict.fromkeys(args.status or ["failed"]))
+    selection = RetrySelection(statuses, args.include_rejected, _since(args.since))
+    return _execute(ImportRun(settings, None, retry=selection, observer=_observer(settings)),
+                    settings)
+
+
+def _since(text: str | None) -> str | None:
+    """``--since`` as the ledger's UTC ISO text, so that it compares as a string."""
+    if text is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise UsageError(f"--since {text!r}: expected an ISO 8601 date or time") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds")
+
+
+def _execute(run: ImportRun, settings: Settings) -> int:
+    """Run with signals handled; print the summary and write it as JSON if asked."""
     redirect = logging_redirect_tqdm(loggers=[logging.getLogger("importer")]) \
         if sys.stderr.isatty() and not settings.quiet else contextlib.nullcontext()
-    with redirect:
-        summary = asyncio.run(_run_until_signalled(run))
+    try:
+        with redirect:
+            summary = asyncio.run(_run_until_signalled(run))
+    finally:
+        if settings.summary_json is not None:
+            _write_summary(settings.summary_json, run.summary)
     if not settings.quiet:
         print(summary_text(summary))
     return summary.exit_code
 
 
+def _write_summary(path: Path, summary: RunSummary) -> None:
+    try:
+        path.write_text(json.dumps({**summary.as_dict(), "exit_code": summary.exit_code},
+                                   indent=2) + "\n", encoding="utf-8")
+    except OSError as exc:
+        log.error("cannot write the summary to %s: %s", path, exc.strerror)
+
+
 def cmd_report(args: argparse.Namespace) -> int:
-    ledger = Ledger.open(args.ledger, create=False)
+    if args.run is not None and len(args.ledgers) > 1:
+        raise UsageError("--run numbers are per ledger: give one ledger with --run")
+    ledgers = [Ledger.open(path, create=False) for path in args.ledgers]
     try:
         with _output(args.output) as out:
-            if args.format == "summary":
-                out.write(counts_text(ledger) + "\n")
+            if args.summary or args.format == "summary":
+                summary = ledger_summary(ledgers)
+                out.write(json.dumps(summary, indent=2) + "\n" if args.format == "json"
+                          else summary_report_text(summary) + "\n")
             else:
-                write_rows(ledger.rows([Status(s) for s in args.status]), args.format, out)
+                statuses = [Status(s) for s in args.status]
+                rows = itertools.chain.from_iterable(
+                    ledger.rows(statuses, args.run) for ledger in ledgers)
+                write_rows(rows, args.format, out)
     finally:
-        ledger.close()
+        for ledger in ledgers:
+            ledger.close()
     return 0
 
 
@@ -363,7 +468,9 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
     config = SandboxConfig(
         seed=seed, users=users, static_tokens=frozenset(args.token), token_ttl=args.token_ttl,
         max_file_size=parse_size(args.max_file_size), store_path=args.store,
-        faults=Faults(fail_rate=args.fail_rate, latency=args.latency, seed=args.seed))
+        faults=Faults(fail_rate=args.fail_rate, ambiguous_rate=args.ambiguous_rate,
+                      lost_answer_rate=args.lost_answer_rate, latency=args.latency,
+                      seed=args.seed))
 
     def announce(url: str) -> None:
         print(f"Sandbox listening on {url}", flush=True)
@@ -388,6 +495,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "run": lambda a: cmd_run(a, upload=True),
     "validate": lambda a: cmd_run(a, upload=False),
+    "retry": cmd_retry,
     "report": cmd_report,
     "lookup": cmd_lookup,
     "sandbox": cmd_sandbox,

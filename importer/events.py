@@ -20,6 +20,10 @@ class Outcome(StrEnum):
     VALID = "valid"            # validate only: the row would be sent
     SKIPPED = "skipped"        # already done (or refused for good) in an earlier run
     RETRYING = "retrying"      # one attempt failed, another will follow
+    RECONCILED = "reconciled"  # outcome was unknown; the call was found at Convirza: done
+    RESENDING = "resending"    # outcome was unknown; the call was not found: sent again
+    UNRESOLVED = "unresolved"  # outcome unknown and no way to find out: left 'uploading'
+    OTHER_SHARD = "other-shard"  # another shard's row (--shard): not this run's business
 
 
 @dataclass(frozen=True)
@@ -47,8 +51,8 @@ class RunSummary:
     stopped: str | None = None
 
     def add(self, event: RowEvent) -> None:
-        if event.outcome is Outcome.RETRYING:
-            self.counts["retries"] += 1
+        if event.outcome in _NOT_ROWS:
+            self.counts[_NOT_ROWS[event.outcome]] += 1
             return
         self.counts[event.outcome.value] += 1
         if event.outcome is Outcome.SUCCEEDED:
@@ -58,11 +62,11 @@ class RunSummary:
 
     @property
     def rows(self) -> int:
-        return sum(n for k, n in self.counts.items() if k != "retries")
+        return sum(n for k, n in self.counts.items() if k not in _NOT_ROWS.values())
 
     @property
     def problems(self) -> int:
-        return self.counts["failed"] + self.counts["invalid"]
+        return self.counts["failed"] + self.counts["invalid"] + self.counts["unresolved"]
 
     @property
     def exit_code(self) -> int:
@@ -80,6 +84,11 @@ class RunSummary:
             "bytes_sent": self.bytes_sent, "elapsed_seconds": round(self.elapsed, 3),
             "stopped": self.stopped,
         }
+
+
+#: Events that are not a row's final outcome, and the counter each one feeds.
+_NOT_ROWS = {Outcome.RETRYING: "retries", Outcome.RESENDING: "resent after lookup",
+             Outcome.OTHER_SHARD: "other shards"}
 
 
 class Observer(Protocol):

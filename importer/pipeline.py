@@ -53,11 +53,28 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Job:
-    """A row on its way to a worker."""
+    """A row on its way to a worker. ``reconcile``: an earlier attempt's outcome is unknown,
+    so the call is looked up before it may be sent again."""
 
     row: int
     key: str
     record: UploadRecord
+    reconcile: bool = False
+
+
+@dataclass(frozen=True)
+class RetrySelection:
+    """Which ledger rows ``retry`` sends again."""
+
+    statuses: tuple[Status, ...] = (Status.FAILED,)
+    include_rejected: bool = False
+    since: str | None = None
+
+
+def in_shard(key: str, shard: tuple[int, int]) -> bool:
+    """Whether ``key`` belongs to shard K of N: a stable hash, the same on every machine."""
+    k, n = shard
+    return n == 1 or int(hashlib.sha256(key.encode()).hexdigest()[:12], 16) % n == k
 
 
 @dataclass(frozen=True)
@@ -82,16 +99,21 @@ def _now_iso() -> str:
 
 
 class ImportRun:
-    """One ``run`` (``upload=True``) or ``validate`` (``upload=False``) of one manifest.
+    """One ``run`` (``upload=True``) or ``validate`` (``upload=False``) of one manifest, or a
+    ``retry`` of ledger rows (``manifest`` None, ``retry`` given).
 
     ``validate`` goes through exactly the same steps with a throwaway ledger, so that what it
     calls valid is what ``run`` would send.
     """
 
-    def __init__(self, settings: Settings, manifest: Path, *, upload: bool = True,
-                 observer: Observer | None = None) -> None:
+    def __init__(self, settings: Settings, manifest: Path | None, *, upload: bool = True,
+                 observer: Observer | None = None,
+                 retry: RetrySelection | None = None) -> None:
+        if manifest is None and (retry is None or settings.ledger is None):
+            raise UsageError("a run needs a manifest, or a ledger to retry from")
         self.settings = settings
         self.manifest = manifest
+        self.retry = retry
         self.upload = upload
         self.observer = observer or NullObserver()
         self.policy = RetryPolicy(settings.max_attempts, settings.backoff_base,
@@ -100,15 +122,17 @@ class ImportRun:
         self._fatal: AuthError | None = None
         self._broken: ManifestError | None = None
         self._preflight: Preflight | None = None
-        self._manifest_id = str(manifest.resolve())
+        self._run_id = 0
+        origin = manifest if manifest is not None else self.ledger_path()
+        self._manifest_id = str(origin.resolve())
         try:
             zone, self._zone_name = resolve_zone(settings.timezone)
         except ValueError as exc:
             raise UsageError(str(exc)) from None
-        self._ctx = RowContext(base_dir=manifest.resolve().parent, zone=zone,
+        self._ctx = RowContext(base_dir=origin.resolve().parent, zone=zone,
                                on_naive_date=self._warn_naive_once)
         self._naive_warned = False
-        self.summary = RunSummary(manifest=str(manifest), ledger=None)
+        self.summary = RunSummary(manifest=str(origin), ledger=None)
 
     def stop(self) -> None:
         """Finish what is in flight, start nothing new (the first Ctrl-C)."""
@@ -128,17 +152,22 @@ class ImportRun:
     def ledger_path(self) -> Path:
         if self.settings.ledger is not None:
             return self.settings.ledger
+        assert self.manifest is not None
         return self.manifest.with_name(self.manifest.name + ".ledger.sqlite")
 
     async def execute(self) -> RunSummary:
         """Run to the end (or to a stop) and return the summary; ``AuthError`` if the API
         refused our credentials, after the ledger is consistent."""
         s = self.settings
-        manifest = await asyncio.to_thread(open_manifest, self.manifest, column_map=s.column_map,
-                                           defaults=s.defaults, chunk_rows=s.chunk_rows)
+        manifest = None
+        if self.manifest is not None:
+            manifest = await asyncio.to_thread(
+                open_manifest, self.manifest, column_map=s.column_map, defaults=s.defaults,
+                chunk_rows=s.chunk_rows)
         with tempfile.TemporaryDirectory(prefix="convirza-validate-") as scratch:
             path = self.ledger_path() if self.upload else Path(scratch) / "validate.sqlite"
-            ledger = AsyncLedger(await asyncio.to_thread(Ledger.open, path))
+            opened = await asyncio.to_thread(Ledger.open, path, create=manifest is not None)
+            ledger = AsyncLedger(opened)
             self.summary.ledger = str(path) if self.upload else None
             try:
                 await self._execute(ledger, manifest)
@@ -156,9 +185,10 @@ class ImportRun:
             raise self._fatal
         return self.summary
 
-    async def _execute(self, ledger: AsyncLedger, manifest: Manifest) -> None:
-        command = "run" if self.upload else "validate"
+    async def _execute(self, ledger: AsyncLedger, manifest: Manifest | None) -> None:
+        command = "retry" if manifest is None else "run" if self.upload else "validate"
         run_id = await ledger.call(ledger.ledger.begin_run, command, self._manifest_id)
+        self._run_id = run_id
         self.observer.started(self.summary)
         queue: asyncio.Queue[Job | None] = asyncio.Queue(self.settings.effective_queue_size)
         async with contextlib.AsyncExitStack() as stack:
@@ -186,11 +216,15 @@ class ImportRun:
     # --- reader -------------------------------------------------------------------------
 
     async def _feed(self, queue: asyncio.Queue[Job | None], ledger: AsyncLedger,
-                    run_id: int, manifest: Manifest) -> None:
-        """Read the manifest into the queue, then one end-marker per worker. A manifest that
-        breaks part-way stops the run like Ctrl-C would, then ``execute`` raises its error."""
+                    run_id: int, manifest: Manifest | None) -> None:
+        """Read the manifest (or the ledger's rows to retry) into the queue, then one
+        end-marker per worker. A manifest that breaks part-way stops the run like Ctrl-C
+        would, then ``execute`` raises its error."""
         try:
-            await self._read(queue, ledger, run_id, manifest)
+            if manifest is None:
+                await self._read_candidates(queue, ledger)
+            else:
+                await self._read(queue, ledger, run_id, manifest)
         except ManifestError as exc:
             self._broken = exc
             self._stopping.set()
@@ -204,6 +238,8 @@ class ImportRun:
             prepared = await asyncio.to_thread(self._next_chunk, chunks)
             if prepared is None:
                 return
+            if self.settings.shard is not None:
+                prepared = self._own_shard(prepared)
             if self._preflight is not None:
                 prepared = await self._check_ids(prepared, self._preflight)
             decisions = await ledger.call(ledger.ledger.admit, run_id,
@@ -213,9 +249,8 @@ class ImportRun:
                 if decision.verdict is Verdict.SEND and item.record is not None:
                     await queue.put(Job(adm.row_number, adm.key, item.record))
                 elif decision.verdict is Verdict.UNKNOWN and item.record is not None:
-                    log.warning("row %d (%s): left 'uploading' by an earlier run, outcome "
-                                "unknown; sending again", adm.row_number, adm.key)
-                    await queue.put(Job(adm.row_number, adm.key, item.record))
+                    # Left 'uploading' by a crash: found at Convirza, or sent again.
+                    await queue.put(Job(adm.row_number, adm.key, item.record, reconcile=True))
                 elif decision.verdict is Verdict.INVALID:
                     self._emit(RowEvent(adm.row_number, adm.key, Outcome.INVALID, adm.error,
                                         item.reason))
@@ -226,6 +261,47 @@ class ImportRun:
                                         "duplicate of an earlier row"))
                 else:
                     self._emit(RowEvent(adm.row_number, adm.key, Outcome.SKIPPED))
+                if self._stopping.is_set():
+                    return
+
+    def _own_shard(self, prepared: list[_Prepared]) -> list[_Prepared]:
+        mine = []
+        shard = self.settings.shard_of
+        for item in prepared:
+            if in_shard(item.admission.key, shard):
+                mine.append(item)
+            else:
+                self._emit(RowEvent(item.admission.row_number, item.admission.key,
+                                    Outcome.OTHER_SHARD))
+        return mine
+
+    async def _read_candidates(self, queue: asyncio.Queue[Job | None],
+                               ledger: AsyncLedger) -> None:
+        """``retry``: the ledger's rows, re-validated from the metadata it kept."""
+        assert self.retry is not None
+        after = 0
+        while not self._stopping.is_set():
+            batch = await ledger.call(
+                ledger.ledger.candidates, self.retry.statuses,
+                include_rejected=self.retry.include_rejected, since=self.retry.since,
+                after=after, limit=self.settings.chunk_rows)
+            if not batch:
+                return
+            after = batch[-1].rowid
+            for cand in batch:
+                row = cand.row_number or 0
+                try:
+                    if not cand.fields:
+                        raise RowInvalid([Problem("", "", "the ledger kept no metadata for "
+                                                  "this row; run its manifest again")])
+                    record = validate_row(cand.fields, self._ctx)
+                except RowInvalid as exc:
+                    error = _row_error(row, exc.problems)
+                    await ledger.call(ledger.ledger.mark_invalid, cand.key, error)
+                    self._emit(RowEvent(row, cand.key, Outcome.INVALID, error, str(exc)))
+                    continue
+                unknown = cand.status is Status.UPLOADING or cand.last_outcome == "unknown"
+                await queue.put(Job(row, cand.key, record, reconcile=unknown))
                 if self._stopping.is_set():
                     return
 
@@ -280,6 +356,9 @@ class ImportRun:
                 return
             if self._stopping.is_set():
                 continue  # drain: the row stays pending for the next run
+            if job.reconcile and self.upload and client is not None \
+                    and await self._reconcile(job, client, ledger):
+                continue
             info: AudioInfo | None = None
             path = job.record.recording_file
             if path is not None:
@@ -295,8 +374,44 @@ class ImportRun:
                 self._emit(RowEvent(job.row, job.key, Outcome.VALID,
                                     size=info.size if info else 0))
                 continue
-            await ledger.call(ledger.ledger.mark_uploading, job.key, info.size if info else None)
+            await ledger.call(ledger.ledger.mark_uploading, job.key,
+                              info.size if info else None, self._run_id)
             await self._send(job, info, client, ledger)
+
+    async def _lookup(self, job: Job, client: ConvirzaClient) -> bool | None:
+        """Whether Convirza has this row's call (found by its external_id), or None when that
+        cannot be known (no external_id, or the lookup failed)."""
+        external_id = job.record.external_id
+        if external_id is None:
+            return None
+        try:
+            return bool(await client.find_calls(external_id))
+        except ApiError as exc:  # a refused token shows again, and stops the run, on upload
+            log.warning("row %d: cannot look the call up (%s)", job.row, exc)
+            return None
+
+    async def _reconcile(self, job: Job, client: ConvirzaClient, ledger: AsyncLedger) -> bool:
+        """For a row whose last attempt has an unknown outcome: True if it is settled here
+        (found, so succeeded; or left unresolved by ``--on-unknown=skip``), False if it is
+        to be sent (not found, or ``--on-unknown=resend``)."""
+        started_at, t0 = _now_iso(), time.monotonic()
+        found = await self._lookup(job, client)
+        if found:
+            attempt = AttemptRecord(job.key, started_at, round(time.monotonic() - t0, 3),
+                                    "reconciled", None, None, None)
+            await ledger.call(ledger.ledger.finish, job.key, Status.SUCCEEDED, attempt)
+            self._emit(RowEvent(job.row, job.key, Outcome.RECONCILED))
+            log.info("row %d: an earlier attempt did arrive (found by external_id %s)",
+                     job.row, job.record.external_id)
+            return True
+        if found is None and self.settings.on_unknown == "skip":
+            error = (f"row {job.row}: outcome of an earlier upload unknown and the call cannot "
+                     "be looked up; left 'uploading' (--on-unknown=resend sends it again)")
+            self._emit(RowEvent(job.row, job.key, Outcome.UNRESOLVED, error,
+                                "outcome unknown, not resent"))
+            return True
+        self._emit(RowEvent(job.row, job.key, Outcome.RESENDING))
+        return False
 
     async def _send(self, job: Job, info: AudioInfo | None, client: ConvirzaClient,
                     ledger: AsyncLedger) -> None:
@@ -324,6 +439,15 @@ class ImportRun:
                     job.key, started_at, took(),
                     "unknown" if exc.outcome_unknown else "error", exc.status, exc.message,
                     exc.request_id)
+                if exc.outcome_unknown and await self._lookup(job, client):
+                    # It arrived although we saw no success: done, and never sent twice.
+                    await ledger.call(ledger.ledger.record_attempt, attempt)
+                    found = AttemptRecord(job.key, _now_iso(), 0.0, "reconciled", None, None,
+                                          None)
+                    await ledger.call(ledger.ledger.finish, job.key, Status.SUCCEEDED, found)
+                    self._emit(RowEvent(job.row, job.key, Outcome.RECONCILED,
+                                        size=info.size if info else 0))
+                    return
                 delay = self.policy.decide(Attempt(number, exc))
                 if delay is None or self._stopping.is_set():
                     await ledger.call(ledger.ledger.finish, job.key, Status.FAILED, attempt,

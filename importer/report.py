@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import json
 import shutil
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import asdict, fields
 from typing import Any, Literal, TextIO
@@ -49,13 +50,72 @@ def summary_text(summary: RunSummary) -> str:
     return "\n".join(lines)
 
 
-def counts_text(ledger: Ledger) -> str:
-    counts = ledger.counts()
-    width = max(len(s.value) for s in Status)
-    total = sum(counts.values())
-    lines = [f"{s.value:<{width}}  {counts[s]:>8}" for s in Status]
-    lines.append(f"{'total':<{width}}  {total:>8}")
+def ledger_summary(ledgers: list[Ledger]) -> dict[str, Any]:
+    """Counts by state, error reasons and runs of each ledger, and their total: the morning-
+    after answer to "did everything arrive, and if not, why"."""
+    parts = []
+    total: Counter[str] = Counter()
+    reasons: Counter[tuple[str, str]] = Counter()
+    for ledger in ledgers:
+        counts = {s.value: n for s, n in ledger.counts().items()}
+        total.update(counts)
+        found = ledger.reasons()
+        reasons.update({(s.value, r): n for s, r, n in found})
+        parts.append({
+            "ledger": str(ledger.path), "counts": counts,
+            "reasons": [{"status": s.value, "reason": r, "rows": n} for s, r, n in found],
+            "runs": [{"run": r.id, "command": r.command, "manifest": r.manifest,
+                      "started_at": r.started_at, "finished_at": r.finished_at,
+                      "exit_code": r.exit_code, "counts": r.summary.get("counts", {}),
+                      "stopped": r.summary.get("stopped")} for r in ledger.runs()],
+        })
+    return {
+        "total": {"counts": {s.value: total[s.value] for s in Status},
+                  "rows": sum(total.values()),
+                  "reasons": [{"status": s, "reason": r, "rows": n}
+                              for (s, r), n in reasons.most_common(10)]},
+        "ledgers": parts,
+    }
+
+
+def summary_report_text(summary: dict[str, Any]) -> str:
+    lines: list[str] = []
+    parts = summary["ledgers"]
+    for part in parts:
+        lines.append(f"Ledger {part['ledger']}")
+        lines.extend("  " + line for line in _counts_lines(part["counts"]))
+        if part["reasons"]:
+            lines.append("  Reasons:")
+            lines.extend(f"  {r['rows']:>8}  {r['status']:<8} {r['reason']}"
+                         for r in part["reasons"][:10])
+        if part["runs"]:
+            lines.append("  Runs:")
+            for run in part["runs"][-10:]:
+                counts = ", ".join(f"{n} {k}" for k, n in sorted(run["counts"].items()) if n)
+                ended = "running or killed" if run["finished_at"] is None else \
+                    f"exit {run['exit_code']}"
+                lines.append(f"    #{run['run']:<4} {run['command']:<8} "
+                             f"{run['started_at'][:19].replace('T', ' ')}  {ended:<17} "
+                             f"{counts or 'no rows'}")
+    if len(parts) > 1:
+        lines.append(f"Total over {len(parts)} ledgers")
+        lines.extend("  " + line for line in _counts_lines(summary["total"]["counts"]))
+        if summary["total"]["reasons"]:
+            lines.append("  Reasons:")
+            lines.extend(f"  {r['rows']:>8}  {r['status']:<8} {r['reason']}"
+                         for r in summary["total"]["reasons"])
     return "\n".join(lines)
+
+
+def _counts_lines(counts: dict[str, int]) -> list[str]:
+    width = max(len(s.value) for s in Status)
+    lines = [f"{s.value:<{width}}  {counts.get(s.value, 0):>8}" for s in Status]
+    lines.append(f"{'total':<{width}}  {sum(counts.values()):>8}")
+    return lines
+
+
+def counts_text(ledger: Ledger) -> str:
+    return "\n".join(_counts_lines({s.value: n for s, n in ledger.counts().items()}))
 
 
 def safe_cell(value: object) -> object:

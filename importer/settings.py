@@ -95,6 +95,9 @@ class Settings(BaseModel):
     file_field: Literal["recording_file", "file"] = "recording_file"
     auto_external_id: bool = True
     preflight: bool = False
+    on_unknown: Literal["resend", "skip"] = "skip"
+    shard: str | None = Field(None, pattern=r"^\d+/[1-9]\d*$")
+    summary_json: Path | None = None
 
     chunk_rows: int = Field(1000, ge=1)
     queue_size: int = Field(0, ge=0, description="0: twice the concurrency")
@@ -108,7 +111,17 @@ class Settings(BaseModel):
             raise ValueError(f"api_url must be an http(s) URL such as {DEFAULT_API_URL}")
         if self.username and not self.password:
             raise ValueError("a username needs CONVIRZA_PASSWORD too")
+        if self.shard is not None and self.shard_of[0] >= self.shard_of[1]:
+            raise ValueError("shard K/N needs 0 <= K < N, e.g. 0/4 .. 3/4")
         return self
+
+    @property
+    def shard_of(self) -> tuple[int, int]:
+        """(K, N) of ``--shard K/N``; (0, 1) when the run is not sharded."""
+        if self.shard is None:
+            return (0, 1)
+        k, n = self.shard.split("/")
+        return int(k), int(n)
 
     @property
     def base_url(self) -> str:

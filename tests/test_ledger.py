@@ -42,7 +42,7 @@ def test_a_row_moves_through_its_states_and_survives_reopen(tmp_path: Path) -> N
     ledger = Ledger.open(path)
     run = ledger.begin_run("run", "/m.csv")
     assert ledger.admit(run, [admission("a", 2)])[0].verdict is Verdict.SEND
-    ledger.mark_uploading("a", 1234)
+    ledger.mark_uploading("a", 1234, run)
     ledger.record_attempt(attempt("a", "error", 500))
     ledger.finish("a", Status.SUCCEEDED, attempt("a"))
     ledger.close()
@@ -59,7 +59,7 @@ def test_a_row_moves_through_its_states_and_survives_reopen(tmp_path: Path) -> N
 def test_every_illegal_transition_raises(ledger: Ledger) -> None:
     run = ledger.begin_run("run", "/m.csv")
     movers = {
-        Status.UPLOADING: lambda k: ledger.mark_uploading(k, None),
+        Status.UPLOADING: lambda k: ledger.mark_uploading(k, None, run),
         Status.INVALID: lambda k: ledger.mark_invalid(k, "bad"),
         Status.PENDING: lambda k: ledger.mark_pending(k),
         Status.SUCCEEDED: lambda k: ledger.finish(k, Status.SUCCEEDED, attempt(k)),
@@ -94,12 +94,12 @@ def test_rerun_decisions(ledger: Ledger) -> None:
     ledger.admit(first, [admission("done", 2), admission("lost", 3), admission("bad", 4),
                          admission("gone", 5), admission("flaky", 6),
                          admission("broken", 7, Status.INVALID)])
-    ledger.mark_uploading("done", None)
+    ledger.mark_uploading("done", None, first)
     ledger.finish("done", Status.SUCCEEDED, attempt("done"))
-    ledger.mark_uploading("lost", None)  # crash: outcome unknown
-    ledger.mark_uploading("bad", None)
+    ledger.mark_uploading("lost", None, first)  # crash: outcome unknown
+    ledger.mark_uploading("bad", None, first)
     ledger.finish("bad", Status.FAILED, attempt("bad", "error", 400), retryable=False)
-    ledger.mark_uploading("flaky", None)
+    ledger.mark_uploading("flaky", None, first)
     ledger.finish("flaky", Status.FAILED, attempt("flaky", "error", 503), retryable=True)
 
     second = ledger.begin_run("run", "/m.csv")
@@ -128,7 +128,7 @@ def test_same_key_twice_in_one_run_is_a_duplicate(ledger: Ledger) -> None:
 def test_one_ledger_serves_many_manifests(ledger: Ledger) -> None:
     night1 = ledger.begin_run("run", "/night1.csv")
     ledger.admit(night1, [admission("a", 2, manifest="/night1.csv")])
-    ledger.mark_uploading("a", None)
+    ledger.mark_uploading("a", None, night1)
     ledger.finish("a", Status.SUCCEEDED, attempt("a"))
     night2 = ledger.begin_run("run", "/night2.csv")
     decisions = ledger.admit(night2, [admission("a", 2, manifest="/night2.csv"),
@@ -156,3 +156,51 @@ def test_not_a_ledger(tmp_path: Path) -> None:
         Ledger.open(tmp_path / "absent.sqlite", create=False)
     with pytest.raises(LedgerError, match="does not exist"):
         Ledger.open(tmp_path / "no" / "dir" / "l.sqlite")
+
+
+async def test_group_commit_batches_concurrent_calls(tmp_path: Path) -> None:
+    import asyncio
+
+    from importer.ledger import AsyncLedger
+
+    ledger = AsyncLedger(Ledger.open(tmp_path / "l.sqlite"))
+    run = await ledger.call(ledger.ledger.begin_run, "run", "/m.csv")
+    keys = [f"k{i}" for i in range(200)]
+    await ledger.call(ledger.ledger.admit, run, [admission(k, i) for i, k in enumerate(keys)])
+    before = ledger.batches
+    await asyncio.gather(*(ledger.call(ledger.ledger.mark_uploading, k, 1, run) for k in keys))
+    assert ledger.batches - before < len(keys)   # many calls shared a commit
+
+    # One illegal call in a batch fails alone; its neighbours commit.
+    results = await asyncio.gather(
+        ledger.call(ledger.ledger.finish, "k0", Status.SUCCEEDED, attempt("k0")),
+        ledger.call(ledger.ledger.mark_pending, "no-such-key"),
+        ledger.call(ledger.ledger.finish, "k1", Status.SUCCEEDED, attempt("k1")),
+        return_exceptions=True)
+    assert results[0] is None and results[2] is None
+    assert isinstance(results[1], LedgerError)
+    await ledger.close()
+
+    reopened = Ledger.open(tmp_path / "l.sqlite")
+    states = {r.key: r.status for r in reopened.rows()}
+    assert states["k0"] is states["k1"] is Status.SUCCEEDED
+    assert states["k2"] is Status.UPLOADING
+
+
+def test_candidates_page_by_rowid(ledger: Ledger) -> None:
+    run = ledger.begin_run("run", "/m.csv")
+    ledger.admit(run, [admission(f"k{i}", i) for i in range(5)])
+    for i in range(5):
+        ledger.mark_uploading(f"k{i}", None, run)
+        ledger.finish(f"k{i}", Status.FAILED, attempt(f"k{i}", "error", 400 if i == 2 else 503),
+                      retryable=i != 2)
+    first = ledger.candidates([Status.FAILED], include_rejected=False, since=None, after=0,
+                              limit=2)
+    rest = ledger.candidates([Status.FAILED], include_rejected=False, since=None,
+                             after=first[-1].rowid, limit=10)
+    assert [c.key for c in first + rest] == ["k0", "k1", "k3", "k4"]
+    everything = ledger.candidates([Status.FAILED], include_rejected=True, since=None, after=0,
+                                   limit=10)
+    assert len(everything) == 5 and everything[0].fields == {"group_id": "1"}
+    assert ledger.candidates([Status.FAILED], include_rejected=True, since="2999-01-01",
+                             after=0, limit=10) == []

@@ -41,6 +41,8 @@ class Faults:
     """Failures to inject, reproducible with ``seed``."""
 
     fail_rate: float = 0.0       # share of uploads answered 500 before anything is stored
+    ambiguous_rate: float = 0.0  # share of uploads stored, then answered 500 anyway
+    lost_answer_rate: float = 0.0  # share of uploads stored, then the connection dropped
     latency: float = 0.0         # seconds added to every /v2 answer
     seed: int | None = None
 
@@ -202,6 +204,13 @@ async def upload_handler(request: web.Request) -> web.Response:
     app[STORE].add(request_id, fields, file_name, file_size if files else None,
                    digest.hexdigest() if files else None)
     app[STATE].uploads += 1
+    faults = cfg.faults
+    if faults.ambiguous_rate and app[RNG].random() < faults.ambiguous_rate:
+        return _error(500, "Internal server error", "Internal Server Error", request_id)
+    if faults.lost_answer_rate and app[RNG].random() < faults.lost_answer_rate:
+        if request.transport is not None:
+            request.transport.abort()  # stored, but the client never hears of it
+        raise ConnectionResetError("sandbox: answer lost on purpose")
     return web.Response(status=200)
 
 

@@ -1,0 +1,232 @@
+"""The ledger's promises end to end: kill -9 at random moments loses and doubles nothing;
+ambiguous failures are reconciled, not resent; one ledger serves many manifests; retry works
+from the ledger alone; shards split the rows exactly; reports add ledgers up."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from importer.cli import main
+from importer.ledger import Admission, Ledger, Status
+
+from .conftest import ROOT, SAMPLES, SandboxThread
+from .test_run_functional import good_row, write_manifest
+
+SAMPLE_FILES = sorted(p.name for p in SAMPLES.iterdir() if p.suffix in (".wav", ".mp3"))
+
+
+def many_rows(n: int, prefix: str = "E") -> list[dict[str, str]]:
+    return [good_row(external_id=f"{prefix}-{i:04d}",
+                     recording_file=f"../sample_data/{SAMPLE_FILES[i % len(SAMPLE_FILES)]}")
+            for i in range(n)]
+
+
+def statuses(ledger: Path) -> Counter[str]:
+    with sqlite3.connect(ledger) as conn:
+        return Counter(s for (s,) in conn.execute("SELECT status FROM recordings"))
+
+
+def received(sandbox: SandboxThread) -> Counter[str]:
+    return Counter(c.external_id or "" for c in sandbox.store.calls())
+
+
+def test_kill_9_at_random_moments_loses_and_doubles_nothing(
+        workdir: Path, sandbox: SandboxThread, token_env: str) -> None:
+    sandbox.config.faults.latency = 0.05
+    rows = many_rows(400)  # some 10 s of uploads: far more than 22 short-lived runs get done
+    manifest = write_manifest(workdir / "manifests" / "m.csv", rows)
+    ledger = workdir / "ledger.sqlite"
+    command = [sys.executable, "-m", "importer", "run", str(manifest), "--ledger", str(ledger),
+               "--concurrency", "2", "--rate", "500", "--quiet"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    rng = random.Random(20261126)
+    kills = 0
+    while kills < 22:
+        proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+        time.sleep(rng.uniform(0.3, 1.1))
+        assert proc.poll() is None, "the run ended before it was killed"
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+        kills += 1
+    assert sandbox.store.count() > 0  # the kills did land in the middle of uploading
+
+    final = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120,
+                           check=False)
+
+    assert final.returncode == 0, final.stderr
+    assert statuses(ledger) == Counter({"succeeded": len(rows)})
+    arrived = received(sandbox)
+    assert set(arrived) == {r["external_id"] for r in rows}     # nothing lost
+    assert max(arrived.values()) == 1, arrived.most_common(3)   # nothing doubled
+
+
+def test_ambiguous_failures_are_reconciled_not_resent(workdir: Path, sandbox: SandboxThread,
+                                                       token_env: str,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    faults = sandbox.config.faults
+    faults.ambiguous_rate, faults.lost_answer_rate, faults.seed = 0.5, 0.3, 3
+    rows = many_rows(40)
+    manifest = write_manifest(workdir / "manifests" / "m.csv", rows)
+    ledger = workdir / "ledger.sqlite"
+
+    assert main(["run", str(manifest), "--ledger", str(ledger), "--rate", "500"]) == 0
+
+    arrived = received(sandbox)
+    assert len(arrived) == 40 and max(arrived.values()) == 1
+    assert statuses(ledger) == Counter({"succeeded": 40})
+    assert "reconciled" in capsys.readouterr().out
+    with sqlite3.connect(ledger) as conn:
+        outcomes = Counter(o for (o,) in conn.execute("SELECT outcome FROM attempts"))
+    assert outcomes["reconciled"] >= 10 and outcomes["unknown"] == outcomes["reconciled"]
+
+
+def crash_leftovers(ledger_path: Path, manifest: Path, rows: list[dict[str, str]],
+                    keys: list[str]) -> None:
+    """Leave ``keys`` as a crash would: 'uploading', request maybe sent."""
+    ledger = Ledger.open(ledger_path)
+    run = ledger.begin_run("run", str(manifest.resolve()))
+    for n, key in enumerate(keys):
+        ledger.admit(run, [Admission(key, key.removeprefix("ext:"), str(manifest.resolve()),
+                                     n + 2, "x.wav", Status.PENDING, "f", {"a": "b"})])
+        ledger.mark_uploading(key, None, run)
+    ledger.close()
+
+
+def test_resume_reconciles_rows_left_uploading(workdir: Path, sandbox: SandboxThread,
+                                               token_env: str,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    rows = many_rows(6)
+    manifest = write_manifest(workdir / "manifests" / "m.csv", rows)
+    ledger = workdir / "ledger.sqlite"
+    crash_leftovers(ledger, manifest, rows, ["ext:E-0000", "ext:E-0001"])
+    # E-0000 did arrive before the crash; E-0001 did not.
+    sandbox.store.add("before-crash", {"external_id": "E-0000", "group_id": "12"}, "a.wav",
+                      1, "0" * 64)
+
+    assert main(["run", str(manifest), "--ledger", str(ledger)]) == 0
+
+    assert received(sandbox) == Counter({f"E-{i:04d}": 1 for i in range(6)})
+    out = capsys.readouterr().out
+    assert "1 reconciled" in out and "1 resent after lookup" in out
+
+
+@pytest.mark.parametrize(("on_unknown", "sent", "code"), [("skip", 0, 1), ("resend", 1, 0)])
+def test_on_unknown_when_the_call_cannot_be_looked_up(
+        workdir: Path, sandbox: SandboxThread, token_env: str, on_unknown: str, sent: int,
+        code: int) -> None:
+    rows = [good_row(external_id="")]
+    manifest = write_manifest(workdir / "manifests" / "m.csv", rows)
+    ledger = workdir / "ledger.sqlite"
+    key = "file:../sample_data/call-0001-pcm8k.wav"
+    crash_leftovers(ledger, manifest, rows, [key])
+
+    assert main(["run", str(manifest), "--ledger", str(ledger), "--no-auto-external-id",
+                 "--on-unknown", on_unknown]) == code
+
+    assert sandbox.store.count() == sent
+    expected = "uploading" if on_unknown == "skip" else "succeeded"
+    assert statuses(ledger) == Counter({expected: 1})
+
+
+def test_one_ledger_serves_two_manifests(workdir: Path, sandbox: SandboxThread,
+                                         token_env: str) -> None:
+    ledger = workdir / "shared.sqlite"
+    night1 = write_manifest(workdir / "manifests" / "night1.csv", many_rows(5))
+    night2 = write_manifest(workdir / "manifests" / "night2.csv",
+                            many_rows(5)[3:] + many_rows(3, prefix="N2"))
+
+    assert main(["run", str(night1), "--ledger", str(ledger)]) == 0
+    assert main(["run", str(night2), "--ledger", str(ledger)]) == 0
+
+    assert sum(received(sandbox).values()) == 8
+    assert statuses(ledger) == Counter({"succeeded": 8})
+
+
+def test_retry_after_the_api_recovers(workdir: Path, sandbox: SandboxThread, token_env: str,
+                                      capsys: pytest.CaptureFixture[str]) -> None:
+    sandbox.config.faults.fail_rate = 1.0
+    manifest = write_manifest(workdir / "manifests" / "m.csv", many_rows(5))
+    ledger = workdir / "ledger.sqlite"
+    assert main(["run", str(manifest), "--ledger", str(ledger), "--max-attempts", "2",
+                 "--rate", "500"]) == 1
+    assert statuses(ledger) == Counter({"failed": 5})
+    manifest.unlink()  # retry needs no manifest
+    sandbox.config.faults.fail_rate = 0.0
+    summary = workdir / "summary.json"
+
+    assert main(["retry", str(ledger), "--summary-json", str(summary)]) == 0
+
+    assert statuses(ledger) == Counter({"succeeded": 5})
+    assert sum(received(sandbox).values()) == 5
+    counts = json.loads(summary.read_text())["counts"]
+    # A 500 leaves the outcome unknown: each row was looked up (absent) before it was resent.
+    assert counts == {"succeeded": 5, "resent after lookup": 5}
+    assert main(["retry", str(ledger)]) == 0      # nothing left to do
+    assert sum(received(sandbox).values()) == 5
+
+
+def test_retry_leaves_rejected_rows_unless_asked(workdir: Path, sandbox: SandboxThread,
+                                                 token_env: str) -> None:
+    manifest = write_manifest(workdir / "manifests" / "m.csv",
+                              [good_row(external_id="R", campaign_id="777")])
+    ledger = workdir / "ledger.sqlite"
+    assert main(["run", str(manifest), "--ledger", str(ledger)]) == 1
+    assert statuses(ledger) == Counter({"failed": 1})   # the API refused campaign 777
+
+    assert main(["retry", str(ledger)]) == 0
+    assert sandbox.store.count() == 0
+    assert main(["retry", str(ledger), "--include-rejected"]) == 1
+    with sqlite3.connect(ledger) as conn:
+        assert conn.execute("SELECT attempts FROM recordings").fetchone()[0] == 2
+
+
+def test_shards_split_the_rows_exactly(workdir: Path, sandbox: SandboxThread, token_env: str,
+                                       capsys: pytest.CaptureFixture[str]) -> None:
+    manifest = write_manifest(workdir / "manifests" / "m.csv", many_rows(30))
+    ledgers = [workdir / f"shard{k}.sqlite" for k in range(3)]
+    for k, ledger in enumerate(ledgers):
+        assert main(["run", str(manifest), "--ledger", str(ledger), "--shard", f"{k}/3",
+                     "--rate", "500"]) == 0
+    arrived = received(sandbox)
+    assert len(arrived) == 30 and max(arrived.values()) == 1
+    sizes = [sum(statuses(ledger).values()) for ledger in ledgers]
+    assert sum(sizes) == 30 and min(sizes) > 0
+    capsys.readouterr()
+
+    assert main(["report", *map(str, ledgers), "--summary", "--format", "json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["total"]["counts"]["succeeded"] == 30
+    assert [p["counts"]["succeeded"] for p in summary["ledgers"]] == sizes
+
+
+def test_report_summary_text_and_run_filter(workdir: Path, sandbox: SandboxThread,
+                                            token_env: str,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    manifest = write_manifest(workdir / "manifests" / "m.csv", [
+        good_row(external_id="A"), good_row(external_id="B", caller_id="=HYPERLINK(1)"),
+        good_row(external_id="C", recording_file="../sample_data/none.wav")])
+    ledger = workdir / "ledger.sqlite"
+    main(["run", str(manifest), "--ledger", str(ledger)])
+    capsys.readouterr()
+
+    assert main(["report", str(ledger)]) == 0
+    text = capsys.readouterr().out
+    assert "invalid           2" in text and "file not found" in text and "#1" in text
+    assert main(["report", str(ledger), "--run", "1", "--format", "csv"]) == 0
+    csv_text = capsys.readouterr().out
+    assert csv_text.count("\n") == 4
+    assert ",=" not in csv_text   # a formula-like cell is defused for Excel
+    assert main(["report", str(ledger), "--run", "2", "--format", "json"]) == 0
+    assert json.loads(capsys.readouterr().out) == []
