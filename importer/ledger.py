@@ -248,6 +248,19 @@ class Ledger:
 
     # --- admission ----------------------------------------------------------------------
 
+    def settled(self, keys: Sequence[str]) -> set[str]:
+        """Which of ``keys`` already succeeded. A resumed run asks this first, so the rows it
+        will skip anyway cost neither validation nor a write."""
+        done: set[str] = set()
+        for start in range(0, len(keys), 500):
+            part = keys[start:start + 500]
+            # Filter on status here, not in SQL: with a status condition SQLite may pick the
+            # status index and scan every succeeded row instead of probing the primary key.
+            done.update(k for k, status in self._conn.execute(
+                f"SELECT key, status FROM recordings WHERE key IN ({','.join('?' * len(part))})",
+                part) if status == "succeeded")
+        return done
+
     def admit(self, run_id: int, rows: Sequence[Admission]) -> list[Decision]:
         """Record a chunk of manifest rows and decide, for each, whether it is to be sent.
 

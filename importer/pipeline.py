@@ -45,7 +45,15 @@ from .ledger import Admission, AsyncLedger, AttemptRecord, Ledger, Status, Verdi
 from .limits import Attempt, RetryPolicy
 from .manifest import Manifest, ManifestRow, open_manifest
 from .preflight import Preflight
-from .records import RowContext, RowInvalid, UploadRecord, identify, resolve_zone, validate_row
+from .records import (
+    Identity,
+    RowContext,
+    RowInvalid,
+    UploadRecord,
+    identify,
+    resolve_zone,
+    validate_row,
+)
 from .settings import Settings
 
 log = logging.getLogger(__name__)
@@ -75,6 +83,9 @@ def in_shard(key: str, shard: tuple[int, int]) -> bool:
     """Whether ``key`` belongs to shard K of N: a stable hash, the same on every machine."""
     k, n = shard
     return n == 1 or int(hashlib.sha256(key.encode()).hexdigest()[:12], 16) % n == k
+
+
+_Identified = tuple[ManifestRow, Identity, str]  # a row, who it is, its ledger key
 
 
 @dataclass(frozen=True)
@@ -235,11 +246,21 @@ class ImportRun:
                     run_id: int, manifest: Manifest) -> None:
         chunks = manifest.chunks()
         while not self._stopping.is_set():
-            prepared = await asyncio.to_thread(self._next_chunk, chunks)
-            if prepared is None:
+            identified = await asyncio.to_thread(self._next_chunk, chunks)
+            if identified is None:
                 return
             if self.settings.shard is not None:
-                prepared = self._own_shard(prepared)
+                identified = self._own_shard(identified)
+            settled = await ledger.call(ledger.ledger.settled, [key for _, _, key in identified])
+            todo = []
+            for row, identity, key in identified:
+                if key in settled:
+                    self._emit(RowEvent(row.number, key, Outcome.SKIPPED))
+                else:
+                    todo.append((row, identity, key))
+            if not todo:
+                continue
+            prepared = await asyncio.to_thread(self._prepare_all, todo)
             if self._preflight is not None:
                 prepared = await self._check_ids(prepared, self._preflight)
             decisions = await ledger.call(ledger.ledger.admit, run_id,
@@ -264,15 +285,14 @@ class ImportRun:
                 if self._stopping.is_set():
                     return
 
-    def _own_shard(self, prepared: list[_Prepared]) -> list[_Prepared]:
+    def _own_shard(self, identified: list[_Identified]) -> list[_Identified]:
         mine = []
         shard = self.settings.shard_of
-        for item in prepared:
-            if in_shard(item.admission.key, shard):
+        for item in identified:
+            if in_shard(item[2], shard):
                 mine.append(item)
             else:
-                self._emit(RowEvent(item.admission.row_number, item.admission.key,
-                                    Outcome.OTHER_SHARD))
+                self._emit(RowEvent(item[0].number, item[2], Outcome.OTHER_SHARD))
         return mine
 
     async def _read_candidates(self, queue: asyncio.Queue[Job | None],
@@ -319,13 +339,23 @@ class ImportRun:
             checked.append(item)
         return checked
 
-    def _next_chunk(self, chunks: Iterator[list[ManifestRow]]) -> list[_Prepared] | None:
+    def _next_chunk(self, chunks: Iterator[list[ManifestRow]]) -> list[_Identified] | None:
+        """The next chunk of rows with their identities: cheap, so that rows already done can
+        be skipped before the (dearer) validation."""
         chunk = next(chunks, None)
-        return None if chunk is None else [self._prepare(row) for row in chunk]
+        if chunk is None:
+            return None
+        identified = []
+        for row in chunk:
+            identity = identify(row.values, self._ctx.base_dir, self.settings.auto_external_id)
+            identified.append((row, identity,
+                               identity.key or f"row:{self._manifest_id}:{row.number}"))
+        return identified
 
-    def _prepare(self, row: ManifestRow) -> _Prepared:
-        identity = identify(row.values, self._ctx.base_dir, self.settings.auto_external_id)
-        key = identity.key or f"row:{self._manifest_id}:{row.number}"
+    def _prepare_all(self, identified: list[_Identified]) -> list[_Prepared]:
+        return [self._prepare(*item) for item in identified]
+
+    def _prepare(self, row: ManifestRow, identity: Identity, key: str) -> _Prepared:
         try:
             if row.error is not None:
                 raise RowInvalid([Problem("", "", row.error)])
