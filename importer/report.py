@@ -67,6 +67,7 @@ def ledger_summary(ledgers: list[Ledger]) -> dict[str, Any]:
             "runs": [{"run": r.id, "command": r.command, "manifest": r.manifest,
                       "started_at": r.started_at, "finished_at": r.finished_at,
                       "exit_code": r.exit_code, "counts": r.summary.get("counts", {}),
+                      "reasons": r.summary.get("top_errors", {}),
                       "stopped": r.summary.get("stopped")} for r in ledger.runs()],
         })
     return {
@@ -97,6 +98,8 @@ def summary_report_text(summary: dict[str, Any]) -> str:
                 lines.append(f"    #{run['run']:<4} {run['command']:<8} "
                              f"{run['started_at'][:19].replace('T', ' ')}  {ended:<17} "
                              f"{counts or 'no rows'}")
+                lines.extend(f"{'':>11}{n:>6}  {reason}"
+                             for reason, n in list(run["reasons"].items())[:3])
     if len(parts) > 1:
         lines.append(f"Total over {len(parts)} ledgers")
         lines.extend("  " + line for line in _counts_lines(summary["total"]["counts"]))
