@@ -96,10 +96,11 @@ def write_manifest(path: Path, recordings: list[Recording]) -> None:
 
 
 @contextmanager
-def sandbox(store: Path) -> Iterator[str]:
-    """A fresh sandbox subprocess storing calls in ``store``; yields its base URL."""
+def sandbox(store: Path, *extra: str) -> Iterator[str]:
+    """A fresh sandbox subprocess storing calls in ``store`` (``extra``: more sandbox
+    options); yields its base URL."""
     cmd = [sys.executable, "-m", "importer", "sandbox", "--port", "0", "--token", TOKEN,
-           "--store", str(store)]
+           "--store", str(store), *extra]
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                             text=True)
     try:

@@ -7,6 +7,7 @@ Exit codes (one table, used by ``exit_code_for``)::
     1    the run finished but some rows failed or are invalid
     2    usage error, unreadable manifest or ledger
     3    authentication or permission refused: the run stopped at once
+    4    stopped early by a budget (--max-errors, --max-uploads, --max-duration)
     130  interrupted (Ctrl-C / SIGTERM); the ledger is consistent
 """
 
@@ -56,7 +57,8 @@ credentials: CONVIRZA_TOKEN or --token-file FILE, or CONVIRZA_USERNAME + CONVIRZ
 (with CONVIRZA_CLIENT_ID, default 'system', and CONVIRZA_CLIENT_SECRET); never on the command
 line, where other users could read them in the process list.
 exit codes: 0 all rows done; 1 some rows failed or invalid; 2 usage error or unreadable
-manifest; 3 credentials refused; 130 interrupted (the ledger stays consistent)."""
+manifest; 3 credentials refused; 4 stopped by a budget; 130 interrupted (the ledger stays
+consistent)."""
 
 
 def exit_code_for(exc: BaseException) -> int:
@@ -105,6 +107,7 @@ def _add_settings_options(p: argparse.ArgumentParser, *, upload: bool) -> None:
                        help="results ledger (default: MANIFEST.ledger.sqlite beside the "
                             "manifest); re-running with the same ledger resumes")
         _add_upload_options(a)
+        _add_budget_options(p)
     _add_output_options(p, summary_json=True)
 
 
@@ -119,6 +122,18 @@ def _add_upload_options(a: argparse._ArgumentGroup) -> None:
                         "stays 'uploading') or resend it (may import it twice)")
 
 
+def _add_budget_options(p: argparse.ArgumentParser) -> None:
+    b = p.add_argument_group("budgets (a run they stop exits 4; run again to go on)")
+    b.add_argument("--max-errors", metavar="N|N%",
+                   help="stop once N rows failed or were invalid, or N%% of the rows done "
+                        "(judged after 20 rows)")
+    b.add_argument("--max-uploads", type=int, metavar="N",
+                   help="start no more than N uploads (e.g. a daily API quota)")
+    b.add_argument("--max-duration", metavar="TIME",
+                   help="start no new upload after TIME, e.g. 45m, 6h (uploads in flight "
+                        "finish)")
+
+
 def _add_api_options(p: argparse.ArgumentParser) -> argparse._ArgumentGroup:
     a = p.add_argument_group("API")
     a.add_argument("--api-url", metavar="URL",
@@ -131,7 +146,17 @@ def _add_api_options(p: argparse.ArgumentParser) -> argparse._ArgumentGroup:
     a.add_argument("--max-attempts", type=int, metavar="N",
                    help="attempts per request on retryable errors (default 5)")
     a.add_argument("--timeout", dest="read_timeout", type=float, metavar="SECONDS",
-                   help="longest wait for the server to answer (default 120)")
+                   help="longest silence from the server before a request is given up "
+                        "(default 120)")
+    a.add_argument("--connect-timeout", type=float, metavar="SECONDS",
+                   help="longest wait for a connection (default 30)")
+    a.add_argument("--min-upload-rate", metavar="SIZE",
+                   help="bytes a second an upload is allowed at the least: its deadline is "
+                        "--timeout plus its size at this rate (default 50KB)")
+    a.add_argument("--backoff-base", type=float, metavar="SECONDS",
+                   help="first retry waits up to this, doubling each time (default 0.5)")
+    a.add_argument("--backoff-cap", type=float, metavar="SECONDS",
+                   help="longest wait between retries (default 60)")
     return a
 
 
@@ -142,6 +167,9 @@ def _add_output_options(p: argparse.ArgumentParser, summary_json: bool = False) 
     o.add_argument("--verbose", action="store_true", help="log every row and attempt")
     o.add_argument("--log-format", choices=["text", "json"],
                    help="log lines as text (default) or JSON objects")
+    o.add_argument("--progress-interval", type=float, metavar="SECONDS",
+                   help="when stderr is not a terminal, a progress line this often "
+                        "(default 10)")
     if summary_json:
         o.add_argument("--summary-json", type=Path, metavar="FILE",
                        help="write the end-of-run summary to FILE as JSON, for schedulers")
@@ -193,6 +221,7 @@ def build_parser() -> argparse.ArgumentParser:
     rty.add_argument("--max-file-size", metavar="SIZE",
                      help="refuse recordings bigger than this (default 50MB)")
     _add_upload_options(_add_api_options(rty))
+    _add_budget_options(rty)
     _add_output_options(rty, summary_json=True)
 
     rep = sub.add_parser("report", help="counts and reasons, or every row as a table, CSV, JSON",
@@ -259,6 +288,14 @@ def build_parser() -> argparse.ArgumentParser:
                      help="share of uploads stored and then answered 500 (an unknown outcome)")
     sbx.add_argument("--lost-answer-rate", type=float, default=0.0, metavar="F",
                      help="share of uploads stored and then the connection dropped unanswered")
+    sbx.add_argument("--reset-rate", type=float, default=0.0, metavar="F",
+                     help="share of uploads whose connection is dropped unanswered, unstored")
+    sbx.add_argument("--rate-limit", type=float, default=0.0, metavar="R",
+                     help="allow R /v2 requests a second (token bucket); over it, 429 with "
+                          "Retry-After")
+    sbx.add_argument("--rate-burst", type=int, default=0, metavar="B",
+                     help="the rate limit's bucket size (default: a fifth of a second's "
+                          "worth, at least 2)")
     sbx.add_argument("--latency", type=float, default=0.0, metavar="SECONDS",
                      help="delay added to every /v2 answer")
     sbx.add_argument("--seed", type=int, help="seed for the injected faults (reproducible)")
@@ -295,9 +332,12 @@ def _settings(args: argparse.Namespace) -> Settings:
         for name in ("api_url", "token_file", "ledger", "concurrency", "rate", "burst",
                      "max_attempts", "read_timeout", "timezone", "file_field",
                      "auto_external_id", "quiet", "log_format", "on_unknown", "shard",
-                     "summary_json")
+                     "summary_json", "connect_timeout", "backoff_base", "backoff_cap",
+                     "progress_interval", "max_errors", "max_uploads", "max_duration")
     }
     flags["preflight"] = getattr(args, "preflight", None)
+    if getattr(args, "min_upload_rate", None) is not None:
+        flags["min_upload_rate"] = parse_size(args.min_upload_rate)
     if getattr(args, "max_file_size", None) is not None:
         flags["max_file_size"] = parse_size(args.max_file_size)
     if getattr(args, "defaults", None):
@@ -469,8 +509,9 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
         seed=seed, users=users, static_tokens=frozenset(args.token), token_ttl=args.token_ttl,
         max_file_size=parse_size(args.max_file_size), store_path=args.store,
         faults=Faults(fail_rate=args.fail_rate, ambiguous_rate=args.ambiguous_rate,
-                      lost_answer_rate=args.lost_answer_rate, latency=args.latency,
-                      seed=args.seed))
+                      lost_answer_rate=args.lost_answer_rate, reset_rate=args.reset_rate,
+                      rate_limit=args.rate_limit, rate_burst=args.rate_burst,
+                      latency=args.latency, seed=args.seed))
 
     def announce(url: str) -> None:
         print(f"Sandbox listening on {url}", flush=True)

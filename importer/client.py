@@ -48,6 +48,8 @@ UPLOAD_PATH = "/v2/call/upload"
 TOKEN_PATH = "/oauth/token"
 #: Error bodies are small; anything longer is cut, so a misbehaving server cannot fill memory.
 MAX_ANSWER_BYTES = 1 << 20
+#: Seconds every request waits after a 429 that names no Retry-After.
+THROTTLE_PAUSE = 1.0
 #: The V2 lookups' own default page size.
 DEFAULT_PAGE = 100
 T = TypeVar("T")
@@ -197,9 +199,19 @@ class ConvirzaClient:
                 delay = self.policy.decide(Attempt(number, exc))
                 if delay is None:
                     raise
-                if isinstance(exc, RateLimited):
-                    self.limiter.pause_until(asyncio.get_running_loop().time() + delay)
                 await self._sleep(delay)
+
+    def _paced(self, interpret: Callable[[int, Mapping[str, str], bytes], T], status: int,
+               headers: Mapping[str, str], body: bytes) -> T:
+        """Interpret an answer, and tell the limiter how it went: a success counts toward
+        the rate the API accepts; a 429 pauses every request and slows the rate down."""
+        try:
+            result = interpret(status, headers, body)
+        except RateLimited as exc:
+            exc.retry_after = self.limiter.throttled(exc.retry_after, THROTTLE_PAUSE)
+            raise
+        self.limiter.succeeded()
+        return result
 
     async def _get_once(self, path: str, params: Mapping[str, str | int],
                         token: str) -> list[dict[str, Any]]:
@@ -208,7 +220,7 @@ class ConvirzaClient:
                     self.settings.base_url + path, params={k: str(v) for k, v in params.items()},
                     headers={"Authorization": f"Bearer {token}"}) as resp:
                 body = await resp.content.read(MAX_ANSWER_BYTES)
-                return interpret_lookup(resp.status, resp.headers, body)
+                return self._paced(interpret_lookup, resp.status, resp.headers, body)
         except ApiError:
             raise
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
@@ -267,7 +279,7 @@ class ConvirzaClient:
                         s.base_url + UPLOAD_PATH, data=form, timeout=timeout,
                         headers={"Authorization": f"Bearer {token}"}) as resp:
                     answer = await resp.content.read(MAX_ANSWER_BYTES)
-                    return interpret_upload(resp.status, resp.headers, answer)
+                    return self._paced(interpret_upload, resp.status, resp.headers, answer)
         except ApiError:
             raise
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:

@@ -49,6 +49,7 @@ class RunSummary:
     started: float = field(default_factory=time.monotonic)
     elapsed: float = 0.0
     stopped: str | None = None
+    expected: int | None = None  # rows the manifest holds, roughly (for progress), if known
 
     def add(self, event: RowEvent) -> None:
         if event.outcome in _NOT_ROWS:
@@ -69,12 +70,20 @@ class RunSummary:
         return self.counts["failed"] + self.counts["invalid"] + self.counts["unresolved"]
 
     @property
+    def processed(self) -> int:
+        """Rows that reached an outcome in this run (skipped ones excluded)."""
+        return self.rows - self.counts["skipped"]
+
+    @property
     def exit_code(self) -> int:
-        """0 all done, 1 some rows failed or invalid, 3 credentials refused, 130 interrupted."""
+        """0 all done, 1 some rows failed or invalid, 3 credentials refused, 4 stopped by a
+        budget, 130 interrupted."""
         if self.stopped == "credentials refused":
             return 3
         if self.stopped == "interrupted":
             return 130
+        if self.stopped is not None and self.stopped.startswith("budget"):
+            return 4
         return 1 if self.problems else 0
 
     def as_dict(self) -> dict[str, object]:

@@ -96,6 +96,17 @@ class Manifest:
         self.plan = plan
         self.chunk_rows = chunk_rows
 
+    def estimate_rows(self) -> int:
+        """About how many data rows the file holds (its line count less the header), for
+        progress and ETA: fast, and exact unless cells hold line breaks."""
+        lines = 0
+        last = b"\n"
+        with self.path.open("rb") as handle:
+            while block := handle.read(1 << 20):
+                lines += block.count(b"\n")
+                last = block[-1:]
+        return max(0, lines + (last != b"\n") - 1)
+
     def chunks(self) -> Iterator[list[ManifestRow]]:
         """The non-blank rows in chunks of at most ``chunk_rows``; blocking, so call it from a
         thread in async code.

@@ -36,7 +36,6 @@ from .errors import (
     ImporterError,
     ManifestError,
     Problem,
-    RateLimited,
     RowError,
     UsageError,
 )
@@ -57,6 +56,9 @@ from .records import (
 from .settings import Settings
 
 log = logging.getLogger(__name__)
+
+#: A percentage error budget is judged only once this many rows have an outcome.
+MIN_ROWS_FOR_PERCENT = 20
 
 
 @dataclass(frozen=True)
@@ -134,6 +136,7 @@ class ImportRun:
         self._broken: ManifestError | None = None
         self._preflight: Preflight | None = None
         self._run_id = 0
+        self._uploads_started = 0
         origin = manifest if manifest is not None else self.ledger_path()
         self._manifest_id = str(origin.resolve())
         try:
@@ -145,13 +148,40 @@ class ImportRun:
         self._naive_warned = False
         self.summary = RunSummary(manifest=str(origin), ledger=None)
 
-    def stop(self) -> None:
-        """Finish what is in flight, start nothing new (the first Ctrl-C)."""
+    def stop(self, reason: str = "interrupted") -> None:
+        """Finish what is in flight, start nothing new (the first Ctrl-C, or a budget)."""
         if not self._stopping.is_set():
-            log.warning("stopping: letting uploads in flight finish; rows not started stay "
-                        "pending for the next run")
-            self.summary.stopped = self.summary.stopped or "interrupted"
+            log.warning("stopping (%s): letting uploads in flight finish; rows not started "
+                        "stay pending for the next run", reason)
+            self.summary.stopped = self.summary.stopped or reason
             self._stopping.set()
+
+    def _over_budget(self) -> str | None:
+        """The budget that forbids starting another upload, if one does."""
+        s = self.settings
+        if s.max_uploads is not None and self._uploads_started >= s.max_uploads:
+            return f"--max-uploads {s.max_uploads} reached"
+        if s.max_duration is not None and \
+                time.monotonic() - self.summary.started >= s.max_duration:
+            return f"--max-duration {s.max_duration:g}s reached"
+        return None
+
+    def _check_error_budget(self) -> None:
+        budget = self.settings.error_budget
+        if budget is None:
+            return
+        limit, percent = budget
+        errors = self.summary.problems
+        if percent:
+            done = self.summary.processed
+            if done < MIN_ROWS_FOR_PERCENT or errors * 100 < limit * done:
+                return
+            reached = f"{errors} of {done} rows failed or invalid, over {limit:g}%"
+        elif errors >= limit:
+            reached = f"{errors} rows failed or invalid"
+        else:
+            return
+        self.stop(f"budget: --max-errors {self.settings.max_errors} reached ({reached})")
 
     def _warn_naive_once(self) -> None:
         if not self._naive_warned:
@@ -175,6 +205,7 @@ class ImportRun:
             manifest = await asyncio.to_thread(
                 open_manifest, self.manifest, column_map=s.column_map, defaults=s.defaults,
                 chunk_rows=s.chunk_rows)
+            self.summary.expected = await asyncio.to_thread(manifest.estimate_rows)
         with tempfile.TemporaryDirectory(prefix="convirza-validate-") as scratch:
             path = self.ledger_path() if self.upload else Path(scratch) / "validate.sqlite"
             opened = await asyncio.to_thread(Ledger.open, path, create=manifest is not None)
@@ -386,6 +417,9 @@ class ImportRun:
                 return
             if self._stopping.is_set():
                 continue  # drain: the row stays pending for the next run
+            if self.upload and (budget := self._over_budget()) is not None:
+                self.stop(f"budget: {budget}")
+                continue
             if job.reconcile and self.upload and client is not None \
                     and await self._reconcile(job, client, ledger):
                 continue
@@ -404,6 +438,7 @@ class ImportRun:
                 self._emit(RowEvent(job.row, job.key, Outcome.VALID,
                                     size=info.size if info else 0))
                 continue
+            self._uploads_started += 1
             await ledger.call(ledger.ledger.mark_uploading, job.key,
                               info.size if info else None, self._run_id)
             await self._send(job, info, client, ledger)
@@ -490,8 +525,6 @@ class ImportRun:
                 self._emit(RowEvent(job.row, job.key, Outcome.RETRYING, str(exc)))
                 log.info("row %d: attempt %d failed (%s); retrying in %.1fs", job.row, number,
                          exc, delay)
-                if isinstance(exc, RateLimited):
-                    client.limiter.pause_until(asyncio.get_running_loop().time() + delay)
                 await self._pause(delay)
                 continue
             attempt = AttemptRecord(job.key, started_at, took(), "succeeded",
@@ -519,6 +552,8 @@ class ImportRun:
 
     def _emit(self, event: RowEvent) -> None:
         self.summary.add(event)
-        if event.outcome in (Outcome.FAILED, Outcome.INVALID) and event.error:
-            log.warning("%s", event.error)
+        if event.outcome in (Outcome.FAILED, Outcome.INVALID, Outcome.UNRESOLVED):
+            if event.error:
+                log.warning("%s", event.error)
+            self._check_error_budget()
         self.observer.row(event)

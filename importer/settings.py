@@ -53,6 +53,21 @@ def parse_size(text: str | int) -> int:
     return int(float(match.group(1)) * _SIZE_UNITS[unit])
 
 
+_DURATION_RE = re.compile(r"^\s*(?:(\d+(?:\.\d+)?)h)?\s*(?:(\d+(?:\.\d+)?)m)?\s*"
+                          r"(?:(\d+(?:\.\d+)?)s?)?\s*$")
+
+
+def parse_duration(text: str | float) -> float:
+    """Seconds from ``"90m"``, ``"2h"``, ``"1h30m"``, ``"45s"`` or a plain number of seconds."""
+    if isinstance(text, (int, float)):
+        return float(text)
+    match = _DURATION_RE.match(text)
+    if not text.strip() or not match or not any(match.groups()):
+        raise UsageError(f"not a duration: {text!r} (expected e.g. 45s, 90m, 2h, 1h30m)")
+    hours, minutes, seconds = (float(g) if g else 0.0 for g in match.groups())
+    return hours * 3600 + minutes * 60 + seconds
+
+
 def parse_assignments(pairs: list[str], option: str) -> dict[str, str]:
     """``["A=b", "C=d"]`` from repeated ``--set``/``--map`` options, as a dict."""
     out: dict[str, str] = {}
@@ -98,6 +113,9 @@ class Settings(BaseModel):
     on_unknown: Literal["resend", "skip"] = "skip"
     shard: str | None = Field(None, pattern=r"^\d+/[1-9]\d*$")
     summary_json: Path | None = None
+    max_errors: str | None = Field(None, pattern=r"^\s*\d+(\.\d+)?\s*%?\s*$")
+    max_uploads: int | None = Field(None, ge=1)
+    max_duration: float | None = Field(None, gt=0)
 
     chunk_rows: int = Field(1000, ge=1)
     queue_size: int = Field(0, ge=0, description="0: twice the concurrency")
@@ -114,6 +132,15 @@ class Settings(BaseModel):
         if self.shard is not None and self.shard_of[0] >= self.shard_of[1]:
             raise ValueError("shard K/N needs 0 <= K < N, e.g. 0/4 .. 3/4")
         return self
+
+    @property
+    def error_budget(self) -> tuple[float, bool] | None:
+        """``--max-errors`` as (limit, is_percent): ``"100"`` -> (100, False), ``"5%"`` ->
+        (5, True); None when unlimited."""
+        if self.max_errors is None:
+            return None
+        text = self.max_errors.strip()
+        return float(text.rstrip("%").strip()), text.endswith("%")
 
     @property
     def shard_of(self) -> tuple[int, int]:
@@ -158,9 +185,11 @@ class Settings(BaseModel):
             values["token"] = _read_token_file(Path(token_file))
         if not values.get("timezone") and env.get("TZ"):
             values["timezone"] = env["TZ"].lstrip(":")
-        for name in ("max_file_size",):
+        for name in ("max_file_size", "min_upload_rate"):
             if isinstance(values.get(name), str):
                 values[name] = parse_size(values[name])
+        if isinstance(values.get("max_duration"), str):
+            values["max_duration"] = parse_duration(values["max_duration"])
         for name in ("defaults", "column_map"):
             if isinstance(values.get(name), str):  # from the environment: "A=b;C=d"
                 values[name] = parse_assignments(values[name].split(";"), env_name(name))

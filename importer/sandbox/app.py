@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import math
 import random
 import time
 import uuid
@@ -43,7 +44,10 @@ class Faults:
     fail_rate: float = 0.0       # share of uploads answered 500 before anything is stored
     ambiguous_rate: float = 0.0  # share of uploads stored, then answered 500 anyway
     lost_answer_rate: float = 0.0  # share of uploads stored, then the connection dropped
+    reset_rate: float = 0.0      # share of uploads whose connection is dropped, nothing stored
     latency: float = 0.0         # seconds added to every /v2 answer
+    rate_limit: float = 0.0      # /v2 requests a second (token bucket); over it: 429
+    rate_burst: int = 0          # the bucket's size; 0: a fifth of a second's worth, at least 2
     seed: int | None = None
 
 
@@ -69,7 +73,13 @@ class SandboxState:
     logins: int = 0
     refused_logins: int = 0
     unauthorized: int = 0
+    throttled: int = 0        # answered 429
+    early: int = 0            # arrived before the Retry-After we gave had passed
     login_times: deque[float] = field(default_factory=lambda: deque(maxlen=1000))
+    arrivals: list[float] = field(default_factory=list)  # monotonic times of /v2 requests
+    tokens: float = -1.0      # the rate limit's bucket (-1: not started)
+    refilled_at: float = 0.0
+    retry_at: float = 0.0     # the moment our last 429 told clients to come back
 
 
 CONFIG = web.AppKey("config", SandboxConfig)
@@ -107,12 +117,58 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     return await handler(request)
 
 
+#: In-flight requests sent before the client could see our 429 are not counted as early.
+EARLY_GRACE = 0.25
+
+
 @web.middleware
 async def fault_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     faults = request.app[CONFIG].faults
-    if request.path.startswith("/v2/") and faults.latency:
+    if not request.path.startswith("/v2/"):
+        return await handler(request)
+    state = request.app[STATE]
+    now = time.monotonic()
+    state.arrivals.append(now)
+    if faults.rate_limit:
+        refused = _over_limit(state, faults, now)
+        if refused is not None:
+            return refused
+    if faults.latency:
         await asyncio.sleep(faults.latency)
     return await handler(request)
+
+
+def _over_limit(state: SandboxState, faults: Faults, now: float) -> web.Response | None:
+    """A token bucket of ``rate_limit`` a second; a 429 with a whole-second Retry-After when
+    empty, and a count of clients that came back before it had passed."""
+    size = faults.rate_burst or max(2, math.ceil(faults.rate_limit / 5))
+    if state.tokens < 0:
+        state.tokens, state.refilled_at = float(size), now
+    state.tokens = min(size, state.tokens + (now - state.refilled_at) * faults.rate_limit)
+    state.refilled_at = now
+    early = now < state.retry_at - EARLY_GRACE
+    if early:
+        state.early += 1
+    if state.tokens >= 1 and not early:
+        state.tokens -= 1
+        return None
+    state.throttled += 1
+    wait = max(1, math.ceil((1 - state.tokens) / faults.rate_limit))
+    state.retry_at = max(state.retry_at, now + wait)
+    response = _error(429, "Too Many Requests", "Too Many Requests", str(uuid.uuid4()))
+    response.headers["Retry-After"] = str(wait)
+    return response
+
+
+async def stats_handler(request: web.Request) -> web.Response:
+    """Sandbox-only: what the server saw, for benchmarks in another process."""
+    state = request.app[STATE]
+    body: dict[str, Any] = {"uploads": state.uploads, "throttled": state.throttled,
+                            "early": state.early, "logins": state.logins,
+                            "requests": len(state.arrivals)}
+    if "arrivals" in request.query:
+        body["arrivals"] = state.arrivals
+    return web.json_response(body)
 
 
 async def token_handler(request: web.Request) -> web.Response:
@@ -157,6 +213,10 @@ async def upload_handler(request: web.Request) -> web.Response:
     if cfg.faults.fail_rate and app[RNG].random() < cfg.faults.fail_rate:
         await request.read()
         return _error(500, "Internal server error", "Internal Server Error", request_id)
+    if cfg.faults.reset_rate and app[RNG].random() < cfg.faults.reset_rate:
+        if request.transport is not None:
+            request.transport.abort()  # no answer, nothing stored
+        raise ConnectionResetError("sandbox: connection dropped on purpose")
     if request.content_type != "multipart/form-data":
         return _error(400, "Validation failed", "Bad Request", request_id,
                       [f"the body must be multipart/form-data, not {request.content_type}"])
@@ -284,6 +344,7 @@ def make_app(config: SandboxConfig | None = None) -> web.Application:
     app[RNG] = random.Random(cfg.faults.seed)
     app.router.add_post("/oauth/token", token_handler)
     app.router.add_post("/v2/call/upload", upload_handler)
+    app.router.add_get("/_sandbox/stats", stats_handler)
     _add_lookups(app, cfg.seed)
 
     async def close_store(app: web.Application) -> None:
