@@ -215,16 +215,8 @@ class ConvirzaClient:
 
     async def _get_once(self, path: str, params: Mapping[str, str | int],
                         token: str) -> list[dict[str, Any]]:
-        try:
-            async with self.limiter, self.session.get(
-                    self.settings.base_url + path, params={k: str(v) for k, v in params.items()},
-                    headers={"Authorization": f"Bearer {token}"}) as resp:
-                body = await resp.content.read(MAX_ANSWER_BYTES)
-                return self._paced(interpret_lookup, resp.status, resp.headers, body)
-        except ApiError:
-            raise
-        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            raise translate(exc, body_sent=True) from exc
+        return await self._request("GET", path, token, interpret_lookup,
+                                   params={k: str(v) for k, v in params.items()})
 
     async def iterate(self, resource: Resource, *, filter: str = "",
                       params: Mapping[str, str | int] | None = None, limit: int | None = None,
@@ -265,7 +257,6 @@ class ConvirzaClient:
         timeout = aiohttp.ClientTimeout(total=s.read_timeout + size / s.min_upload_rate,
                                         connect=s.connect_timeout, sock_read=s.read_timeout)
         handle = await _open(audio.path) if audio else None
-        body_sent = False
         try:
             form = aiohttp.FormData(default_to_multipart=True)
             for name, value in record.form_fields():
@@ -273,20 +264,30 @@ class ConvirzaClient:
             if audio and handle:
                 form.add_field(s.file_field, handle, filename=audio.path.name,
                                content_type=audio.content_type)
-            async with self.limiter:
-                body_sent = True
-                async with self.session.post(
-                        s.base_url + UPLOAD_PATH, data=form, timeout=timeout,
-                        headers={"Authorization": f"Bearer {token}"}) as resp:
-                    answer = await resp.content.read(MAX_ANSWER_BYTES)
-                    return self._paced(interpret_upload, resp.status, resp.headers, answer)
-        except ApiError:
-            raise
-        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            raise translate(exc, body_sent=body_sent) from exc
+            return await self._request("POST", UPLOAD_PATH, token, interpret_upload,
+                                       data=form, timeout=timeout)
         finally:
             if handle is not None:
                 handle.close()
+
+    async def _request(self, method: str, path: str, token: str,
+                       interpret: Callable[[int, Mapping[str, str], bytes], T],
+                       **kwargs: Any) -> T:
+        """One request through the limiter, its answer interpreted; every aiohttp failure
+        comes out as one of ours, knowing whether the request may have reached the server."""
+        sent = False
+        try:
+            async with self.limiter:
+                sent = True
+                async with self.session.request(
+                        method, self.settings.base_url + path,
+                        headers={"Authorization": f"Bearer {token}"}, **kwargs) as resp:
+                    body = await resp.content.read(MAX_ANSWER_BYTES)
+                    return self._paced(interpret, resp.status, resp.headers, body)
+        except ApiError:
+            raise
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            raise translate(exc, body_sent=sent) from exc
 
 
 async def _open(path: Path) -> io.BufferedReader:
