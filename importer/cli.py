@@ -33,7 +33,7 @@ from .pipeline import ImportRun
 from .progress import ProgressObserver
 from .report import counts_text, summary_text, write_rows
 from .sandbox import Faults, SandboxConfig, serve_forever
-from .settings import Settings, parse_assignments, parse_size
+from .settings import Settings, parse_assignments, parse_duration, parse_size
 
 log = logging.getLogger("importer.cli")
 
@@ -75,6 +75,17 @@ def _add_settings_options(p: argparse.ArgumentParser, *, upload: bool) -> None:
                         "machine's zone, named in a warning)")
     g.add_argument("--max-file-size", metavar="SIZE",
                    help="refuse recordings bigger than this, e.g. 50MB, 1GiB (default 50MB)")
+    g.add_argument("--max-duration", metavar="DURATION",
+                   help="refuse recordings longer than this: seconds, or e.g. 90m, 2h "
+                        "(default: no limit)")
+    g.add_argument("--skip-duplicate-audio", action="store_const", const=True, default=None,
+                   help="mark invalid a row whose file has the same content (sha256) as an "
+                        "earlier row, of this run or one before (default: upload it, with a "
+                        "warning)")
+    g.add_argument("--check-urls", action="store_const", const=True, default=None,
+                   help="for recording_url rows, ask the URL's server (HEAD, or a one-byte "
+                        "GET) and refuse a non-2xx answer or a type that is not mp3/wav audio "
+                        "(uses the API client, so validate needs credentials too)")
     g.add_argument("--no-auto-external-id", dest="auto_external_id", action="store_const",
                    const=False, default=None,
                    help="do not send a derived external_id for rows that have none")
@@ -195,10 +206,13 @@ def _settings(args: argparse.Namespace) -> Settings:
         name: getattr(args, name, None)
         for name in ("api_url", "token_file", "ledger", "concurrency", "rate", "burst",
                      "max_attempts", "read_timeout", "timezone", "file_field",
-                     "auto_external_id", "quiet", "log_format")
+                     "auto_external_id", "quiet", "log_format", "skip_duplicate_audio",
+                     "check_urls")
     }
     if args.max_file_size is not None:
         flags["max_file_size"] = parse_size(args.max_file_size)
+    if args.max_duration is not None:
+        flags["max_duration"] = parse_duration(args.max_duration)
     if args.defaults:
         flags["defaults"] = parse_assignments(args.defaults, "--set")
     if args.column_map:
