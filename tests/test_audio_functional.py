@@ -43,6 +43,11 @@ def row(external_id: str, **source: str) -> dict[str, str]:
             "recording_url": "", **source}
 
 
+def run(manifest: Path, ledger: Path, *flags: str) -> int:
+    """``convirza-import run`` with a rate that keeps the tests quick."""
+    return main(["run", str(manifest), "--ledger", str(ledger), "--rate", "1000", *flags])
+
+
 def ledger_rows(ledger: Path) -> dict[str, tuple[str, str | None, int | None, str | None]]:
     with sqlite3.connect(ledger) as conn:
         found = {r[0]: r[1:] for r in conn.execute(
@@ -56,7 +61,7 @@ def ledger_rows(ledger: Path) -> dict[str, tuple[str, str | None, int | None, st
 def test_ledger_keeps_each_files_sha256_and_size(workdir: Path, sandbox: SandboxThread,
                                                  token_env: str) -> None:
     ledger = workdir / "ledger.sqlite"
-    assert main(["run", str(workdir / "manifests" / "sample.csv"), "--ledger", str(ledger)]) == 0
+    assert run(workdir / "manifests" / "sample.csv", ledger) == 0
 
     stored = {(sha, size) for _, sha, size, _ in ledger_rows(ledger).values()}
     assert stored == {(sha256_of(p), p.stat().st_size) for p in sample_files()}
@@ -79,7 +84,7 @@ def test_same_audio_is_uploaded_with_a_warning(twin_manifest: Path, workdir: Pat
                                                capsys: pytest.CaptureFixture[str]) -> None:
     ledger = workdir / "ledger.sqlite"
 
-    code = main(["run", str(twin_manifest), "--ledger", str(ledger), "--concurrency", "1"])
+    code = run(twin_manifest, ledger, "--concurrency", "1")
 
     assert code == 0 and sandbox.store.count() == 3
     sha = sha256_of(workdir / "sample_data" / "call-0001-pcm8k.wav")
@@ -94,8 +99,8 @@ def test_skip_duplicate_audio_makes_the_later_row_invalid(
         twin_manifest: Path, workdir: Path, sandbox: SandboxThread, token_env: str) -> None:
     ledger = workdir / "ledger.sqlite"
 
-    code = main(["run", str(twin_manifest), "--ledger", str(ledger), "--concurrency", "1",
-                 "--skip-duplicate-audio"])
+    code = run(twin_manifest, ledger, "--concurrency", "1",
+                 "--skip-duplicate-audio")
 
     assert code == 1
     assert sorted(c.external_id or "" for c in sandbox.store.calls()) == ["X-1", "X-3"]
@@ -111,13 +116,13 @@ def test_same_audio_is_found_in_an_earlier_nights_manifest(
     ledger = workdir / "ledger.sqlite"
     night1 = write_manifest(workdir / "manifests" / "night1.csv", [
         row("N1-1", recording_file="../sample_data/call-0005-cbr.mp3")])
-    assert main(["run", str(night1), "--ledger", str(ledger)]) == 0
+    assert run(night1, ledger) == 0
     shutil.copy(workdir / "sample_data" / "call-0005-cbr.mp3",
                 workdir / "sample_data" / "export-again.mp3")
     night2 = write_manifest(workdir / "manifests" / "night2.csv", [
         row("N2-7", recording_file="../sample_data/export-again.mp3")])
 
-    assert main(["run", str(night2), "--ledger", str(ledger), "--skip-duplicate-audio"]) == 1
+    assert run(night2, ledger, "--skip-duplicate-audio") == 1
 
     assert sandbox.store.count() == 1
     status, _, _, error = ledger_rows(ledger)["ext:N2-7"]
@@ -131,7 +136,7 @@ def test_max_duration_refuses_long_recordings(workdir: Path, sandbox: SandboxThr
     manifest = write_manifest(workdir / "manifests" / "m.csv", [
         row("X-1", recording_file="../sample_data/call-0004-stereo16k.wav")])
 
-    assert main(["run", str(manifest), "--ledger", str(ledger), "--max-duration", "2s"]) == 1
+    assert run(manifest, ledger, "--max-duration", "2s") == 1
 
     status, _, _, error = ledger_rows(ledger)["ext:X-1"]
     assert status == "invalid" and sandbox.store.count() == 0
@@ -288,7 +293,7 @@ def test_url_form_is_checked_without_asking_the_server(url_manifest: Path, workd
                                                        token_env: str) -> None:
     ledger = workdir / "ledger.sqlite"
 
-    assert main(["run", str(url_manifest), "--ledger", str(ledger)]) == 1
+    assert run(url_manifest, ledger) == 1
 
     invalid = {k for k, (status, *_) in ledger_rows(ledger).items() if status == "invalid"}
     assert invalid == {"ext:U-7", "ext:U-8"}
@@ -300,7 +305,7 @@ def test_check_urls_refuses_what_the_server_will_not_serve(url_manifest: Path, w
                                                            token_env: str) -> None:
     ledger = workdir / "ledger.sqlite"
 
-    assert main(["run", str(url_manifest), "--ledger", str(ledger), "--check-urls"]) == 1
+    assert run(url_manifest, ledger, "--check-urls") == 1
 
     rows = ledger_rows(ledger)
     assert {k for k, (status, *_) in rows.items() if status == "succeeded"} == {"ext:U-1",
