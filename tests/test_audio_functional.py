@@ -99,8 +99,7 @@ def test_skip_duplicate_audio_makes_the_later_row_invalid(
         twin_manifest: Path, workdir: Path, sandbox: SandboxThread, token_env: str) -> None:
     ledger = workdir / "ledger.sqlite"
 
-    code = run(twin_manifest, ledger, "--concurrency", "1",
-                 "--skip-duplicate-audio")
+    code = run(twin_manifest, ledger, "--concurrency", "1", "--skip-duplicate-audio")
 
     assert code == 1
     assert sorted(c.external_id or "" for c in sandbox.store.calls()) == ["X-1", "X-3"]
