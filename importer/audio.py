@@ -277,6 +277,10 @@ def _wav(handle: io.BufferedReader, head: bytes, size: int, shown: str) -> _Stre
                 raise AudioError(shown, f"wav header promises {chunk_size:,} bytes of audio but "
                                         f"the file holds only {size - body:,}: a truncated or "
                                         "unfinished copy")
+            if chunk_size == 0 and size - body > 0:  # a recorder stopped before patching it
+                raise AudioError(shown, f"wav header says it holds no audio, yet {size - body:,} "
+                                        "bytes follow: a recording whose header was never "
+                                        "finished")
             return _wav_stream(fmt, fact, chunk_size, shown)
         if body + chunk_size > size:
             name = chunk_id.decode("latin-1").strip()
@@ -317,8 +321,12 @@ def _mp3(handle: io.BufferedReader, size: int, shown: str) -> _Stream:
     handle.seek(0)
     try:
         info = MPEGInfo(handle)
-    except (MutagenError, ValueError):
+    except OSError:
+        raise  # the caller names it
+    except MutagenError:
         raise AudioError(shown, "no MPEG audio frames found: not a playable mp3") from None
+    except Exception as exc:  # a parser of untrusted bytes may fail any way: a row error, still
+        raise AudioError(shown, f"not a playable mp3 (mutagen: {type(exc).__name__})") from None
     version = float(info.version)
     if info.layer != 3:
         raise AudioError(shown, f"content is MPEG-{version:g} Layer {'I' * info.layer} audio "

@@ -114,6 +114,8 @@ def test_without_digest_no_sha256() -> None:
      "wav header promises 40,886 bytes of audio but the file holds only 5,956: a truncated or "
      "unfinished copy"),
     ("zero-duration.wav", "no audio (zero duration)"),
+    ("unfinished-header.wav", "wav header says it holds no audio, yet 40,886 bytes follow: a "
+                              "recording whose header was never finished"),
     ("id3-tag-no-audio.mp3", "no MPEG audio frames found: not a playable mp3"),
     ("call-notes.mp3", "named .mp3 but the content is text, not audio; the API takes mp3 or wav"),
     ("call-notes.wav", "named .wav but the content is text, not audio; the API takes mp3 or wav"),

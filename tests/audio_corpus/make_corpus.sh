@@ -3,8 +3,9 @@
 # checks (what telephony systems export, and what the importer must refuse). Needs espeak-ng,
 # sox, lame, ffmpeg and python3 (Debian: apt-get install espeak-ng sox libsox-fmt-all lame
 # ffmpeg). The outputs are committed, so the tests and CI need none of these tools; this
-# script documents how each file was made. Files stay short (about 1.5 s) to keep the corpus
-# small.
+# script documents how each file was made. Files stay short (about 2.5 s) to keep the corpus
+# small. A new run does not give the same bytes (sox dithers, encoders vary), but the tests
+# pass on its output too: they check formats, durations and reasons, not bytes.
 set -euo pipefail
 cd "$(dirname "$0")"
 rm -f -- *.wav *.WAV *.mp3 *.Mp3 *.ogg *.flac *.m4a *.amr *.wma *.aiff
@@ -55,6 +56,9 @@ cp mpeg2-cbr-id3v2.mp3 "звонок клиента.mp3"
 : > empty.wav                                                       # 0 bytes
 head -c 6000 pcm-8k-mono.wav > truncated-header-promises-more.wav   # copy cut short
 sox "$tmp/s8k.wav" zero-duration.wav trim 0 0                       # header, no samples
+# A recorder that crashed before patching its header: data size 0, yet the audio follows.
+python3 -c "import sys; d = bytearray(open('pcm-8k-mono.wav', 'rb').read()); d[40:44] = bytes(4);
+sys.stdout.buffer.write(d)" > unfinished-header.wav
 printf 'ID3\x04\x00\x00\x00\x00\x00\x00' > id3-tag-no-audio.mp3     # a tag and nothing else
 printf 'caller,agent,notes\n6175550142,212,"wants a callback on Tuesday"\n' > call-notes.mp3
 printf 'Recording unavailable: the PBX purged it after 90 days.\n' > call-notes.wav
