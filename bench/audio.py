@@ -181,6 +181,8 @@ def report(best: dict[str, dict[str, float]], paths: list[Path], threads: int,
     wavs = sum(1 for p in paths if p.suffix == ".wav")
     print(f"{n} files, {total / 1e9:.2f} GB ({total / n / 1e6:.2f} MB each: {wavs} wav, "
           f"{n - wavs} mp3), {threads} threads, best of {repeat}")
+    print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f} now "
+          "(other work on a shared machine slows the CPU-bound passes: hashing, probing)")
     for path in paths[:3]:
         info = probe(path, 1 << 40, digest=False)
         print(f"  e.g. {path.name}: {info.codec}, {info.sample_rate} Hz, {info.bitrate} bit/s, "
