@@ -80,8 +80,8 @@ def _add_settings_options(p: argparse.ArgumentParser, *, upload: bool) -> None:
                         "(default: no limit)")
     g.add_argument("--skip-duplicate-audio", action="store_const", const=True, default=None,
                    help="mark invalid a row whose file has the same content (sha256) as an "
-                        "earlier row, of this run or one before (default: upload it, with a "
-                        "warning)")
+                        "earlier row, of this run or, for run, one before in the same ledger "
+                        "(default: upload it, with a warning)")
     g.add_argument("--check-urls", action="store_const", const=True, default=None,
                    help="for recording_url rows, ask the URL's server (HEAD, or a one-byte "
                         "GET) and refuse a non-2xx answer or a type that is not mp3/wav audio "
