@@ -5,8 +5,9 @@ Files: N recordings of about S MB each (default 2000 of 3 MB), in equal shares o
 kinds, all real audio made from ``tests/audio_corpus``:
 
   wav         the 8 kHz PCM speech of ``pcm-8k-mono.wav`` repeated under a correct header
-  mp3         that speech encoded by lame (CBR MPEG-1 Layer III with lame's Info header, as
-              most encoders write): needs ``lame`` on PATH, else this kind is left out
+  mp3         that speech encoded by lame at 64 kbit/s (CBR MPEG-1 Layer III with lame's Info
+              header; below about 48 kbit/s lame leaves the header out, as the frames are too
+              small for it): needs ``lame`` on PATH, else this kind is left out
   mp3-noxing  the frames of ``mpeg1-cbr-notag.mp3`` repeated: no header says the frame count,
               so the probe takes its slower path and checks the bitrate of the first frames
 
@@ -71,15 +72,15 @@ def wav_of(size: int) -> bytes:
 
 
 def lame_mp3_of(size: int) -> bytes | None:
-    """A 32 kbit/s mp3 of about ``size`` bytes encoded by lame, or None without lame."""
+    """A 64 kbit/s mp3 of about ``size`` bytes encoded by lame, or None without lame."""
     lame = shutil.which("lame")
     if lame is None:
         return None
-    seconds = size * 8 / 32_000
+    seconds = size * 8 / 64_000
     with tempfile.TemporaryDirectory() as scratch:
         source, target = Path(scratch) / "in.wav", Path(scratch) / "out.mp3"
         source.write_bytes(wav_of(int(seconds * 16_000) + 44))
-        subprocess.run([lame, "--quiet", "-b", "32", "--resample", "32", str(source),
+        subprocess.run([lame, "--quiet", "-b", "64", "--resample", "32", str(source),
                         str(target)], check=True)
         return target.read_bytes()
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from importer.audio import AudioInfo, probe, sniff
+from importer.audio import HEAD_BYTES, AudioInfo, _mp3_mutagen, _mp3_quick, probe, sniff
 from importer.errors import AudioError
 
 from .conftest import ROOT, SAMPLES
@@ -57,6 +57,8 @@ def refusal(path: Path, **limits: float) -> str:
     ("mpeg2-vbr-noxing.mp3", "mp3", "mpeg2-layer3", 22050, 1, None),
     ("mpeg25-cbr-id3v1.mp3", "mp3", "mpeg2.5-layer3", 8000, 1, 16_000),
     ("mpeg1-truncated-last-frame.mp3", "mp3", "mpeg1-layer3", 32000, 1, 32_000),
+    ("mpeg1-stereo-vbr.mp3", "mp3", "mpeg1-layer3", 32000, 2, None),
+    ("mpeg2-stereo-cbr.mp3", "mp3", "mpeg2-layer3", 16000, 2, 32_000),
     # names as exports have them
     ("UPPER CASE.WAV", "wav", "alaw", 8000, 1, 64_000),
     ("Mixed Case.Mp3", "mp3", "mpeg2.5-layer3", 8000, 1, 16_000),
@@ -293,6 +295,33 @@ def test_probing_reads_headers_and_hashing_streams(long_recordings: list[Path]) 
         assert size <= read < size + 64 * 1024  # every byte once, for the hash
         assert peak < 3 * 1024 * 1024  # one 1 MiB buffer, not the 20 MB file
         assert hashed.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+MP3S = sorted(p for folder in (CORPUS, SAMPLES) for p in folder.iterdir()
+              if p.suffix.lower() == ".mp3")
+
+
+@pytest.mark.parametrize("path", MP3S, ids=lambda p: p.name)
+def test_quick_mp3_reading_agrees_with_mutagen(path: Path) -> None:
+    """The quick reading of common mp3s gives exactly mutagen's facts, or leaves the file to
+    mutagen (every refusal is mutagen's)."""
+    size = path.stat().st_size
+    with path.open("rb") as handle:
+        head = handle.read(HEAD_BYTES)
+        quick = _mp3_quick(handle, head, size)
+        try:
+            full = _mp3_mutagen(handle, size, str(path))
+        except AudioError:
+            assert quick is None
+            return
+    assert quick == full
+
+
+def test_quick_mp3_reading_takes_the_common_files(long_recordings: list[Path]) -> None:
+    common = [p for p in MP3S if "noxing" in p.name or "cbr" in p.name or "xing" in p.name]
+    for path in [*common, long_recordings[1]]:
+        with path.open("rb") as handle:
+            assert _mp3_quick(handle, handle.read(HEAD_BYTES), path.stat().st_size), path.name
 
 
 def test_sniff_names_what_it_sees() -> None:

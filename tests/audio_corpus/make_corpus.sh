@@ -40,6 +40,9 @@ lame --quiet -b 24 --resample 16 --id3v2-only --tt "Voicemail" \
   "$tmp/speech.wav" mpeg2-cbr-id3v2.mp3                             # MPEG-2 16 kHz
 lame --quiet -V 7 -t --resample 22.05 "$tmp/speech.wav" mpeg2-vbr-noxing.mp3  # VBR, no Xing
 lame --quiet -b 16 --id3v1-only --tt "Callback" "$tmp/s8k.wav" mpeg25-cbr-id3v1.mp3  # 2.5
+# Stereo (caller and agent): the Xing header sits elsewhere in a two-channel frame.
+lame --quiet -V 9 --resample 32 stereo-dual-channel.wav mpeg1-stereo-vbr.mp3
+lame --quiet -b 32 --resample 16 -m s stereo-dual-channel.wav mpeg2-stereo-cbr.mp3
 # The last frame cut short (a copy interrupted at the end): still plays.
 python3 - <<'PY'
 data = open("mpeg1-cbr-notag.mp3", "rb").read()
