@@ -176,14 +176,15 @@ def run(paths: list[Path], threads: int, repeat: int) -> dict[str, dict[str, flo
 
 
 def report(best: dict[str, dict[str, float]], paths: list[Path], threads: int,
-           repeat: int) -> dict[str, object]:
+           repeat: int, load: float) -> dict[str, object]:
     n = len(paths)
     total = sum(p.stat().st_size for p in paths)
     wavs = sum(1 for p in paths if p.suffix == ".wav")
     print(f"{n} files, {total / 1e9:.2f} GB ({total / n / 1e6:.2f} MB each: {wavs} wav, "
           f"{n - wavs} mp3), {threads} threads, best of {repeat}")
-    print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f} now "
-          "(other work on a shared machine slows the CPU-bound passes: hashing, probing)")
+    print(f"machine: {os.cpu_count()} CPUs; 1-minute load average {load:.2f} before the files "
+          f"were made, {os.getloadavg()[0]:.2f} after the passes (other work on a shared "
+          "machine slows the CPU-bound passes: probing, hashing)")
     for path in paths[:3]:
         info = probe(path, 1 << 40, digest=False)
         print(f"  e.g. {path.name}: {info.codec}, {info.sample_rate} Hz, {info.bitrate} bit/s, "
@@ -237,6 +238,7 @@ def main() -> int:
     p.add_argument("--json", action="store_true", help="print the figures as JSON too")
     args = p.parse_args()
     size = int(args.size_mb * 1e6)
+    load = os.getloadavg()[0]
     existing = sorted(args.dir.glob("call-*")) if args.keep and args.dir.is_dir() else []
     if len(existing) == args.files and all(abs(f.stat().st_size - size) < 20_000
                                            for f in existing):
@@ -248,7 +250,7 @@ def main() -> int:
         print(f"made {len(paths)} files in {time.perf_counter() - started:.1f}s", flush=True)
     try:
         best = run(paths, args.concurrency, args.repeat)
-        figures = report(best, paths, args.concurrency, args.repeat)
+        figures = report(best, paths, args.concurrency, args.repeat, load)
     finally:
         if not args.keep:
             shutil.rmtree(args.dir, ignore_errors=True)
