@@ -256,7 +256,7 @@ def _check_duration(duration: float, limit: float | None, shown: str) -> None:
         raise AudioError(shown, "no audio (zero duration)")
     if limit is not None and duration > limit:
         raise AudioError(shown, f"lasts {_clock(duration)} ({duration:,.0f} s), over the limit "
-                                f"of {_clock(limit)} (--max-duration)")
+                                f"of {_clock(limit)} (--max-recording-duration)")
 
 
 def _clock(seconds: float) -> str:

@@ -75,8 +75,8 @@ def _add_settings_options(p: argparse.ArgumentParser, *, upload: bool) -> None:
                         "machine's zone, named in a warning)")
     g.add_argument("--max-file-size", metavar="SIZE",
                    help="refuse recordings bigger than this, e.g. 50MB, 1GiB (default 50MB)")
-    g.add_argument("--max-duration", metavar="DURATION",
-                   help="refuse recordings longer than this: seconds, or e.g. 90m, 2h "
+    g.add_argument("--max-recording-duration", metavar="DURATION",
+                   help="refuse recordings longer than this: seconds, or e.g. 90m, 1h30m "
                         "(default: no limit)")
     g.add_argument("--skip-duplicate-audio", action="store_const", const=True, default=None,
                    help="mark invalid a row whose file has the same content (sha256) as an "
@@ -211,8 +211,8 @@ def _settings(args: argparse.Namespace) -> Settings:
     }
     if args.max_file_size is not None:
         flags["max_file_size"] = parse_size(args.max_file_size)
-    if args.max_duration is not None:
-        flags["max_duration"] = parse_duration(args.max_duration)
+    if args.max_recording_duration is not None:
+        flags["max_recording_duration"] = parse_duration(args.max_recording_duration)
     if args.defaults:
         flags["defaults"] = parse_assignments(args.defaults, "--set")
     if args.column_map:

@@ -102,7 +102,9 @@ MIGRATIONS: tuple[tuple[str, str], ...] = (
         CREATE INDEX attempts_key ON attempts(key);
     """),
     # Same audio under two rows is found by its sha256 (issue 4): an index, not a scan.
-    ("0002_recordings_sha256_index", """
+    # Numbered 0003 because main already holds a 0002 (issue 6); the names, not the numbers,
+    # are what a ledger records as applied.
+    ("0003_recordings_sha256_index", """
         CREATE INDEX recordings_sha256 ON recordings(sha256);
     """),
 )

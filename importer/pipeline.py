@@ -284,7 +284,7 @@ class ImportRun:
         try:
             if path is not None:
                 check = functools.partial(probe, path, s.max_file_size,
-                                          max_duration=s.max_duration)
+                                          max_duration=s.max_recording_duration)
                 info = await asyncio.get_running_loop().run_in_executor(probes, check)
                 same = await ledger.call(ledger.ledger.record_audio, job.key, info.size,
                                          info.sha256)

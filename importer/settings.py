@@ -53,21 +53,19 @@ def parse_size(text: str | int) -> int:
     return int(float(match.group(1)) * _SIZE_UNITS[unit])
 
 
-_DURATION_UNITS = {"": 1, "s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "hr": 3600}
-_DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$")
+_DURATION_RE = re.compile(r"^\s*(?:(\d+(?:\.\d+)?)h)?\s*(?:(\d+(?:\.\d+)?)m)?\s*"
+                          r"(?:(\d+(?:\.\d+)?)s?)?\s*$")
 
 
 def parse_duration(text: str | float) -> float:
-    """Seconds from ``"3600"``, ``"90s"``, ``"45m"``, ``"2h"`` (recordings longer than a limit
-    are refused before they are sent)."""
-    if isinstance(text, int | float):
+    """Seconds from ``"90m"``, ``"2h"``, ``"1h30m"``, ``"45s"`` or a plain number of seconds."""
+    if isinstance(text, (int, float)):
         return float(text)
     match = _DURATION_RE.match(text)
-    unit = match.group(2).lower() if match else ""
-    if not match or unit not in _DURATION_UNITS:
-        raise UsageError(f"not a duration: {text!r} (expected seconds, or a number with s, m "
-                         "or h, e.g. 90m)")
-    return float(match.group(1)) * _DURATION_UNITS[unit]
+    if not text.strip() or not match or not any(match.groups()):
+        raise UsageError(f"not a duration: {text!r} (expected e.g. 45s, 90m, 2h, 1h30m)")
+    hours, minutes, seconds = (float(g) if g else 0.0 for g in match.groups())
+    return hours * 3600 + minutes * 60 + seconds
 
 
 def parse_assignments(pairs: list[str], option: str) -> dict[str, str]:
@@ -105,7 +103,7 @@ class Settings(BaseModel):
     min_upload_rate: int = Field(50_000, gt=0,
                                  description="bytes/s that an upload's deadline allows for")
     max_file_size: int = Field(50_000_000, gt=0)
-    max_duration: float | None = Field(None, gt=0, description="seconds; None: no limit")
+    max_recording_duration: float | None = Field(None, gt=0, description="seconds; None: no limit")
     skip_duplicate_audio: bool = False
     check_urls: bool = False
 
@@ -167,8 +165,8 @@ class Settings(BaseModel):
         for name in ("max_file_size",):
             if isinstance(values.get(name), str):
                 values[name] = parse_size(values[name])
-        if isinstance(values.get("max_duration"), str):
-            values["max_duration"] = parse_duration(values["max_duration"])
+        if isinstance(values.get("max_recording_duration"), str):
+            values["max_recording_duration"] = parse_duration(values["max_recording_duration"])
         for name in ("defaults", "column_map"):
             if isinstance(values.get(name), str):  # from the environment: "A=b;C=d"
                 values[name] = parse_assignments(values[name].split(";"), env_name(name))

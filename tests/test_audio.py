@@ -167,7 +167,7 @@ def test_over_max_file_size() -> None:
 def test_over_max_duration() -> None:
     path = CORPUS / "mpeg1-vbr-xing.mp3"
     assert refusal(path, max_duration=2.0) == \
-        "lasts 0:00:03 (3 s), over the limit of 0:00:02 (--max-duration)"
+        "lasts 0:00:03 (3 s), over the limit of 0:00:02 (--max-recording-duration)"
     assert probe(path, LIMIT, max_duration=2.6).duration < 2.6
 
 

@@ -1,6 +1,6 @@
 """The audio checks inside real runs: sha256 and size in the ledger, the same content under
-two rows, --max-duration, and recording URLs checked against a real HTTP server on loopback
-(a stand-in for the store that hosts the recordings, beside the API's sandbox)."""
+two rows, --max-recording-duration, and recording URLs checked against a real HTTP server on
+loopback (a stand-in for the store that hosts the recordings, beside the API's sandbox)."""
 
 from __future__ import annotations
 
@@ -135,11 +135,11 @@ def test_max_duration_refuses_long_recordings(workdir: Path, sandbox: SandboxThr
     manifest = write_manifest(workdir / "manifests" / "m.csv", [
         row("X-1", recording_file="../sample_data/call-0004-stereo16k.wav")])
 
-    assert run(manifest, ledger, "--max-duration", "2s") == 1
+    assert run(manifest, ledger, "--max-recording-duration", "2s") == 1
 
     status, _, _, error = ledger_rows(ledger)["ext:X-1"]
     assert status == "invalid" and sandbox.store.count() == 0
-    assert error is not None and "over the limit of 0:00:02 (--max-duration)" in error
+    assert error is not None and "over the limit of 0:00:02 (--max-recording-duration)" in error
 
 
 # --- recording URLs ----------------------------------------------------------------------------

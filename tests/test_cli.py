@@ -72,15 +72,17 @@ def test_environment_feeds_settings() -> None:
 
 
 def test_audio_check_settings_from_flags_and_environment() -> None:
-    s = Settings.load({}, environ={"CONVIRZA_MAX_DURATION": "90m",
+    s = Settings.load({}, environ={"CONVIRZA_MAX_RECORDING_DURATION": "90m",
                                    "CONVIRZA_SKIP_DUPLICATE_AUDIO": "true",
                                    "CONVIRZA_CHECK_URLS": "1"})
-    assert (s.max_duration, s.skip_duplicate_audio, s.check_urls) == (5400.0, True, True)
-    assert Settings.load({}, environ={}).max_duration is None  # no limit unless asked
-    args = build_parser().parse_args(["validate", "m.csv", "--max-duration", "2h",
+    assert (s.max_recording_duration, s.skip_duplicate_audio, s.check_urls) == (5400.0, True, True)
+    assert Settings.load({}, environ={}).max_recording_duration is None  # no limit unless asked
+    args = build_parser().parse_args(["validate", "m.csv", "--max-recording-duration", "2h",
                                       "--skip-duplicate-audio", "--check-urls"])
-    assert (args.max_duration, args.skip_duplicate_audio, args.check_urls) == ("2h", True, True)
+    assert (args.max_recording_duration, args.skip_duplicate_audio, args.check_urls) == \
+        ("2h", True, True)
     assert parse_duration("3600") == parse_duration("60m") == parse_duration("1h") == 3600.0
+    assert parse_duration("1h30m") == 5400.0
 
 
 @pytest.mark.parametrize(("flags", "message"), [
@@ -89,8 +91,8 @@ def test_audio_check_settings_from_flags_and_environment() -> None:
     ({"api_url": "apicfa.convirza.com"}, "api_url"),
     ({"username": "a@b.c"}, "PASSWORD"),
     ({"max_file_size": "fifty"}, "not a size"),
-    ({"max_duration": "an hour"}, "not a duration"),
-    ({"max_duration": 0}, "--max-duration"),
+    ({"max_recording_duration": "an hour"}, "not a duration"),
+    ({"max_recording_duration": 0}, "--max-recording-duration"),
 ])
 def test_nonsense_settings_are_usage_errors(flags: dict[str, object], message: str) -> None:
     with pytest.raises(UsageError, match=message):
