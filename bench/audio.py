@@ -15,8 +15,8 @@ Every file has its own bytes on disk (its own pages in the cache) and a distinct
 
 Four passes over all N files, each with a pool of C threads, as the pipeline runs probes:
 
-  read        every byte read as the hash reads them (1 MiB chunks into one reused buffer,
-              the kernel told first that the whole file will be read): the ceiling
+  read        every byte read as the hash reads them (unbuffered, 1 MiB chunks into one
+              reused buffer): the ceiling
   head        open and read the first 4 KiB, nothing else: the floor under any probe
   probe       ``probe(path, digest=False)``: headers only
   probe+sha   ``probe(path)``: headers, then every byte hashed in 1 MiB chunks
@@ -116,12 +116,11 @@ def make_files(folder: Path, count: int, size: int) -> list[Path]:
 
 
 def read_all(path: Path) -> int:
-    """Every byte, the way the probe's hash reads them (unbuffered, the kernel told the whole
-    file will be read, 1 MiB at a time into one buffer), minus the hash."""
+    """Every byte, the way the probe's hash reads them (unbuffered, 1 MiB at a time into one
+    buffer), minus the hash."""
     buffer = memoryview(bytearray(HASH_CHUNK))
     total = 0
     with path.open("rb", buffering=0) as handle:
-        os.posix_fadvise(handle.fileno(), 0, 0, os.POSIX_FADV_WILLNEED)
         while count := handle.readinto(buffer):
             total += count
     return total

@@ -22,7 +22,6 @@ Recording URLs are checked too: their form here (``check_url_form``), and, with
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import functools
 import hashlib
@@ -267,13 +266,9 @@ def _clock(seconds: float) -> str:
 def _sha256(handle: io.FileIO) -> str:
     """The whole file's sha256, read in ``HASH_CHUNK`` pieces into one reused buffer.
 
-    The kernel is told first that the whole file will be read, so it reads ahead while we
-    hash instead of waiting for each chunk (the pages are the page cache's, not ours, and the
-    upload that follows finds them there).
+    (Telling the kernel first that the whole file will be read, POSIX_FADV_WILLNEED, was
+    tried: on 2000 files of 3 MB it made the hash no faster and a bare read slower.)
     """
-    if hasattr(os, "posix_fadvise"):
-        with contextlib.suppress(OSError):  # advice only: some file systems take none
-            os.posix_fadvise(handle.fileno(), 0, 0, os.POSIX_FADV_WILLNEED)
     handle.seek(0)
     digest = hashlib.sha256()
     buffer = memoryview(bytearray(HASH_CHUNK))
