@@ -46,7 +46,7 @@ from .report import (
 from .resources import RESOURCES, parse_rules
 from .sandbox import Faults, SandboxConfig, serve_forever
 from .sandbox.seed import default_seed, load_seed
-from .settings import Settings, parse_assignments, parse_size
+from .settings import Settings, parse_assignments, parse_duration, parse_size
 
 log = logging.getLogger("importer.cli")
 
@@ -89,6 +89,17 @@ def _add_settings_options(p: argparse.ArgumentParser, *, upload: bool) -> None:
                         "machine's zone, named in a warning)")
     g.add_argument("--max-file-size", metavar="SIZE",
                    help="refuse recordings bigger than this, e.g. 50MB, 1GiB (default 50MB)")
+    g.add_argument("--max-recording-duration", metavar="DURATION",
+                   help="refuse recordings longer than this: seconds, or e.g. 90m, 1h30m "
+                        "(default: no limit)")
+    g.add_argument("--skip-duplicate-audio", action="store_const", const=True, default=None,
+                   help="mark invalid a row whose file has the same content (sha256) as an "
+                        "earlier row, of this run or, for run, one before in the same ledger "
+                        "(default: upload it, with a warning)")
+    g.add_argument("--check-urls", action="store_const", const=True, default=None,
+                   help="for recording_url rows, ask the URL's server (HEAD, or a one-byte "
+                        "GET) and refuse a non-2xx answer or a type that is not mp3/wav audio "
+                        "(uses the API client, so validate needs credentials too)")
     g.add_argument("--no-auto-external-id", dest="auto_external_id", action="store_const",
                    const=False, default=None,
                    help="do not send a derived external_id for rows that have none")
@@ -333,13 +344,16 @@ def _settings(args: argparse.Namespace) -> Settings:
                      "max_attempts", "read_timeout", "timezone", "file_field",
                      "auto_external_id", "quiet", "log_format", "on_unknown", "shard",
                      "summary_json", "connect_timeout", "backoff_base", "backoff_cap",
-                     "progress_interval", "max_errors", "max_uploads", "max_duration")
+                     "progress_interval", "max_errors", "max_uploads", "max_duration",
+                     "skip_duplicate_audio", "check_urls")
     }
     flags["preflight"] = getattr(args, "preflight", None)
     if getattr(args, "min_upload_rate", None) is not None:
         flags["min_upload_rate"] = parse_size(args.min_upload_rate)
     if getattr(args, "max_file_size", None) is not None:
         flags["max_file_size"] = parse_size(args.max_file_size)
+    if getattr(args, "max_recording_duration", None) is not None:
+        flags["max_recording_duration"] = parse_duration(args.max_recording_duration)
     if getattr(args, "defaults", None):
         flags["defaults"] = parse_assignments(args.defaults, "--set")
     if getattr(args, "column_map", None):

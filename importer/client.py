@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 import aiohttp
 from pydantic import ValidationError
 
-from .audio import AudioInfo
+from .audio import AudioInfo, UrlAnswer
 from .auth import PasswordLogin, StaticToken, TokenProvider
 from .errors import (
     ApiError,
@@ -288,6 +288,38 @@ class ConvirzaClient:
             raise
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             raise translate(exc, body_sent=sent) from exc
+
+    async def check_url(self, url: str) -> UrlAnswer:
+        """Ask a ``recording_url``'s server what it would serve, without fetching it: a HEAD,
+        or a one-byte ranged GET when HEAD is refused (403/405/501: presigned URLs are often
+        signed for GET only). ``audio.judge_url_answer`` decides what the answer means.
+
+        The request goes to the recording's host, not to the API: it carries no token and
+        does not count against the API's rate limit.
+        """
+        s = self.settings
+        timeout = aiohttp.ClientTimeout(total=s.connect_timeout + s.read_timeout,
+                                        connect=s.connect_timeout)
+
+        def answer(method: str, resp: aiohttp.ClientResponse) -> UrlAnswer:
+            ctype = resp.headers.get("Content-Type")
+            size = resp.content_length if resp.status == 200 else None
+            total = resp.headers.get("Content-Range", "").rpartition("/")[2]
+            if resp.status == 206 and total.isdigit():
+                size = int(total)
+            return UrlAnswer(method, resp.status,
+                             ctype.split(";")[0].strip().lower() if ctype else None, size)
+
+        try:
+            async with self.session.head(url, timeout=timeout, allow_redirects=True) as resp:
+                result = answer("HEAD", resp)
+            if result.status in (403, 405, 501):
+                async with self.session.get(url, timeout=timeout,
+                                            headers={"Range": "bytes=0-0"}) as resp:
+                    result = answer("GET", resp)
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            raise translate(exc, body_sent=False) from exc
+        return result
 
 
 async def _open(path: Path) -> io.BufferedReader:

@@ -113,7 +113,18 @@ MIGRATIONS: tuple[tuple[str, str], ...] = (
         ALTER TABLE recordings ADD COLUMN last_outcome TEXT;
         CREATE INDEX recordings_run ON recordings(run_id);
     """),
+    # Same audio under two rows is found by its sha256 (issue 4): an index, not a scan.
+    ("0003_recordings_sha256_index", """
+        CREATE INDEX recordings_sha256 ON recordings(sha256);
+    """),
 )
+
+
+#: The other rows with a file's content, oldest first; served by the ``recordings_sha256``
+#: index, so a ledger of millions of rows answers without a scan.
+SAME_AUDIO_QUERY = ("SELECT key, manifest, row_number, status FROM recordings "
+                    "WHERE sha256 = ? AND key != ? AND status != 'invalid' "
+                    "ORDER BY rowid LIMIT 1")
 
 
 def _now() -> str:
@@ -165,6 +176,16 @@ class AttemptRecord:
     http_status: int | None = None
     error: str | None = None
     request_id: str | None = None
+
+
+@dataclass(frozen=True)
+class SameAudio:
+    """Another recording whose file has the same sha256 (found by ``record_audio``)."""
+
+    key: str
+    manifest: str | None
+    row_number: int | None
+    status: Status
 
 
 @dataclass(frozen=True)
@@ -339,6 +360,21 @@ class Ledger:
     def mark_uploading(self, key: str, size: int | None, run_id: int) -> None:
         """Durable before the request leaves: a crash after this leaves the outcome unknown."""
         self._move(key, Status.UPLOADING, ", size = ?, run_id = ?", (size, run_id))
+
+    def record_audio(self, key: str, size: int, sha256: str | None) -> SameAudio | None:
+        """Store what probing learned of the row's file, and return the first other row (in
+        admission order) that holds the same content and is not ``invalid``, if any.
+
+        One transaction, and the ledger is written by one thread: of two rows with the same
+        file, the one recorded second always sees the first.
+        """
+        with self._transaction():
+            self._conn.execute("UPDATE recordings SET size = ?, sha256 = ?, updated_at = ? "
+                               "WHERE key = ?", (size, sha256, _now(), key))
+            if sha256 is None:
+                return None
+            rec = self._conn.execute(SAME_AUDIO_QUERY, (sha256, key)).fetchone()
+        return None if rec is None else SameAudio(rec[0], rec[1], rec[2], Status(rec[3]))
 
     def mark_invalid(self, key: str, error: str, reason: str | None = None) -> None:
         self._move(key, Status.INVALID, ", error = ?, reason = ?", (error, reason or error))

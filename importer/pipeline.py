@@ -3,9 +3,10 @@
 One reader task streams the manifest in chunks (in a thread: parsing and the filesystem block),
 validates each row, and lets the ledger decide which rows still need sending. It feeds a
 bounded queue, so it never runs more than ``queue_size`` rows ahead of the uploads. N worker
-tasks probe each file (in a thread), mark the row ``uploading`` durably, send it through the
-client with retries, and record the outcome. Progress goes to an ``Observer``; nothing here
-prints.
+tasks probe and hash each file (in a pool of N threads, so one worker's probe overlaps the
+others' uploads), look its sha256 up in the ledger, mark the row ``uploading`` durably, send
+it through the client with retries, and record the outcome. Progress goes to an
+``Observer``; nothing here prints.
 
 Stopping: ``stop()`` (first Ctrl-C) stops taking new rows and lets requests in flight finish;
 rows not started stay ``pending`` for the next run. A refused credential stops the run the same
@@ -16,18 +17,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import json
 import logging
 import tempfile
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from .audio import AudioInfo, probe
+from .audio import AudioInfo, check_url_form, judge_url_answer, probe
 from .client import ConvirzaClient
 from .errors import (
     ApiError,
@@ -40,7 +43,7 @@ from .errors import (
     UsageError,
 )
 from .events import NullObserver, Observer, Outcome, RowEvent, RunSummary
-from .ledger import Admission, AsyncLedger, AttemptRecord, Ledger, Status, Verdict
+from .ledger import Admission, AsyncLedger, AttemptRecord, Ledger, SameAudio, Status, Verdict
 from .limits import Attempt, RetryPolicy
 from .manifest import Manifest, ManifestRow, open_manifest
 from .preflight import Preflight
@@ -235,16 +238,20 @@ class ImportRun:
         queue: asyncio.Queue[Job | None] = asyncio.Queue(self.settings.effective_queue_size)
         async with contextlib.AsyncExitStack() as stack:
             client = None
-            if self.upload or self.settings.preflight:
+            if self.upload or self.settings.preflight or self.settings.check_urls:
                 client = await stack.enter_async_context(ConvirzaClient(self.settings))
                 if self.settings.preflight:
                     self._preflight = Preflight(client)
+            # Probes get their own threads, one per worker, so that they never wait behind
+            # the reader's, and a 50 MB hash never holds up another worker's upload.
+            probes = ThreadPoolExecutor(self.settings.concurrency, thread_name_prefix="probe")
+            stack.callback(probes.shutdown, wait=False, cancel_futures=True)
             stack.push_async_callback(self._finish, ledger, run_id)
             # A worker or reader that fails unexpectedly cancels the others (TaskGroup);
             # every ledger write is a transaction, so the ledger stays consistent.
             async with asyncio.TaskGroup() as tasks:
                 for _ in range(self.settings.concurrency):
-                    tasks.create_task(self._work(queue, ledger, client))
+                    tasks.create_task(self._work(queue, ledger, client, probes))
                 tasks.create_task(self._feed(queue, ledger, run_id, manifest))
 
     async def _finish(self, ledger: AsyncLedger, run_id: int) -> None:
@@ -410,7 +417,7 @@ class ImportRun:
     # --- workers ------------------------------------------------------------------------
 
     async def _work(self, queue: asyncio.Queue[Job | None], ledger: AsyncLedger,
-                    client: ConvirzaClient | None) -> None:
+                    client: ConvirzaClient | None, probes: ThreadPoolExecutor) -> None:
         while True:
             job = await queue.get()
             if job is None:
@@ -423,18 +430,10 @@ class ImportRun:
             if job.reconcile and self.upload and client is not None \
                     and await self._reconcile(job, client, ledger):
                 continue
-            info: AudioInfo | None = None
-            path = job.record.recording_file
-            if path is not None:
-                try:
-                    info = await asyncio.to_thread(probe, path, self.settings.max_file_size)
-                except AudioError as exc:
-                    await ledger.call(ledger.ledger.mark_invalid, job.key,
-                                      f"row {job.row}: {exc}")
-                    self._emit(RowEvent(job.row, job.key, Outcome.INVALID, f"row {job.row}: {exc}",
-                                        exc.reason))
-                    continue
-            if client is None or not self.upload:
+            fit, info = await self._vet(job, ledger, client, probes)
+            if not fit:
+                continue
+            if not self.upload or client is None:
                 self._emit(RowEvent(job.row, job.key, Outcome.VALID,
                                     size=info.size if info else 0))
                 continue
@@ -478,6 +477,59 @@ class ImportRun:
         self._emit(RowEvent(job.row, job.key, Outcome.RESENDING))
         return False
 
+    async def _vet(self, job: Job, ledger: AsyncLedger, client: ConvirzaClient | None,
+                   probes: ThreadPoolExecutor) -> tuple[bool, AudioInfo | None]:
+        """Check the row's recording before anything is sent, and say whether it may go.
+
+        A file is probed and hashed in the probe pool; its size and sha256 go to the ledger,
+        which names any other row with the same content. A URL has its form checked and, with
+        ``--check-urls``, its server asked. A refusal marks the row invalid here.
+        """
+        s = self.settings
+        path, url = job.record.recording_file, job.record.recording_url
+        try:
+            if path is not None:
+                check = functools.partial(probe, path, s.max_file_size,
+                                          max_duration=s.max_recording_duration)
+                info = await asyncio.get_running_loop().run_in_executor(probes, check)
+                same = await ledger.call(ledger.ledger.record_audio, job.key, info.size,
+                                         info.sha256)
+                if same is None:
+                    return True, info
+                note = f"{path}: {self._same_audio(same, info.sha256 or '')}"
+                if not s.skip_duplicate_audio:
+                    log.warning("row %d: %s; uploading it anyway (--skip-duplicate-audio skips "
+                                "such rows)", job.row, note)
+                    return True, info
+                await self._refuse(job, ledger, f"row {job.row}: {note}; skipped "
+                                   "(--skip-duplicate-audio)", "same audio as an earlier row "
+                                   "(--skip-duplicate-audio)")
+                return False, info
+            if url is not None:
+                check_url_form(url)
+                if s.check_urls and client is not None:
+                    judge_url_answer(url, await client.check_url(url), s.max_file_size)
+        except AudioError as exc:
+            await self._refuse(job, ledger, f"row {job.row}: {exc}", exc.reason)
+            return False, None
+        except ApiError as exc:  # the URL's server could not be asked at all
+            await self._refuse(job, ledger, f"row {job.row}: {url}: cannot check the URL: "
+                               f"{exc.message}", "URL cannot be checked (--check-urls)")
+            return False, None
+        return True, None
+
+    def _same_audio(self, same: SameAudio, sha256: str) -> str:
+        where = f"row {same.row_number}"
+        if same.manifest != self._manifest_id and same.manifest:
+            where += f" of {Path(same.manifest).name}"
+        state = {Status.SUCCEEDED: "already uploaded", Status.UPLOADING: "being uploaded",
+                 Status.FAILED: "whose upload failed"}.get(same.status, "not sent yet")
+        return f"same audio (sha256 {sha256[:12]}...) as {where} ({same.key}), {state}"
+
+    async def _refuse(self, job: Job, ledger: AsyncLedger, error: str, reason: str) -> None:
+        await ledger.call(ledger.ledger.mark_invalid, job.key, error, reason)
+        self._emit(RowEvent(job.row, job.key, Outcome.INVALID, error, reason))
+
     async def _send(self, job: Job, info: AudioInfo | None, client: ConvirzaClient,
                     ledger: AsyncLedger) -> None:
         """Attempts until success, a final error, the attempt limit, or a stop."""
@@ -494,10 +546,8 @@ class ImportRun:
             except AuthError as exc:
                 await self._auth_refused(job, exc, started_at, took(), ledger)
                 return
-            except AudioError as exc:
-                error = f"row {job.row}: {exc}"
-                await ledger.call(ledger.ledger.mark_invalid, job.key, error)
-                self._emit(RowEvent(job.row, job.key, Outcome.INVALID, error, exc.reason))
+            except AudioError as exc:  # the file changed or vanished since it was probed
+                await self._refuse(job, ledger, f"row {job.row}: {exc}", exc.reason)
                 return
             except ApiError as exc:
                 attempt = AttemptRecord(

@@ -103,6 +103,9 @@ class Settings(BaseModel):
     min_upload_rate: int = Field(50_000, gt=0,
                                  description="bytes/s that an upload's deadline allows for")
     max_file_size: int = Field(50_000_000, gt=0)
+    max_recording_duration: float | None = Field(None, gt=0, description="seconds; None: no limit")
+    skip_duplicate_audio: bool = False
+    check_urls: bool = False
 
     defaults: dict[str, str] = Field(default_factory=dict)
     column_map: dict[str, str] = Field(default_factory=dict)
@@ -190,6 +193,8 @@ class Settings(BaseModel):
                 values[name] = parse_size(values[name])
         if isinstance(values.get("max_duration"), str):
             values["max_duration"] = parse_duration(values["max_duration"])
+        if isinstance(values.get("max_recording_duration"), str):
+            values["max_recording_duration"] = parse_duration(values["max_recording_duration"])
         for name in ("defaults", "column_map"):
             if isinstance(values.get(name), str):  # from the environment: "A=b;C=d"
                 values[name] = parse_assignments(values[name].split(";"), env_name(name))

@@ -1,19 +1,88 @@
-"""Probing real recordings: the bundled samples pass with the right facts; files the API
-would refuse are refused locally with a reason."""
+"""Probing real recordings: every format telephony exports passes with the right facts; every
+file the API would refuse is refused locally, with the reason the user will read.
+
+The files are in ``tests/audio_corpus`` (made by its ``make_corpus.sh`` with espeak-ng, sox,
+lame and ffmpeg, and committed), plus the bundled samples. The few cases a committed file
+cannot be (a missing path, a folder, a pipe, a file nobody may read) are made in the test.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import tracemalloc
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from importer.audio import probe
+from importer.audio import HEAD_BYTES, AudioInfo, _mp3_mutagen, _mp3_quick, probe, sniff
 from importer.errors import AudioError
 
-from .conftest import SAMPLES
+from .conftest import ROOT, SAMPLES
 
+CORPUS = Path(__file__).resolve().parent / "audio_corpus"
 LIMIT = 50_000_000
+SPEECH = 2.555  # seconds of speech in most corpus files (the stereo one is cut to 1.5)
+
+
+def refusal(path: Path, **limits: float) -> str:
+    """The reason ``probe`` gives for refusing ``path``; fails the test if it accepts it."""
+    with pytest.raises(AudioError) as caught:
+        probe(path, int(limits.pop("max_size", LIMIT)), **limits)
+    assert caught.value.path == str(path)
+    return caught.value.reason
+
+
+# --- accepted ---------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("name", "fmt", "codec", "rate", "channels", "bitrate"), [
+    # wav as telephony writes it
+    ("pcm-8k-mono.wav", "wav", "pcm", 8000, 1, 128_000),
+    ("ulaw-8k.wav", "wav", "mulaw", 8000, 1, 64_000),
+    ("alaw-8k.wav", "wav", "alaw", 8000, 1, 64_000),
+    ("gsm610-8k.wav", "wav", "gsm610", 8000, 1, 13_000),
+    ("extensible-pcm24.wav", "wav", "pcm", 8000, 1, 192_000),  # codec from the SubFormat
+    ("list-info-before-data.wav", "wav", "pcm", 8000, 1, 128_000),  # bext, LIST before data
+    ("stereo-dual-channel.wav", "wav", "pcm", 8000, 2, 256_000),
+    # mp3: MPEG-1, -2 and -2.5 Layer III, CBR and VBR, with and without ID3v1/ID3v2
+    ("mpeg1-cbr-id3v1-id3v2.mp3", "mp3", "mpeg1-layer3", 32000, 1, 32_000),
+    ("mpeg1-cbr-notag.mp3", "mp3", "mpeg1-layer3", 32000, 1, 32_000),
+    ("mpeg1-vbr-xing.mp3", "mp3", "mpeg1-layer3", 32000, 1, None),
+    ("mpeg2-cbr-id3v2.mp3", "mp3", "mpeg2-layer3", 16000, 1, 24_000),
+    ("mpeg2-vbr-noxing.mp3", "mp3", "mpeg2-layer3", 22050, 1, None),
+    ("mpeg25-cbr-id3v1.mp3", "mp3", "mpeg2.5-layer3", 8000, 1, 16_000),
+    ("mpeg1-truncated-last-frame.mp3", "mp3", "mpeg1-layer3", 32000, 1, 32_000),
+    ("mpeg1-stereo-vbr.mp3", "mp3", "mpeg1-layer3", 32000, 2, None),
+    ("mpeg2-stereo-cbr.mp3", "mp3", "mpeg2-layer3", 16000, 2, 32_000),
+    # names as exports have them
+    ("UPPER CASE.WAV", "wav", "alaw", 8000, 1, 64_000),
+    ("Mixed Case.Mp3", "mp3", "mpeg2.5-layer3", 8000, 1, 16_000),
+    ("llamada de José Núñez 12.wav", "wav", "pcm", 8000, 1, 128_000),
+    ("звонок клиента.mp3", "mp3", "mpeg2-layer3", 16000, 1, 24_000),
+])
+def test_accepted(name: str, fmt: str, codec: str, rate: int, channels: int,
+                  bitrate: int | None) -> None:
+    path = CORPUS / name
+    info = probe(path, LIMIT)
+    assert (info.format, info.codec, info.sample_rate, info.channels) == (fmt, codec, rate,
+                                                                         channels)
+    if bitrate is not None:
+        assert info.bitrate == bitrate
+    else:  # VBR: an average between the lowest and highest Layer III rates
+        assert 8_000 <= info.bitrate <= 320_000
+    speech = 1.5 if "stereo" in name else SPEECH
+    # mp3 adds up to a few frames of encoder padding; VBR without a Xing header is estimated
+    # from the bitrate of its first frames.
+    slack = 0.5 if "noxing" in name else 0.3 if fmt == "mp3" else 0.01
+    assert abs(info.duration - speech) < slack, info.duration
+    assert info.size == path.stat().st_size
+    assert info.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert info.content_type == {"mp3": "audio/mpeg", "wav": "audio/wav"}[fmt]
 
 
 @pytest.mark.parametrize(("name", "fmt", "codec", "rate", "channels"), [
@@ -26,7 +95,7 @@ LIMIT = 50_000_000
     ("call-0007-mpeg2.mp3", "mp3", "mpeg2-layer3", 22050, 1),
     ("call 0008 callback.wav", "wav", "pcm", 8000, 1),
 ])
-def test_samples(name: str, fmt: str, codec: str, rate: int, channels: int) -> None:
+def test_bundled_samples(name: str, fmt: str, codec: str, rate: int, channels: int) -> None:
     info = probe(SAMPLES / name, LIMIT)
     assert (info.format, info.codec, info.sample_rate, info.channels) == (fmt, codec, rate,
                                                                          channels)
@@ -34,47 +103,233 @@ def test_samples(name: str, fmt: str, codec: str, rate: int, channels: int) -> N
     assert info.size == (SAMPLES / name).stat().st_size
 
 
-def copy(tmp_path: Path, name: str, new_name: str) -> Path:
-    target = tmp_path / new_name
-    target.write_bytes((SAMPLES / name).read_bytes())
-    return target
+def test_without_digest_no_sha256() -> None:
+    info = probe(CORPUS / "pcm-8k-mono.wav", LIMIT, digest=False)
+    assert info.sha256 is None and info.duration > 0
 
 
-def test_refusals(tmp_path: Path) -> None:
-    cases: dict[Path, str] = {}
-    cases[tmp_path / "absent.wav"] = "not found"
+# --- refused: committed files ---------------------------------------------------------------
+
+@pytest.mark.parametrize(("name", "reason"), [
+    ("empty.wav", "file is empty (0 bytes)"),
+    ("truncated-header-promises-more.wav",
+     "wav header promises 40,886 bytes of audio but the file holds only 5,956: a truncated or "
+     "unfinished copy"),
+    ("zero-duration.wav", "no audio (zero duration)"),
+    ("unfinished-header.wav", "wav header says it holds no audio, yet 40,886 bytes follow: a "
+                              "recording whose header was never finished"),
+    ("id3-tag-no-audio.mp3", "no MPEG audio frames found: not a playable mp3"),
+    ("call-notes.mp3", "named .mp3 but the content is text, not audio; the API takes mp3 or wav"),
+    ("call-notes.wav", "named .wav but the content is text, not audio; the API takes mp3 or wav"),
+    ("random-bytes.mp3",
+     "named .mp3 but the content is not audio we recognize; the API takes mp3 or wav"),
+    ("random-bytes.wav",
+     "named .wav but the content is not audio we recognize; the API takes mp3 or wav"),
+    ("voicemail.ogg", "content is Ogg (Vorbis/Opus) audio; the API takes mp3 or wav"),
+    ("voicemail.flac", "content is FLAC audio; the API takes mp3 or wav"),
+    ("voicemail.m4a", "content is MP4/M4A (AAC) audio; the API takes mp3 or wav"),
+    ("voicemail.amr", "content is AMR audio; the API takes mp3 or wav"),
+    ("voicemail.wma", "content is WMA/ASF audio; the API takes mp3 or wav"),
+    ("voicemail.aiff", "content is AIFF audio; the API takes mp3 or wav"),
+    ("mpeg1-layer2.mp3", "content is MPEG-1 Layer II audio (mp2), not mp3 (Layer III)"),
+    ("mp3-named-as.wav", "named .wav but the content is mp3: rename it .mp3"),
+    ("wav-named-as.mp3", "named .mp3 but the content is wav: rename it .wav"),
+    ("flac-named-as.wav", "named .wav but the content is FLAC audio; the API takes mp3 or wav"),
+])
+def test_refused(name: str, reason: str) -> None:
+    assert refusal(CORPUS / name) == reason
+
+
+# --- refused: cases made in the test ----------------------------------------------------------
+
+def test_missing_path(tmp_path: Path) -> None:
+    assert refusal(tmp_path / "absent.wav") == "file not found"
+
+
+def test_folder(tmp_path: Path) -> None:
     (tmp_path / "folder.wav").mkdir()
-    cases[tmp_path / "folder.wav"] = "folder"
-    (tmp_path / "empty.mp3").write_bytes(b"")
-    cases[tmp_path / "empty.mp3"] = "empty"
-    (tmp_path / "notes.wav").write_text("call notes, not audio\n" * 20)
-    cases[tmp_path / "notes.wav"] = "not mp3 or wav"
-    (tmp_path / "song.mp3").write_bytes(b"OggS" + b"\0" * 200)
-    cases[tmp_path / "song.mp3"] = "ogg"
-    cases[copy(tmp_path, "call-0005-cbr.mp3", "mislabelled.wav")] = \
-        "extension says wav but the content is mp3"
-    cases[copy(tmp_path, "call-0001-pcm8k.wav", "call.aiff")] = "not .mp3 or .wav"
-    for path, reason in cases.items():
-        with pytest.raises(AudioError) as caught:
-            probe(path, LIMIT)
-        assert reason in caught.value.reason, path.name
-        assert caught.value.path == str(path)
+    assert refusal(tmp_path / "folder.wav") == "is a folder, not a recording"
 
 
-def test_size_limit(tmp_path: Path) -> None:
-    path = copy(tmp_path, "call-0001-pcm8k.wav", "big.wav")
-    with pytest.raises(AudioError, match="over the limit"):
-        probe(path, 1000)
+def test_pipe_is_not_opened(tmp_path: Path) -> None:
+    os.mkfifo(tmp_path / "live.wav")  # opening it would block until someone writes
+    assert refusal(tmp_path / "live.wav") == \
+        "is not a regular file (a device, pipe or socket)"
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root reads every file")
-def test_unreadable(tmp_path: Path) -> None:
-    path = copy(tmp_path, "call-0001-pcm8k.wav", "locked.wav")
-    path.chmod(0)
-    with pytest.raises(AudioError, match="permission"):
-        probe(path, LIMIT)
+def test_over_max_file_size() -> None:
+    path = CORPUS / "pcm-8k-mono.wav"
+    assert refusal(path, max_size=40_000) == \
+        "file is 40,930 bytes, over the limit of 40,000 (--max-file-size)"
+    assert probe(path, 40_930).size == 40_930  # the limit itself is allowed
 
 
-def test_upper_case_extension_and_unicode_name(tmp_path: Path) -> None:
-    info = probe(copy(tmp_path, "call-0005-cbr.mp3", "Llamada José.MP3"), LIMIT)
-    assert info.format == "mp3"
+def test_over_max_duration() -> None:
+    path = CORPUS / "mpeg1-vbr-xing.mp3"
+    assert refusal(path, max_duration=2.0) == \
+        "lasts 0:00:03 (3 s), over the limit of 0:00:02 (--max-recording-duration)"
+    assert probe(path, LIMIT, max_duration=2.6).duration < 2.6
+
+
+def test_other_extension_with_good_content(tmp_path: Path) -> None:
+    path = tmp_path / "call.aiff"
+    shutil.copy(CORPUS / "pcm-8k-mono.wav", path)
+    assert refusal(path) == "extension '.aiff' is not .mp3 or .wav (the content is wav: " \
+                            "rename it .wav)"
+
+
+# --- no read permission -----------------------------------------------------------------------
+# Root reads every file whatever its mode, and the tests run as root on CI. So the probe runs
+# in a child process as the unprivileged user ``nobody`` (setpriv drops root's uid, gid and
+# capabilities), on a real file that nobody may read.
+
+NOBODY_PROBE = """
+import sys
+from pathlib import Path
+from importer.audio import probe
+from importer.errors import AudioError
+try:
+    probe(Path(sys.argv[1]), 10**8)
+except AudioError as exc:
+    print(exc.reason)
+else:
+    print("accepted")
+"""
+
+
+def _as_nobody() -> list[str] | None:
+    """The command prefix that runs a program as ``nobody``, if this machine allows it."""
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        return None
+    prefix = [setpriv, "--reuid=65534", "--regid=65534", "--clear-groups"]
+    try:
+        ok = subprocess.run([*prefix, "true"], capture_output=True, timeout=10).returncode == 0
+    except OSError:
+        return None
+    return prefix if ok else None
+
+
+@pytest.fixture
+def world_dir() -> Iterator[Path]:
+    """A folder everyone may enter (pytest's tmp_path is private to root)."""
+    folder = Path(tempfile.mkdtemp(prefix="convirza-audio-"))
+    folder.chmod(0o755)
+    yield folder
+    shutil.rmtree(folder)
+
+
+def probe_without_privileges(path: Path) -> str:
+    if os.geteuid() != 0:
+        return refusal(path)
+    prefix = _as_nobody()
+    if prefix is None:
+        pytest.skip("running as root, and setpriv cannot switch to the user nobody here, so "
+                    "no file can be made unreadable to the probe")
+    result = subprocess.run([*prefix, sys.executable, "-c", NOBODY_PROBE, str(path)],
+                            capture_output=True, text=True, timeout=60, cwd="/",
+                            env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
+
+
+def test_no_read_permission(world_dir: Path) -> None:
+    path = world_dir / "locked.wav"
+    shutil.copy(CORPUS / "pcm-8k-mono.wav", path)
+    path.chmod(0o644)
+    assert probe_without_privileges(path) == "accepted"  # the child can read what it may
+    path.chmod(0o000)
+    assert probe_without_privileges(path) == "cannot read: no read permission"
+
+
+def test_folder_on_the_path_refuses_access(world_dir: Path) -> None:
+    private = world_dir / "private"
+    private.mkdir(mode=0o700)
+    shutil.copy(CORPUS / "pcm-8k-mono.wav", private / "call.wav")
+    assert probe_without_privileges(private / "call.wav") == \
+        "cannot read: no read permission (a folder on its path refuses access)"
+
+
+# --- reads headers, not content ---------------------------------------------------------------
+
+def _bytes_read() -> int:
+    """Bytes this process has read through read(2) and friends so far (Linux)."""
+    for line in Path("/proc/self/io").read_text().splitlines():
+        if line.startswith("rchar:"):
+            return int(line.split()[1])
+    raise AssertionError("no rchar in /proc/self/io")
+
+
+@pytest.fixture
+def long_recordings(tmp_path: Path) -> list[Path]:
+    """A 20 MB wav and a 20 MB mp3, made of real audio (the corpus' samples and frames)."""
+    wav = tmp_path / "long.wav"
+    source = (CORPUS / "pcm-8k-mono.wav").read_bytes()
+    data = source[44:] * (20_000_000 // len(source[44:]))
+    header = bytearray(source[:44])
+    header[4:8] = (36 + len(data)).to_bytes(4, "little")
+    header[40:44] = len(data).to_bytes(4, "little")
+    wav.write_bytes(bytes(header) + data)
+    mp3 = tmp_path / "long.mp3"
+    frames = (CORPUS / "mpeg1-cbr-notag.mp3").read_bytes()  # no tags, no Xing: repeatable
+    mp3.write_bytes(frames * (20_000_000 // len(frames)))
+    return [wav, mp3]
+
+
+@pytest.mark.skipif(not Path("/proc/self/io").exists(), reason="needs Linux /proc/self/io")
+def test_probing_reads_headers_and_hashing_streams(long_recordings: list[Path]) -> None:
+    for path in long_recordings:
+        size = path.stat().st_size
+        before = _bytes_read()
+        info = probe(path, 10**9, digest=False)
+        header_bytes = _bytes_read() - before
+        assert header_bytes < 64 * 1024, (path.name, header_bytes)
+        assert info.duration > 600  # 20 MB of 8 kHz PCM or 32 kbit/s mp3: long calls
+
+        tracemalloc.start()
+        before = _bytes_read()
+        hashed: AudioInfo = probe(path, 10**9)
+        read = _bytes_read() - before
+        _, peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+        assert size <= read < size + 64 * 1024  # every byte once, for the hash
+        assert peak < 3 * 1024 * 1024  # one 1 MiB buffer, not the 20 MB file
+        assert hashed.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+MP3S = sorted(p for folder in (CORPUS, SAMPLES) for p in folder.iterdir()
+              if p.suffix.lower() == ".mp3")
+
+
+@pytest.mark.parametrize("path", MP3S, ids=lambda p: p.name)
+def test_quick_mp3_reading_agrees_with_mutagen(path: Path) -> None:
+    """The quick reading of common mp3s gives exactly mutagen's facts, or leaves the file to
+    mutagen (every refusal is mutagen's)."""
+    size = path.stat().st_size
+    with path.open("rb") as handle:
+        head = handle.read(HEAD_BYTES)
+        quick = _mp3_quick(handle, head, size)
+        try:
+            full = _mp3_mutagen(handle, size, str(path))
+        except AudioError:
+            assert quick is None
+            return
+    assert quick == full
+
+
+def test_quick_mp3_reading_takes_the_common_files(long_recordings: list[Path]) -> None:
+    common = [p for p in MP3S if "noxing" in p.name or "cbr" in p.name or "xing" in p.name]
+    for path in [*common, long_recordings[1]]:
+        with path.open("rb") as handle:
+            assert _mp3_quick(handle, handle.read(HEAD_BYTES), path.stat().st_size), path.name
+
+
+def test_sniff_names_what_it_sees() -> None:
+    assert sniff(b"RIFF\0\0\0\0WAVEfmt ") == "wav"
+    assert sniff(b"RIFF\0\0\0\0AVI LIST") == "riff"
+    assert sniff(b"ID3\x04\0\0\0\0\0\0") == "mp3"
+    assert sniff(b"\xff\xfb\x90\x00") == "mp3"
+    assert sniff(b"\xff\xf1\x50\x80") == "aac"
+    assert sniff(b"\x00\x00\x00\x20ftypM4A ") == "m4a"
+    assert sniff("Grabación, llamada 12\n".encode()) == "text"
+    assert sniff(b"") == "unknown"

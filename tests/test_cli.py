@@ -13,7 +13,7 @@ import pytest
 
 from importer.cli import build_parser, exit_code_for, main
 from importer.errors import AuthError, LedgerError, ManifestError, ServerError, UsageError
-from importer.settings import ENV_ALIASES, Settings, env_name
+from importer.settings import ENV_ALIASES, Settings, env_name, parse_duration
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text()
@@ -71,12 +71,28 @@ def test_environment_feeds_settings() -> None:
     assert s.defaults == {"group_id": "12"} and s.auto_external_id is False
 
 
+def test_audio_check_settings_from_flags_and_environment() -> None:
+    s = Settings.load({}, environ={"CONVIRZA_MAX_RECORDING_DURATION": "90m",
+                                   "CONVIRZA_SKIP_DUPLICATE_AUDIO": "true",
+                                   "CONVIRZA_CHECK_URLS": "1"})
+    assert (s.max_recording_duration, s.skip_duplicate_audio, s.check_urls) == (5400.0, True, True)
+    assert Settings.load({}, environ={}).max_recording_duration is None  # no limit unless asked
+    args = build_parser().parse_args(["validate", "m.csv", "--max-recording-duration", "2h",
+                                      "--skip-duplicate-audio", "--check-urls"])
+    assert (args.max_recording_duration, args.skip_duplicate_audio, args.check_urls) == \
+        ("2h", True, True)
+    assert parse_duration("3600") == parse_duration("60m") == parse_duration("1h") == 3600.0
+    assert parse_duration("1h30m") == 5400.0
+
+
 @pytest.mark.parametrize(("flags", "message"), [
     ({"concurrency": 0}, "concurrency"),
     ({"rate": -1}, "rate"),
     ({"api_url": "apicfa.convirza.com"}, "api_url"),
     ({"username": "a@b.c"}, "PASSWORD"),
     ({"max_file_size": "fifty"}, "not a size"),
+    ({"max_recording_duration": "an hour"}, "not a duration"),
+    ({"max_recording_duration": 0}, "--max-recording-duration"),
 ])
 def test_nonsense_settings_are_usage_errors(flags: dict[str, object], message: str) -> None:
     with pytest.raises(UsageError, match=message):

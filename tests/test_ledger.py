@@ -11,10 +11,12 @@ import pytest
 from importer.errors import LedgerError
 from importer.ledger import (
     MIGRATIONS,
+    SAME_AUDIO_QUERY,
     TRANSITIONS,
     Admission,
     AttemptRecord,
     Ledger,
+    SameAudio,
     Status,
     Verdict,
 )
@@ -145,6 +147,54 @@ def test_migrations_are_recorded_and_not_rerun(tmp_path: Path) -> None:
         mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
     assert names == [name for name, _ in MIGRATIONS]
     assert mode == "wal"
+
+
+def test_an_older_ledger_is_upgraded_and_keeps_its_rows(tmp_path: Path) -> None:
+    path = tmp_path / "old.sqlite"
+    name, script = MIGRATIONS[0]
+    with sqlite3.connect(path) as conn:  # a ledger written before the sha256 index existed
+        conn.execute("CREATE TABLE migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)")
+        conn.executescript(script)
+        conn.execute("INSERT INTO migrations VALUES (?, '2025-01-01T00:00:00+00:00')", (name,))
+        conn.execute("INSERT INTO recordings (key, status, size, sha256, updated_at) "
+                     "VALUES ('ext:1', 'succeeded', 10, 'ab', '2025-01-01')")
+    conn.close()
+
+    Ledger.open(path).close()
+
+    with sqlite3.connect(path) as conn:
+        names = [r[0] for r in conn.execute("SELECT name FROM migrations ORDER BY name")]
+        indexes = {r[0] for r in conn.execute("SELECT name FROM sqlite_master "
+                                              "WHERE type = 'index'")}
+        kept = conn.execute("SELECT key, status, sha256 FROM recordings").fetchall()
+    conn.close()
+    assert names == sorted(name for name, _ in MIGRATIONS)
+    assert "recordings_sha256" in indexes
+    assert kept == [("ext:1", "succeeded", "ab")]
+
+
+def test_record_audio_names_another_row_with_the_same_content(ledger: Ledger) -> None:
+    run = ledger.begin_run("run", "/m.csv")
+    ledger.admit(run, [admission(k, n) for n, k in enumerate("abcd", start=2)])
+    same = "5" * 64
+
+    assert ledger.record_audio("a", 100, same) is None
+    assert ledger.record_audio("b", 100, same) == SameAudio("a", "/m.csv", 2, Status.PENDING)
+    assert ledger.record_audio("c", 200, "6" * 64) is None
+    ledger.mark_invalid("a", "skipped")  # an invalid row holds nothing: the next one does
+    assert ledger.record_audio("d", 100, same) == SameAudio("b", "/m.csv", 3, Status.PENDING)
+    assert ledger.record_audio("d", 100, None) is None  # not hashed: nothing to compare
+
+    stored = {r.key: (r.size, r.sha256) for r in ledger.rows()}
+    assert stored["b"] == (100, same) and stored["c"] == (200, "6" * 64)
+
+
+def test_same_audio_lookup_uses_the_index(ledger: Ledger) -> None:
+    with sqlite3.connect(ledger.path) as conn:
+        plan = " ".join(str(r[-1]) for r in conn.execute("EXPLAIN QUERY PLAN " + SAME_AUDIO_QUERY,
+                                                         ("x", "k")))
+    conn.close()
+    assert "USING INDEX recordings_sha256" in plan, plan
 
 
 def test_not_a_ledger(tmp_path: Path) -> None:
