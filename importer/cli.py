@@ -70,9 +70,19 @@ def _add_settings_options(p: argparse.ArgumentParser, *, upload: bool) -> None:
                    metavar="FIELD=VALUE",
                    help="value of FIELD for rows that leave it empty (repeatable), "
                         "e.g. --set group_id=12")
+    g.add_argument("--columns", dest="columns_file", type=Path, metavar="FILE",
+                   help="TOML file of [columns] (COLUMN = FIELD) and [defaults] (FIELD = "
+                        "VALUE); --map and --set win over it")
+    g.add_argument("--sheet", metavar="NAME",
+                   help="the sheet of an Excel workbook to read (default: the first)")
+    g.add_argument("--encoding", metavar="NAME",
+                   help="text encoding of a CSV manifest, e.g. cp1252 (default: UTF-8 with "
+                        "or without BOM, else cp1252 with a warning)")
     g.add_argument("--timezone", metavar="ZONE",
                    help="IANA zone for call dates written without one (default: this "
                         "machine's zone, named in a warning)")
+    g.add_argument("--dayfirst", action="store_const", const=True, default=None,
+                   help="read dates such as 04/03/2025 day first (4 March), not month first")
     g.add_argument("--max-file-size", metavar="SIZE",
                    help="refuse recordings bigger than this, e.g. 50MB, 1GiB (default 50MB)")
     g.add_argument("--no-auto-external-id", dest="auto_external_id", action="store_const",
@@ -108,10 +118,14 @@ def _add_settings_options(p: argparse.ArgumentParser, *, upload: bool) -> None:
                    help="log lines as text (default) or JSON objects")
 
 
+MANIFEST_HELP = "CSV (.csv, .tsv, .txt) or Excel (.xlsx, .xlsm), one row per recording"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="convirza-import",
-        description="Bulk-import call recordings (mp3/wav) into Convirza from a CSV manifest, "
+        description="Bulk-import call recordings (mp3/wav) into Convirza from a CSV or Excel "
+                    "manifest, "
                     "with a resumable results ledger.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
@@ -122,7 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
                                      "and record every outcome in the ledger. Running the "
                                      "same command again skips what succeeded.",
                          epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    run.add_argument("manifest", type=Path, metavar="MANIFEST", help="CSV, one row per recording")
+    run.add_argument("manifest", type=Path, metavar="MANIFEST", help=MANIFEST_HELP)
     _add_settings_options(run, upload=True)
 
     val = sub.add_parser("validate", help="check the manifest and files; send nothing",
@@ -130,7 +144,10 @@ def build_parser() -> argparse.ArgumentParser:
                                      "validate every row, probe every file. Nothing is "
                                      "uploaded and no ledger is written.",
                          epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    val.add_argument("manifest", type=Path, metavar="MANIFEST", help="CSV, one row per recording")
+    val.add_argument("manifest", type=Path, metavar="MANIFEST", help=MANIFEST_HELP)
+    val.add_argument("--errors-out", type=Path, metavar="FILE",
+                     help="write the invalid rows, with what is wrong, to FILE (CSV): fix "
+                          "them there and validate FILE again")
     _add_settings_options(val, upload=False)
 
     rep = sub.add_parser("report", help="counts by state, or every row as a table, CSV or JSON",
@@ -195,7 +212,8 @@ def _settings(args: argparse.Namespace) -> Settings:
         name: getattr(args, name, None)
         for name in ("api_url", "token_file", "ledger", "concurrency", "rate", "burst",
                      "max_attempts", "read_timeout", "timezone", "file_field",
-                     "auto_external_id", "quiet", "log_format")
+                     "auto_external_id", "quiet", "log_format", "columns_file", "sheet",
+                     "encoding", "dayfirst")
     }
     if args.max_file_size is not None:
         flags["max_file_size"] = parse_size(args.max_file_size)
@@ -247,13 +265,19 @@ async def _run_until_signalled(run: ImportRun) -> RunSummary:
 def cmd_run(args: argparse.Namespace, upload: bool) -> int:
     settings = _settings(args)
     _setup_logging(settings, args.verbose)
-    run = ImportRun(settings, args.manifest, upload=upload, observer=_observer(settings))
+    errors_out: Path | None = getattr(args, "errors_out", None)
+    run = ImportRun(settings, args.manifest, upload=upload, observer=_observer(settings),
+                    errors_out=errors_out)
     redirect = logging_redirect_tqdm(loggers=[logging.getLogger("importer")]) \
         if sys.stderr.isatty() and not settings.quiet else contextlib.nullcontext()
     with redirect:
         summary = asyncio.run(_run_until_signalled(run))
     if not settings.quiet:
-        print(summary_text(summary))
+        print(summary_text(summary, reasons=5 if upload else 20))
+        if errors_out is not None:
+            invalid = summary.counts["invalid"]
+            print(f"{invalid} invalid rows written to {errors_out}" if invalid else
+                  f"No invalid rows; {errors_out} has the header only.")
     return summary.exit_code
 
 

@@ -25,7 +25,7 @@ import json
 import sqlite3
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
@@ -121,6 +121,11 @@ class Admission:
     fingerprint: str
     fields: dict[str, Any] | None = None
     error: str | None = None
+    #: The recording as one canonical text (``file:`` and the absolute path, or ``url:`` and
+    #: the URL): two rows with the same one in a run list the same recording twice.
+    recording: str = ""
+    #: ``fields`` already encoded as JSON, when the caller has it (it fingerprinted them).
+    fields_json: str | None = None
 
 
 class Verdict(StrEnum):
@@ -130,7 +135,7 @@ class Verdict(StrEnum):
     DONE = "done"            # succeeded before: skip
     UNKNOWN = "unknown"      # left uploading by a crash: reconcile first
     REJECTED = "rejected"    # failed for good before, same data: skip
-    DUPLICATE = "duplicate"  # the same key was already admitted in this run
+    DUPLICATE = "duplicate"  # the same key or recording was already admitted in this run
     INVALID = "invalid"      # recorded as invalid
 
 
@@ -139,6 +144,8 @@ class Decision:
     verdict: Verdict
     previous: Status | None = None
     duplicate_of: int | None = None
+    #: For a row recorded ``invalid`` because it repeats another row's recording: why.
+    error: str | None = None
 
 
 @dataclass(frozen=True)
@@ -181,8 +188,12 @@ class Ledger:
         self.path = path
 
     @classmethod
-    def open(cls, path: Path, *, create: bool = True) -> Ledger:
-        """Open (and create or upgrade) the ledger at ``path``."""
+    def open(cls, path: Path, *, create: bool = True, durable: bool = True) -> Ledger:
+        """Open (and create or upgrade) the ledger at ``path``.
+
+        ``durable=False`` skips the fsync of each transaction: only for a throwaway ledger
+        (``validate``), whose content nobody needs after a power cut.
+        """
         if not create and not path.is_file():
             raise LedgerError(f"{path}: no such ledger file")
         if path.parent and not path.parent.is_dir():
@@ -191,10 +202,12 @@ class Ledger:
             conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False,
                                    timeout=30)
             conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=FULL")
+            conn.execute(f"PRAGMA synchronous={'FULL' if durable else 'OFF'}")
             conn.execute("PRAGMA foreign_keys=ON")
             ledger = cls(conn, path)
             ledger._migrate()
+            for statement in _RUN_ROWS:
+                conn.execute(statement)
         except sqlite3.DatabaseError as exc:
             raise LedgerError(f"{path}: not a usable ledger ({exc})") from None
         return ledger
@@ -235,39 +248,88 @@ class Ledger:
 
     # --- admission ----------------------------------------------------------------------
 
-    def admit(self, run_id: int, rows: Sequence[Admission]) -> list[Decision]:
+    def admit(self, run_id: int, rows: Sequence[Admission], *,
+              record: bool = True) -> list[Decision]:
         """Record a chunk of manifest rows and decide, for each, whether it is to be sent.
 
         One transaction per chunk: a chunk of a thousand rows costs one fsync, not a thousand.
+        A row whose key, or whose recording, an earlier row of the same run already had is a
+        ``DUPLICATE`` of that row; when only the recording repeats, the row has a key of its
+        own and is recorded ``invalid`` under it.
+
+        ``record=False`` decides the same but writes nothing of the rows (``validate``: its
+        ledger is thrown away, and writing every row was most of its cost).
         """
         keys = [r.key for r in rows]
-        found: dict[str, tuple[Any, ...]] = {}
-        for start in range(0, len(keys), 500):
-            part = keys[start:start + 500]
-            marks = ",".join("?" * len(part))
-            for rec in self._conn.execute(
-                    "SELECT key, status, fingerprint, retryable, run_id, row_number, manifest "
-                    f"FROM recordings WHERE key IN ({marks})", part):
-                found[rec[0]] = rec
+        found: dict[str, tuple[Any, ...]] = {rec[0]: rec for rec in self._select(
+            "SELECT key, status, fingerprint, retryable FROM recordings WHERE key IN ({})",
+            (), keys)}
+        seen_keys: dict[str, int] = {k: n for k, n in self._select(
+            "SELECT key, row_number FROM run_rows WHERE run_id = ? AND key IN ({})",
+            (run_id,), keys)}
+        seen_recordings: dict[str, int] = {r: n for r, n in self._select(
+            "SELECT recording, row_number FROM run_rows WHERE run_id = ? AND recording IN ({})",
+            (run_id,), [r.recording for r in rows if r.recording])}
         decisions: list[Decision] = []
+        writes: list[tuple[Any, ...]] = []
+        seen: list[tuple[Any, ...]] = []
         now = _now()
         with self._transaction():
             for row in rows:
-                decision = self._decide(run_id, row, found.get(row.key))
+                rec = found.get(row.key)
+                first = seen_keys.get(row.key)
+                if first is not None and first != row.row_number:
+                    decisions.append(Decision(Verdict.DUPLICATE, _status(rec), duplicate_of=first))
+                    continue
+                if first is None:
+                    seen_keys[row.key] = row.row_number
+                    seen.append((run_id, row.key, row.recording or None, row.row_number))
+                other = seen_recordings.get(row.recording) if row.recording else None
+                if other is not None and other != row.row_number:
+                    decision = self._repeated(row, rec, other)
+                    if decision.verdict is Verdict.DUPLICATE:
+                        row = replace(row, status=Status.INVALID, fields=None, fields_json=None,
+                                      error=decision.error)
+                else:
+                    if row.recording:
+                        seen_recordings[row.recording] = row.row_number
+                    decision = self._decide(row, rec)
                 decisions.append(decision)
-                if decision.verdict in (Verdict.SEND, Verdict.INVALID):
-                    self._upsert(run_id, row, now, decision.previous)
-                    found[row.key] = (row.key, row.status, row.fingerprint, 1, run_id,
-                                      row.row_number, row.manifest)
+                if decision.verdict in (Verdict.SEND, Verdict.INVALID, Verdict.DUPLICATE):
+                    _check(row.key, decision.previous, row.status)
+                    writes.append(self._upsert_params(run_id, row, now))
+                    found[row.key] = (row.key, row.status, row.fingerprint, 1)
+            if record:
+                self._conn.executemany(_UPSERT, writes)
+            self._conn.executemany(
+                "INSERT OR IGNORE INTO run_rows (run_id, key, recording, row_number) "
+                "VALUES (?, ?, ?, ?)", seen)
         return decisions
 
-    def _decide(self, run_id: int, row: Admission, rec: tuple[Any, ...] | None) -> Decision:
+    def _select(self, sql: str, params: tuple[Any, ...],
+                values: Sequence[str]) -> Iterator[tuple[Any, ...]]:
+        """``sql`` with its ``IN ({})`` filled in, over ``values`` in slices that stay within
+        SQLite's limit on parameters."""
+        for start in range(0, len(values), 500):
+            part = values[start:start + 500]
+            yield from self._conn.execute(sql.format(",".join("?" * len(part))), (*params, *part))
+
+    @staticmethod
+    def _repeated(row: Admission, rec: tuple[Any, ...] | None, other: int) -> Decision:
+        """A row whose recording an earlier row of this run already listed, under another key."""
+        previous = _status(rec)
+        if previous is Status.SUCCEEDED:
+            return Decision(Verdict.DONE, previous)  # imported before under this key: leave it
+        repeated = f"duplicate of row {other}: the same recording ({row.source})"
+        error = f"{row.error}; {repeated}" if row.error else f"row {row.row_number}: {repeated}"
+        return Decision(Verdict.DUPLICATE, previous, duplicate_of=other, error=error)
+
+    @staticmethod
+    def _decide(row: Admission, rec: tuple[Any, ...] | None) -> Decision:
         if rec is None:
             return Decision(Verdict.INVALID if row.status is Status.INVALID else Verdict.SEND)
-        _, status, fingerprint, retryable, rec_run, rec_row, rec_manifest = rec
+        _, status, fingerprint, retryable = rec
         previous = Status(status)
-        if rec_run == run_id and (rec_row, rec_manifest) != (row.row_number, row.manifest):
-            return Decision(Verdict.DUPLICATE, previous, duplicate_of=rec_row)
         if previous is Status.SUCCEEDED:
             return Decision(Verdict.DONE, previous)
         if previous is Status.UPLOADING:
@@ -276,21 +338,12 @@ class Ledger:
             return Decision(Verdict.REJECTED, previous)
         return Decision(Verdict.INVALID if row.status is Status.INVALID else Verdict.SEND, previous)
 
-    def _upsert(self, run_id: int, row: Admission, now: str, previous: Status | None) -> None:
-        _check(row.key, previous, row.status)
-        self._conn.execute(
-            """INSERT INTO recordings (key, external_id, manifest, row_number, source, status,
-                   retryable, fingerprint, fields, error, run_id, updated_at)
-               VALUES (?, ?, ?, ?, ?, ?, 1, ?, ?, ?, ?, ?)
-               ON CONFLICT(key) DO UPDATE SET external_id = excluded.external_id,
-                   manifest = excluded.manifest, row_number = excluded.row_number,
-                   source = excluded.source, status = excluded.status, retryable = 1,
-                   fingerprint = excluded.fingerprint, fields = excluded.fields,
-                   error = excluded.error, http_status = NULL, request_id = NULL,
-                   run_id = excluded.run_id, updated_at = excluded.updated_at""",
-            (row.key, row.external_id, row.manifest, row.row_number, row.source, row.status,
-             row.fingerprint, json.dumps(row.fields) if row.fields is not None else None,
-             row.error, run_id, now))
+    @staticmethod
+    def _upsert_params(run_id: int, row: Admission, now: str) -> tuple[Any, ...]:
+        return (row.key, row.external_id, row.manifest, row.row_number, row.source,
+                row.status.value, row.fingerprint,
+                None if row.fields is None else row.fields_json or json.dumps(row.fields),
+                row.error, run_id, now)
 
     # --- transitions --------------------------------------------------------------------
 
@@ -385,6 +438,30 @@ class Ledger:
 
 
 _ROW_FIELDS = tuple(f.name for f in fields(LedgerRow))
+
+_UPSERT = """INSERT INTO recordings (key, external_id, manifest, row_number, source, status,
+                 retryable, fingerprint, fields, error, run_id, updated_at)
+             VALUES (?, ?, ?, ?, ?, ?, 1, ?, ?, ?, ?, ?)
+             ON CONFLICT(key) DO UPDATE SET external_id = excluded.external_id,
+                 manifest = excluded.manifest, row_number = excluded.row_number,
+                 source = excluded.source, status = excluded.status, retryable = 1,
+                 fingerprint = excluded.fingerprint, fields = excluded.fields,
+                 error = excluded.error, http_status = NULL, request_id = NULL,
+                 run_id = excluded.run_id, updated_at = excluded.updated_at"""
+
+#: The rows each run has admitted: what duplicates are looked up in. It lives in SQLite's
+#: temporary database (a file, not memory: a run of ten million rows stays small), for as
+#: long as the connection, and is never written to the ledger file: it must see every row of
+#: this run, also those skipped as done, without rewriting what the ledger says of them.
+_RUN_ROWS = (
+    "CREATE TEMP TABLE IF NOT EXISTS run_rows (run_id INTEGER NOT NULL, key TEXT NOT NULL, "
+    "recording TEXT, row_number INTEGER NOT NULL, PRIMARY KEY (run_id, key)) WITHOUT ROWID",
+    "CREATE INDEX IF NOT EXISTS temp.run_rows_recording ON run_rows (run_id, recording)",
+)
+
+
+def _status(rec: tuple[Any, ...] | None) -> Status | None:
+    return None if rec is None else Status(rec[1])
 
 
 def _check(key: str, current: Status | None, to: Status) -> None:

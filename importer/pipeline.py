@@ -22,7 +22,7 @@ import logging
 import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -41,10 +41,20 @@ from .errors import (
     UsageError,
 )
 from .events import NullObserver, Observer, Outcome, RowEvent, RunSummary
-from .ledger import Admission, AsyncLedger, AttemptRecord, Ledger, Status, Verdict
+from .ledger import Admission, AsyncLedger, AttemptRecord, Decision, Ledger, Status, Verdict
 from .limits import Attempt, RetryPolicy
 from .manifest import Manifest, ManifestRow, open_manifest
-from .records import RowContext, RowInvalid, UploadRecord, identify, resolve_zone, validate_row
+from .records import (
+    RowContext,
+    RowInvalid,
+    UploadRecord,
+    build_record,
+    identify,
+    normalize_row,
+    resolve_zone,
+    sent_fields,
+)
+from .report import InvalidRowsCsv
 from .settings import Settings
 
 log = logging.getLogger(__name__)
@@ -57,17 +67,35 @@ class Job:
     row: int
     key: str
     record: UploadRecord
+    cells: dict[str, str] = field(default_factory=dict)  # as read, for ``--errors-out``
 
 
 @dataclass(frozen=True)
 class _Prepared:
+    """A row read and checked: ``clean`` (what ``normalize_row`` made of it) for a valid row,
+    ``problems`` for an invalid one. The ``UploadRecord`` is built only for rows that go on
+    to a worker: building a pydantic model is the dearest step, and most rows of a re-run or
+    of a ``validate`` of URLs never need one."""
+
     admission: Admission
-    record: UploadRecord | None
-    reason: str | None = None
+    clean: dict[str, Any] | None
+    cells: dict[str, str]
+    problems: tuple[Problem, ...] = ()
 
 
 def _fingerprint(data: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _fields_and_fingerprint(fields: dict[str, str]) -> tuple[str, str]:
+    """The fields as the ledger keeps them (JSON) and their fingerprint, from one encoding."""
+    text = json.dumps(fields, sort_keys=True)
+    return text, hashlib.sha256(text.encode()).hexdigest()
+
+
+def _reason(problem: Problem) -> str:
+    """A problem without its row's value, so that alike problems count together."""
+    return f"{problem.column}: {problem.expected}" if problem.column else problem.expected
 
 
 def _now_iso() -> str:
@@ -77,16 +105,20 @@ def _now_iso() -> str:
 class ImportRun:
     """One ``run`` (``upload=True``) or ``validate`` (``upload=False``) of one manifest.
 
-    ``validate`` goes through exactly the same steps with a throwaway ledger, so that what it
-    calls valid is what ``run`` would send.
+    ``validate`` goes through the same steps with a throwaway ledger, which decides as in a
+    ``run`` (duplicates included) but keeps nothing of the rows, so that what it calls valid
+    is what ``run`` would send.
     """
 
     def __init__(self, settings: Settings, manifest: Path, *, upload: bool = True,
-                 observer: Observer | None = None) -> None:
+                 observer: Observer | None = None, errors_out: Path | None = None) -> None:
         self.settings = settings
         self.manifest = manifest
         self.upload = upload
         self.observer = observer or NullObserver()
+        #: ``validate --errors-out``: the invalid rows, as a CSV to fix and feed back.
+        self.errors_out = errors_out
+        self._invalid_rows: InvalidRowsCsv | None = None
         self.policy = RetryPolicy(settings.max_attempts, settings.backoff_base,
                                   settings.backoff_cap)
         self._stopping = asyncio.Event()
@@ -98,7 +130,7 @@ class ImportRun:
         except ValueError as exc:
             raise UsageError(str(exc)) from None
         self._ctx = RowContext(base_dir=manifest.resolve().parent, zone=zone,
-                               on_naive_date=self._warn_naive_once)
+                               dayfirst=settings.dayfirst, on_naive_date=self._warn_naive_once)
         self._naive_warned = False
         self.summary = RunSummary(manifest=str(manifest), ledger=None)
 
@@ -126,11 +158,17 @@ class ImportRun:
         """Run to the end (or to a stop) and return the summary; ``AuthError`` if the API
         refused our credentials, after the ledger is consistent."""
         s = self.settings
-        manifest = await asyncio.to_thread(open_manifest, self.manifest, column_map=s.column_map,
-                                           defaults=s.defaults, chunk_rows=s.chunk_rows)
-        with tempfile.TemporaryDirectory(prefix="convirza-validate-") as scratch:
+        manifest = await asyncio.to_thread(
+            open_manifest, self.manifest, column_map=s.column_map, defaults=s.defaults,
+            chunk_rows=s.chunk_rows, sheet=s.sheet, encoding=s.encoding)
+        with contextlib.ExitStack() as files, \
+                tempfile.TemporaryDirectory(prefix="convirza-validate-") as scratch:
+            files.callback(manifest.close)
+            if self.errors_out is not None:
+                self._invalid_rows = files.enter_context(
+                    InvalidRowsCsv.create(self.errors_out, manifest.fields(), self._ctx.base_dir))
             path = self.ledger_path() if self.upload else Path(scratch) / "validate.sqlite"
-            ledger = AsyncLedger(await asyncio.to_thread(Ledger.open, path))
+            ledger = AsyncLedger(await asyncio.to_thread(Ledger.open, path, durable=self.upload))
             self.summary.ledger = str(path) if self.upload else None
             try:
                 await self._execute(ledger, manifest)
@@ -190,32 +228,57 @@ class ImportRun:
     async def _read(self, queue: asyncio.Queue[Job | None], ledger: AsyncLedger,
                     run_id: int, manifest: Manifest) -> None:
         chunks = manifest.chunks()
-        while not self._stopping.is_set():
-            prepared = await asyncio.to_thread(self._next_chunk, chunks)
-            if prepared is None:
-                return
-            decisions = await ledger.call(ledger.ledger.admit, run_id,
-                                          [p.admission for p in prepared])
-            for item, decision in zip(prepared, decisions, strict=True):
-                adm = item.admission
-                if decision.verdict is Verdict.SEND and item.record is not None:
-                    await queue.put(Job(adm.row_number, adm.key, item.record))
-                elif decision.verdict is Verdict.UNKNOWN and item.record is not None:
+        ahead = asyncio.ensure_future(asyncio.to_thread(self._next_chunk, chunks))
+        try:
+            while not self._stopping.is_set():
+                prepared = await ahead
+                if prepared is None:
+                    return
+                # Read and check the next chunk while the ledger admits this one: SQLite lets
+                # go of the GIL, so the two overlap on a second core.
+                ahead = asyncio.ensure_future(asyncio.to_thread(self._next_chunk, chunks))
+                decisions = await ledger.call(ledger.ledger.admit, run_id,
+                                              [p.admission for p in prepared],
+                                              record=self.upload)
+                await self._dispatch(queue, prepared, decisions)
+        finally:
+            with contextlib.suppress(Exception):
+                await ahead  # let the thread finish its chunk; rows not admitted stay unread
+
+    async def _dispatch(self, queue: asyncio.Queue[Job | None], prepared: list[_Prepared],
+                        decisions: list[Decision]) -> None:
+        """Act on the ledger's decision for each row of a chunk: queue it, or say why not."""
+        for item, decision in zip(prepared, decisions, strict=True):
+            adm = item.admission
+            if decision.verdict in (Verdict.SEND, Verdict.UNKNOWN) and item.clean is not None:
+                if decision.verdict is Verdict.UNKNOWN:
                     log.warning("row %d (%s): left 'uploading' by an earlier run, outcome "
                                 "unknown; sending again", adm.row_number, adm.key)
-                    await queue.put(Job(adm.row_number, adm.key, item.record))
-                elif decision.verdict is Verdict.INVALID:
-                    self._emit(RowEvent(adm.row_number, adm.key, Outcome.INVALID, adm.error,
-                                        item.reason))
-                elif decision.verdict is Verdict.DUPLICATE:
-                    error = f"row {adm.row_number}: duplicate of row {decision.duplicate_of} " \
-                            f"({adm.key})"
-                    self._emit(RowEvent(adm.row_number, adm.key, Outcome.INVALID, error,
-                                        "duplicate of an earlier row"))
+                if not self.upload and "recording_file" not in item.clean:
+                    # validate, and no file to probe: the worker would only say "valid".
+                    self._emit(RowEvent(adm.row_number, adm.key, Outcome.VALID))
                 else:
-                    self._emit(RowEvent(adm.row_number, adm.key, Outcome.SKIPPED))
-                if self._stopping.is_set():
-                    return
+                    await queue.put(Job(adm.row_number, adm.key, build_record(item.clean),
+                                        item.cells))
+            elif decision.verdict is Verdict.INVALID:
+                reasons = tuple(_reason(p) for p in item.problems)
+                self._emit(RowEvent(adm.row_number, adm.key, Outcome.INVALID, adm.error,
+                                    "; ".join(reasons), reasons=reasons),
+                           item.cells, "; ".join(str(p) for p in item.problems))
+            elif decision.verdict is Verdict.DUPLICATE:
+                same = f"external_id {adm.external_id}" if adm.key.startswith("ext:") \
+                    and not decision.error else f"recording ({adm.source})"
+                repeated = f"duplicate of row {decision.duplicate_of}: the same {same}"
+                error = decision.error or (f"{adm.error}; {repeated}" if adm.error
+                                           else f"row {adm.row_number}: {repeated}")
+                reasons = (*(_reason(p) for p in item.problems), "duplicate of an earlier row")
+                self._emit(RowEvent(adm.row_number, adm.key, Outcome.INVALID, error,
+                                    "; ".join(reasons), reasons=reasons),
+                           item.cells, "; ".join([*(str(p) for p in item.problems), repeated]))
+            else:
+                self._emit(RowEvent(adm.row_number, adm.key, Outcome.SKIPPED))
+            if self._stopping.is_set():
+                return
 
     def _next_chunk(self, chunks: Iterator[list[ManifestRow]]) -> list[_Prepared] | None:
         chunk = next(chunks, None)
@@ -227,22 +290,23 @@ class ImportRun:
         try:
             if row.error is not None:
                 raise RowInvalid([Problem("", "", row.error)])
-            record = validate_row(row.values, self._ctx)
+            clean = normalize_row(row.values, self._ctx)
         except RowInvalid as exc:
             error = RowError(self.manifest.name, row.number, exc.problems)
-            reason = "; ".join(f"{p.column}: {p.expected}" if p.column else p.expected
-                               for p in exc.problems)
             return _Prepared(Admission(
                 key=key, external_id=identity.external_id, manifest=self._manifest_id,
                 row_number=row.number, source=identity.source, status=Status.INVALID,
-                fingerprint=_fingerprint(row.values), error=str(error)), None, reason)
-        if record.external_id is None and identity.external_id is not None:
-            record = record.model_copy(update={"external_id": identity.external_id})
-        fields = record.model_dump(mode="json", exclude_none=True)
+                fingerprint=_fingerprint(row.values), error=str(error),
+                recording=identity.recording), None, row.values, tuple(exc.problems))
+        if "external_id" not in clean and identity.external_id is not None:
+            clean["external_id"] = identity.external_id
+        fields = sent_fields(clean)
+        fields_json, fingerprint = _fields_and_fingerprint(fields)
         return _Prepared(Admission(
-            key=key, external_id=record.external_id, manifest=self._manifest_id,
+            key=key, external_id=fields.get("external_id"), manifest=self._manifest_id,
             row_number=row.number, source=identity.source, status=Status.PENDING,
-            fingerprint=_fingerprint(fields), fields=fields), record)
+            fingerprint=fingerprint, fields=fields, recording=identity.recording,
+            fields_json=fields_json), clean, row.values)
 
     # --- workers ------------------------------------------------------------------------
 
@@ -260,10 +324,11 @@ class ImportRun:
                 try:
                     info = await asyncio.to_thread(probe, path, self.settings.max_file_size)
                 except AudioError as exc:
-                    await ledger.call(ledger.ledger.mark_invalid, job.key,
-                                      f"row {job.row}: {exc}")
+                    if self.upload:
+                        await ledger.call(ledger.ledger.mark_invalid, job.key,
+                                          f"row {job.row}: {exc}")
                     self._emit(RowEvent(job.row, job.key, Outcome.INVALID, f"row {job.row}: {exc}",
-                                        exc.reason))
+                                        exc.reason), job.cells, str(exc))
                     continue
             if client is None:
                 self._emit(RowEvent(job.row, job.key, Outcome.VALID,
@@ -337,7 +402,12 @@ class ImportRun:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._stopping.wait(), seconds)
 
-    def _emit(self, event: RowEvent) -> None:
+    def _emit(self, event: RowEvent, cells: dict[str, str] | None = None,
+              detail: str = "") -> None:
+        """Count, log and show one row's outcome; an invalid row also goes to ``--errors-out``
+        (``cells`` as read, ``detail`` what is wrong with them)."""
+        if self._invalid_rows is not None and event.outcome is Outcome.INVALID:
+            self._invalid_rows.write(event.row, detail or event.error or "", cells or {})
         self.summary.add(event)
         if event.outcome in (Outcome.FAILED, Outcome.INVALID) and event.error:
             log.warning("%s", event.error)
