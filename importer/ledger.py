@@ -25,11 +25,11 @@ import json
 import sqlite3
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, NamedTuple, ParamSpec, TypeVar
 
 from .errors import LedgerError
 
@@ -108,9 +108,9 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
-@dataclass(frozen=True)
-class Admission:
-    """A manifest row offered to the ledger: valid (``status`` pending) or invalid."""
+class Admission(NamedTuple):
+    """A manifest row offered to the ledger: valid (``status`` pending) or invalid. (Named
+    tuples here and in ``Decision``: one of each is made per manifest row.)"""
 
     key: str
     external_id: str | None
@@ -139,8 +139,9 @@ class Verdict(StrEnum):
     INVALID = "invalid"      # recorded as invalid
 
 
-@dataclass(frozen=True)
-class Decision:
+class Decision(NamedTuple):
+    """What the ledger decided for one admitted row."""
+
     verdict: Verdict
     previous: Status | None = None
     duplicate_of: int | None = None
@@ -288,16 +289,17 @@ class Ledger:
                 if other is not None and other != row.row_number:
                     decision = self._repeated(row, rec, other)
                     if decision.verdict is Verdict.DUPLICATE:
-                        row = replace(row, status=Status.INVALID, fields=None, fields_json=None,
-                                      error=decision.error)
+                        row = row._replace(status=Status.INVALID, fields=None,
+                                           fields_json=None, error=decision.error)
                 else:
                     if row.recording:
                         seen_recordings[row.recording] = row.row_number
                     decision = self._decide(row, rec)
                 decisions.append(decision)
-                if decision.verdict in (Verdict.SEND, Verdict.INVALID, Verdict.DUPLICATE):
+                if decision.verdict in _RECORDED:
                     _check(row.key, decision.previous, row.status)
-                    writes.append(self._upsert_params(run_id, row, now))
+                    if record:
+                        writes.append(self._upsert_params(run_id, row, now))
                     found[row.key] = (row.key, row.status, row.fingerprint, 1)
             if record:
                 self._conn.executemany(_UPSERT, writes)
@@ -438,6 +440,7 @@ class Ledger:
 
 
 _ROW_FIELDS = tuple(f.name for f in fields(LedgerRow))
+_RECORDED = frozenset({Verdict.SEND, Verdict.INVALID, Verdict.DUPLICATE})
 
 _UPSERT = """INSERT INTO recordings (key, external_id, manifest, row_number, source, status,
                  retryable, fingerprint, fields, error, run_id, updated_at)
@@ -455,8 +458,9 @@ _UPSERT = """INSERT INTO recordings (key, external_id, manifest, row_number, sou
 #: this run, also those skipped as done, without rewriting what the ledger says of them.
 _RUN_ROWS = (
     "CREATE TEMP TABLE IF NOT EXISTS run_rows (run_id INTEGER NOT NULL, key TEXT NOT NULL, "
-    "recording TEXT, row_number INTEGER NOT NULL, PRIMARY KEY (run_id, key)) WITHOUT ROWID",
-    "CREATE INDEX IF NOT EXISTS temp.run_rows_recording ON run_rows (run_id, recording)",
+    "recording TEXT, row_number INTEGER NOT NULL, PRIMARY KEY (key, run_id)) WITHOUT ROWID",
+    # The looked-up column first: SQLite's planner then searches by it, not by the run's rows.
+    "CREATE INDEX IF NOT EXISTS temp.run_rows_recording ON run_rows (recording, run_id)",
 )
 
 

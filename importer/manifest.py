@@ -25,7 +25,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from .errors import ManifestError
 from .records import REQUIRED_FIELDS, SOURCE_FIELDS, UPLOAD_FIELDS
@@ -52,10 +52,10 @@ _UNSUPPORTED = {
 }
 
 
-@dataclass(frozen=True)
-class ManifestRow:
+class ManifestRow(NamedTuple):
     """One data row: its number as the sheet shows it and its cells, keyed by upload field
-    name, defaults already applied."""
+    name, defaults already applied. (A named tuple, not a frozen dataclass: it is made once
+    per row, and a frozen dataclass costs several times more to make.)"""
 
     number: int
     values: dict[str, str]
@@ -126,7 +126,7 @@ def _fields_named(cells: Iterable[str], renames: dict[str, str]) -> int:
 
 
 def _blank(cells: list[str]) -> bool:
-    return not any(c.strip() for c in cells)
+    return not "".join(cells).strip()
 
 
 def find_header(records: Iterable[tuple[int, list[str]]],
@@ -381,13 +381,15 @@ class Manifest:
         header_row = self.header_row
         batch: list[ManifestRow] = []
         for number, cells in self._source.records():
-            if number <= header_row or _blank(cells):
+            line = "".join(cells)
+            if number <= header_row or not line.strip():
                 continue
             values = {f: c for f, c in zip(fields, cells, strict=False)
                       if f is not None and c and not c.isspace()}
-            for name, value in values.items():
-                if value.startswith(_QUOTED_FORMULA):
-                    values[name] = value[1:]
+            if "'" in line:
+                for name, value in values.items():
+                    if value.startswith(_QUOTED_FORMULA):
+                        values[name] = value[1:]
             for name, value in defaults:
                 values.setdefault(name, value)
             error = None

@@ -25,7 +25,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from .audio import AudioInfo, probe
 from .client import ConvirzaClient
@@ -70,8 +70,7 @@ class Job:
     cells: dict[str, str] = field(default_factory=dict)  # as read, for ``--errors-out``
 
 
-@dataclass(frozen=True)
-class _Prepared:
+class _Prepared(NamedTuple):
     """A row read and checked: ``clean`` (what ``normalize_row`` made of it) for a valid row,
     ``problems`` for an invalid one. The ``UploadRecord`` is built only for rows that go on
     to a worker: building a pydantic model is the dearest step, and most rows of a re-run or
@@ -300,6 +299,12 @@ class ImportRun:
                 recording=identity.recording), None, row.values, tuple(exc.problems))
         if "external_id" not in clean and identity.external_id is not None:
             clean["external_id"] = identity.external_id
+        if not self.upload:
+            # validate's ledger keeps no rows: what it would keep of them is not worth making.
+            return _Prepared(Admission(
+                key=key, external_id=clean.get("external_id"), manifest=self._manifest_id,
+                row_number=row.number, source=identity.source, status=Status.PENDING,
+                fingerprint="", recording=identity.recording), clean, row.values)
         fields = sent_fields(clean)
         fields_json, fingerprint = _fields_and_fingerprint(fields)
         return _Prepared(Admission(
