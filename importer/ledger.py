@@ -277,30 +277,34 @@ class Ledger:
         now = _now()
         with self._transaction():
             for row in rows:
-                rec = found.get(row.key)
-                first = seen_keys.get(row.key)
-                if first is not None and first != row.row_number:
+                key, number, recording = row.key, row.row_number, row.recording
+                rec = found.get(key)
+                first = seen_keys.get(key)
+                if first is not None and first != number:
                     decisions.append(Decision(Verdict.DUPLICATE, _status(rec), duplicate_of=first))
                     continue
                 if first is None:
-                    seen_keys[row.key] = row.row_number
-                    seen.append((run_id, row.key, row.recording or None, row.row_number))
-                other = seen_recordings.get(row.recording) if row.recording else None
-                if other is not None and other != row.row_number:
+                    seen_keys[key] = number
+                    seen.append((run_id, key, recording or None, number))
+                other = seen_recordings.get(recording) if recording else None
+                if other is not None and other != number:
                     decision = self._repeated(row, rec, other)
                     if decision.verdict is Verdict.DUPLICATE:
                         row = row._replace(status=Status.INVALID, fields=None,
                                            fields_json=None, error=decision.error)
                 else:
-                    if row.recording:
-                        seen_recordings[row.recording] = row.row_number
-                    decision = self._decide(row, rec)
+                    if recording:
+                        seen_recordings[recording] = number
+                    # A row the ledger has never seen (every row of a first run) is decided
+                    # by its own status alone: one shared, immutable decision per status.
+                    decision = _FIRST_SEEN[row.status] if rec is None else self._decide(row, rec)
                 decisions.append(decision)
                 if decision.verdict in _RECORDED:
-                    _check(row.key, decision.previous, row.status)
+                    if rec is not None:  # from nothing, pending and invalid are both legal
+                        _check(key, decision.previous, row.status)
                     if record:
                         writes.append(self._upsert_params(run_id, row, now))
-                    found[row.key] = (row.key, row.status, row.fingerprint, 1)
+                    found[key] = (key, row.status, row.fingerprint, 1)
             if record:
                 self._conn.executemany(_UPSERT, writes)
             self._conn.executemany(
@@ -441,6 +445,7 @@ class Ledger:
 
 _ROW_FIELDS = tuple(f.name for f in fields(LedgerRow))
 _RECORDED = frozenset({Verdict.SEND, Verdict.INVALID, Verdict.DUPLICATE})
+_FIRST_SEEN = {Status.PENDING: Decision(Verdict.SEND), Status.INVALID: Decision(Verdict.INVALID)}
 
 _UPSERT = """INSERT INTO recordings (key, external_id, manifest, row_number, source, status,
                  retryable, fingerprint, fields, error, run_id, updated_at)

@@ -408,6 +408,12 @@ class Manifest:
         if batch:
             yield batch
 
+    @property
+    def portable(self) -> bool:
+        """Whether another process can read this manifest from a pickled copy: a CSV can, a
+        workbook (an open file) cannot."""
+        return isinstance(self._source, _CsvSource)
+
     def fields(self) -> list[str]:
         """The upload fields this manifest gives: its columns' in their order, then those
         that only defaults (``--set``) give."""

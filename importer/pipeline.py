@@ -16,16 +16,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
-import json
 import logging
 import tempfile
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, NamedTuple
 
 from .audio import AudioInfo, probe
 from .client import ConvirzaClient
@@ -37,23 +33,14 @@ from .errors import (
     ManifestError,
     Problem,
     RateLimited,
-    RowError,
     UsageError,
 )
 from .events import NullObserver, Observer, Outcome, RowEvent, RunSummary
-from .ledger import Admission, AsyncLedger, AttemptRecord, Decision, Ledger, Status, Verdict
+from .ledger import AsyncLedger, AttemptRecord, Decision, Ledger, Status, Verdict
 from .limits import Attempt, RetryPolicy
-from .manifest import Manifest, ManifestRow, open_manifest
-from .records import (
-    RowContext,
-    RowInvalid,
-    UploadRecord,
-    build_record,
-    identify,
-    normalize_row,
-    resolve_zone,
-    sent_fields,
-)
+from .manifest import Manifest, open_manifest
+from .reader import Prepared, RowPreparer, open_reader
+from .records import RowContext, UploadRecord, build_record, resolve_zone
 from .report import InvalidRowsCsv
 from .settings import Settings
 
@@ -70,26 +57,7 @@ class Job:
     cells: dict[str, str] = field(default_factory=dict)  # as read, for ``--errors-out``
 
 
-class _Prepared(NamedTuple):
-    """A row read and checked: ``clean`` (what ``normalize_row`` made of it) for a valid row,
-    ``problems`` for an invalid one. The ``UploadRecord`` is built only for rows that go on
-    to a worker: building a pydantic model is the dearest step, and most rows of a re-run or
-    of a ``validate`` of URLs never need one."""
-
-    admission: Admission
-    clean: dict[str, Any] | None
-    cells: dict[str, str]
-    problems: tuple[Problem, ...] = ()
-
-
-def _fingerprint(data: dict[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()
-
-
-def _fields_and_fingerprint(fields: dict[str, str]) -> tuple[str, str]:
-    """The fields as the ledger keeps them (JSON) and their fingerprint, from one encoding."""
-    text = json.dumps(fields, sort_keys=True)
-    return text, hashlib.sha256(text.encode()).hexdigest()
+_GO_ON = frozenset({Verdict.SEND, Verdict.UNKNOWN})
 
 
 def _reason(problem: Problem) -> str:
@@ -226,35 +194,38 @@ class ImportRun:
 
     async def _read(self, queue: asyncio.Queue[Job | None], ledger: AsyncLedger,
                     run_id: int, manifest: Manifest) -> None:
-        chunks = manifest.chunks()
-        ahead = asyncio.ensure_future(asyncio.to_thread(self._next_chunk, chunks))
+        preparer = RowPreparer(self.manifest.name, self._manifest_id, self._ctx,
+                               self.settings.auto_external_id, keep_fields=self.upload,
+                               keep_cells=self.errors_out is not None)
+        reader = open_reader(manifest, preparer, self._warn_naive_once)
+        ahead = asyncio.ensure_future(asyncio.to_thread(reader.next_chunk))
         try:
             while not self._stopping.is_set():
                 prepared = await ahead
                 if prepared is None:
                     return
-                # Read and check the next chunk while the ledger admits this one: SQLite lets
-                # go of the GIL, so the two overlap on a second core.
-                ahead = asyncio.ensure_future(asyncio.to_thread(self._next_chunk, chunks))
+                # Read and check the next chunk while the ledger admits this one: in another
+                # process for a big CSV, else in a thread (SQLite lets go of the GIL).
+                ahead = asyncio.ensure_future(asyncio.to_thread(reader.next_chunk))
                 decisions = await ledger.call(ledger.ledger.admit, run_id,
                                               [p.admission for p in prepared],
                                               record=self.upload)
                 await self._dispatch(queue, prepared, decisions)
         finally:
             with contextlib.suppress(Exception):
-                await ahead  # let the thread finish its chunk; rows not admitted stay unread
+                await ahead  # let the reader finish its chunk; rows not admitted stay unread
+            await asyncio.to_thread(reader.close)
 
-    async def _dispatch(self, queue: asyncio.Queue[Job | None], prepared: list[_Prepared],
+    async def _dispatch(self, queue: asyncio.Queue[Job | None], prepared: list[Prepared],
                         decisions: list[Decision]) -> None:
         """Act on the ledger's decision for each row of a chunk: queue it, or say why not."""
         for item, decision in zip(prepared, decisions, strict=True):
             adm = item.admission
-            if decision.verdict in (Verdict.SEND, Verdict.UNKNOWN) and item.clean is not None:
+            if decision.verdict in _GO_ON and adm.status is Status.PENDING:
                 if decision.verdict is Verdict.UNKNOWN:
                     log.warning("row %d (%s): left 'uploading' by an earlier run, outcome "
                                 "unknown; sending again", adm.row_number, adm.key)
-                if not self.upload and "recording_file" not in item.clean:
-                    # validate, and no file to probe: the worker would only say "valid".
+                if item.clean is None:  # validate, and no file to probe: nothing left to do
                     self._emit(RowEvent(adm.row_number, adm.key, Outcome.VALID))
                 else:
                     await queue.put(Job(adm.row_number, adm.key, build_record(item.clean),
@@ -278,40 +249,6 @@ class ImportRun:
                 self._emit(RowEvent(adm.row_number, adm.key, Outcome.SKIPPED))
             if self._stopping.is_set():
                 return
-
-    def _next_chunk(self, chunks: Iterator[list[ManifestRow]]) -> list[_Prepared] | None:
-        chunk = next(chunks, None)
-        return None if chunk is None else [self._prepare(row) for row in chunk]
-
-    def _prepare(self, row: ManifestRow) -> _Prepared:
-        identity = identify(row.values, self._ctx.base_dir, self.settings.auto_external_id)
-        key = identity.key or f"row:{self._manifest_id}:{row.number}"
-        try:
-            if row.error is not None:
-                raise RowInvalid([Problem("", "", row.error)])
-            clean = normalize_row(row.values, self._ctx)
-        except RowInvalid as exc:
-            error = RowError(self.manifest.name, row.number, exc.problems)
-            return _Prepared(Admission(
-                key=key, external_id=identity.external_id, manifest=self._manifest_id,
-                row_number=row.number, source=identity.source, status=Status.INVALID,
-                fingerprint=_fingerprint(row.values), error=str(error),
-                recording=identity.recording), None, row.values, tuple(exc.problems))
-        if "external_id" not in clean and identity.external_id is not None:
-            clean["external_id"] = identity.external_id
-        if not self.upload:
-            # validate's ledger keeps no rows: what it would keep of them is not worth making.
-            return _Prepared(Admission(
-                key=key, external_id=clean.get("external_id"), manifest=self._manifest_id,
-                row_number=row.number, source=identity.source, status=Status.PENDING,
-                fingerprint="", recording=identity.recording), clean, row.values)
-        fields = sent_fields(clean)
-        fields_json, fingerprint = _fields_and_fingerprint(fields)
-        return _Prepared(Admission(
-            key=key, external_id=fields.get("external_id"), manifest=self._manifest_id,
-            row_number=row.number, source=identity.source, status=Status.PENDING,
-            fingerprint=fingerprint, fields=fields, recording=identity.recording,
-            fields_json=fields_json), clean, row.values)
 
     # --- workers ------------------------------------------------------------------------
 

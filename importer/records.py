@@ -85,8 +85,10 @@ def rounded_by_excel(text: str) -> bool:
     """True for a number in scientific notation with fewer digits than the whole number has:
     Excel showed ``6175550142`` as ``6.17555E+09`` in a narrow column and exported what it
     showed, so the last digits are lost and must not be made up as zeros."""
+    if "e" not in text and "E" not in text:
+        return False
     text = text.strip()
-    if ("e" not in text and "E" not in text) or not _EXCEL_NUMBER.match(text):
+    if not _EXCEL_NUMBER.match(text):
         return False
     mantissa = re.split("[eE]", text, maxsplit=1)[0].lstrip("+-").replace(".", "").lstrip("0")
     whole = undo_excel_number(text).lstrip("+-")
@@ -106,7 +108,6 @@ def normalize_id(text: str) -> str:
     return value.lstrip("0") or "0"
 
 
-@lru_cache(maxsize=_CACHE)
 def normalize_external_id(text: str) -> str:
     """An id of the caller's own (``external_id``, ``group_ext_id``): any text, but a number that
     Excel stored as ``1234.0`` or ``1.234E3`` becomes ``1234`` again; a number Excel rounded is
