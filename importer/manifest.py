@@ -172,16 +172,19 @@ class _CsvSource:
         self.delimiter = delimiter
 
     def records(self) -> Iterator[tuple[int, list[str]]]:
-        number = 0  # the sheet's row number: one per record, a blank line is a row too
+        # The sheet's row number is the record's: one per record, a blank line is a row too
+        # (a quoted cell spanning lines is one row, as in Excel).
+        line = 0
         try:
             with self.path.open(encoding=self.encoding, newline="") as handle:
                 reader = csv.reader(handle, delimiter=self.delimiter, strict=True)
-                for cells in reader:
-                    number += 1
-                    yield number, cells
+                try:
+                    yield from enumerate(reader, start=1)
+                finally:
+                    line = reader.line_num
         except (UnicodeDecodeError, csv.Error) as exc:
             raise ManifestError(str(self.path),
-                                f"near row {number + 1}: {_reason(exc, self.encoding)}") from None
+                                f"near line {line + 1}: {_reason(exc, self.encoding)}") from None
         except OSError as exc:
             raise ManifestError(str(self.path), _reason(exc, self.encoding)) from None
 

@@ -9,10 +9,10 @@ manifest big enough to repay the child's start (an interpreter and our imports, 
 second), so small manifests, workbooks (whose open file cannot be handed over) and anything
 else use a thread; both run the same ``RowPreparer``.
 
-The child is spawned, not forked (the parent has threads, and a fork copies their locks), sends
-one pickled chunk at a time through a pipe (whose small buffer is the back-pressure: it never
-gets more than a chunk or two ahead), ignores Ctrl-C (the parent decides when to stop it) and
-exits when the pipe breaks.
+The child is a fresh interpreter, not a fork (the parent has threads, and a fork copies their
+locks), sends one pickled chunk at a time through a pipe (whose small buffer is the
+back-pressure: it never gets more than a chunk or two ahead), never sees Ctrl-C (the parent
+decides when to stop it) and ends when the pipe breaks.
 """
 
 from __future__ import annotations
@@ -20,13 +20,14 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import multiprocessing
 import pickle
 import signal
+import subprocess
+import sys
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from multiprocessing.connection import Connection
+from pathlib import Path
 from typing import Any, NamedTuple
 
 from .errors import ManifestError, Problem, RowError
@@ -38,6 +39,10 @@ log = logging.getLogger(__name__)
 
 #: A CSV at least this big is read in a second process.
 PROCESS_MIN_BYTES = 8_000_000
+#: One chunk in this many is sent as read and prepared in the parent: admitting a row costs
+#: the parent about half what reading and preparing it costs the child, so the parent's core
+#: has room for a third of the preparing, and the two processes then finish together.
+RAW_EVERY = 3
 
 
 class Prepared(NamedTuple):
@@ -133,59 +138,64 @@ class _ThreadReader(ChunkReader):
         return None if chunk is None else [self._preparer.prepare(row) for row in chunk]
 
 
-_STATUS_AT = Admission._fields.index("status")
-_STATUSES = {s.value: s for s in Status}
+_PACKAGE_ROOT = str(Path(__file__).resolve().parent.parent)
+#: The child's whole program: find this package where the parent found it, then run.
+_CHILD_CODE = ("import sys; sys.path.insert(0, sys.argv[1]); "
+               "from importer.reader import child_main; child_main()")
 
 
-def _to_wire(chunk: list[Prepared]) -> list[tuple[Any, ...]]:
-    """Plain tuples and strings: named tuples and enums cost a call each to unpickle."""
-    return [((*p.admission[:_STATUS_AT], p.admission.status.value,
-              *p.admission[_STATUS_AT + 1:]), *p[1:]) for p in chunk]
-
-
-def _from_wire(rows: list[tuple[Any, ...]]) -> list[Prepared]:
-    make_admission, make_prepared = Admission._make, Prepared._make
-    out = []
-    for admission, *rest in rows:
-        fields = list(admission)
-        fields[_STATUS_AT] = _STATUSES[fields[_STATUS_AT]]
-        out.append(make_prepared((make_admission(fields), *rest)))
-    return out
-
-
-def _child(conn: Connection, manifest: Manifest, preparer: RowPreparer) -> None:
-    """The reader process: every chunk of ``manifest``, prepared, down ``conn``."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent stops us; Ctrl-C reaches both
+def child_main() -> None:
+    """The reader process: reads ``(manifest, preparer)`` pickled on stdin, writes every chunk
+    of the manifest, prepared, as pickled messages on stdout, then an end (or what broke)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when we stop
+    out = sys.stdout.buffer
     naive = [False]
 
     def saw_naive_date() -> None:
         naive[0] = True
 
-    preparer = replace(preparer, ctx=replace(preparer.ctx, on_naive_date=saw_naive_date))
+    def send(message: tuple[str, Any, bool]) -> None:
+        pickle.dump(message, out, protocol=pickle.HIGHEST_PROTOCOL)
+        out.flush()
+
     try:
-        for chunk in manifest.chunks():
-            conn.send(("rows", _to_wire([preparer.prepare(row) for row in chunk]), naive[0]))
+        manifest, preparer = pickle.load(sys.stdin.buffer)
+        preparer = replace(preparer, ctx=replace(preparer.ctx, on_naive_date=saw_naive_date))
+        prepare = preparer.prepare
+        for number, chunk in enumerate(manifest.chunks()):
+            # Plain tuples: a named tuple costs a Python call to pickle, a plain one none.
+            if number % RAW_EVERY == RAW_EVERY - 1:
+                send(("raw", [tuple(row) for row in chunk], False))
+                continue
+            rows = [(tuple(p.admission), p.clean, p.cells, p.problems)
+                    for p in map(prepare, chunk)]
+            send(("rows", rows, naive[0]))
             naive[0] = False
-        conn.send(("end", None, False))
+        send(("end", None, False))
     except ManifestError as exc:
-        conn.send(("broken", (exc.path, exc.reason), False))
-    except (BrokenPipeError, EOFError):  # the parent is gone or stopped reading
+        send(("broken", (exc.path, exc.reason), False))
+    except (BrokenPipeError, OSError):  # the parent is gone or stopped reading
         pass
     except BaseException:  # a bug: the parent raises it with this traceback
-        conn.send(("crash", traceback.format_exc(), False))
-    finally:
-        conn.close()
+        send(("crash", traceback.format_exc(), False))
 
 
 class _ProcessReader(ChunkReader):
-    def __init__(self, manifest: Manifest, preparer: RowPreparer,
+    """A child interpreter started as a plain command (``python -c``), not through
+    multiprocessing: spawning through multiprocessing re-imports the parent's main script,
+    which breaks any program that embeds the importer without an ``if __name__`` guard. In
+    its own session, so that Ctrl-C on the terminal reaches only the parent."""
+
+    def __init__(self, manifest: Manifest, preparer: RowPreparer, local: RowPreparer,
                  on_naive_date: Callable[[], None] | None) -> None:
-        context = multiprocessing.get_context("spawn")
-        self._conn, child_end = context.Pipe(duplex=False)
-        self._process = context.Process(target=_child, args=(child_end, manifest, preparer),
-                                        name="convirza-reader", daemon=True)
-        self._process.start()
-        child_end.close()
+        self._local = local  # prepares the chunks that come as read
+        self._process = subprocess.Popen(
+            [sys.executable, "-c", _CHILD_CODE, _PACKAGE_ROOT], stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE, bufsize=1 << 16, start_new_session=True)
+        assert self._process.stdin is not None and self._process.stdout is not None
+        self._out = self._process.stdout
+        with self._process.stdin as handle:
+            pickle.dump((manifest, preparer), handle, protocol=pickle.HIGHEST_PROTOCOL)
         self._on_naive_date = on_naive_date
         self._done = False
 
@@ -193,15 +203,19 @@ class _ProcessReader(ChunkReader):
         if self._done:
             return None
         try:
-            kind, payload, naive = self._conn.recv()
-        except EOFError:
+            kind, payload, naive = pickle.load(self._out)
+        except (EOFError, pickle.UnpicklingError):
             self._done = True
-            raise RuntimeError("the reader process ended without a word "
-                               f"(exit code {self._process.exitcode})") from None
+            raise RuntimeError("the reader process ended without a word (exit code "
+                               f"{self._process.wait()})") from None
         if naive and self._on_naive_date is not None:
             self._on_naive_date()
         if kind == "rows":
-            return _from_wire(payload)
+            admission, prepared = Admission._make, Prepared
+            return [prepared(admission(a), clean, cells, problems)
+                    for a, clean, cells, problems in payload]
+        if kind == "raw":
+            return [self._local.prepare(ManifestRow._make(row)) for row in payload]
         self._done = True
         if kind == "broken":
             raise ManifestError(*payload)
@@ -210,11 +224,12 @@ class _ProcessReader(ChunkReader):
         return None
 
     def close(self) -> None:
-        self._conn.close()
-        self._process.join(timeout=5)
-        if self._process.is_alive():  # stopped early: it is blocked on a full pipe
-            self._process.terminate()
-            self._process.join()
+        self._out.close()  # a child still writing gets a broken pipe and ends
+        try:
+            self._process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+            self._process.wait()
 
 
 def _picklable(value: object) -> bool:
@@ -231,11 +246,11 @@ def open_reader(manifest: Manifest, preparer: RowPreparer,
     """A reader of ``manifest`` in a second process when that pays (see the module
     docstring), else in the caller's threads."""
     portable = replace(preparer, ctx=replace(preparer.ctx, on_naive_date=None))
+    local = replace(preparer, ctx=replace(preparer.ctx, on_naive_date=on_naive_date))
     try:
         big = manifest.path.stat().st_size >= process_min_bytes
     except OSError:
         big = False
     if big and manifest.portable and _picklable(portable):
-        return _ProcessReader(manifest, portable, on_naive_date)
-    local = replace(preparer, ctx=replace(preparer.ctx, on_naive_date=on_naive_date))
+        return _ProcessReader(manifest, portable, local, on_naive_date)
     return _ThreadReader(manifest, local)

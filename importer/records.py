@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta, tzinfo
 from decimal import Decimal, InvalidOperation
 from functools import lru_cache
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator, model_validator
 
@@ -434,8 +434,7 @@ class RowInvalid(ValueError):
         super().__init__("; ".join(str(p) for p in problems))
 
 
-@dataclass(frozen=True)
-class Identity:
+class Identity(NamedTuple):
     """How the ledger knows a row: ``key`` (stable across runs), ``source`` (file or URL as the
     user wrote it, for reports), ``recording`` (the file's absolute path or the URL, so that
     the same recording listed twice is found whatever the spelling) and the ``external_id``
@@ -452,19 +451,22 @@ def identify(values: Mapping[str, str], base_dir: Path, auto_external_id: bool) 
     the user fixes it: the ``external_id`` if given, else the recording's path relative to the
     manifest's folder, else its URL. Without an ``external_id``, one is derived from the key
     (``cvzimp-`` and 24 hex digits of its sha256) so the call can be found again."""
-    source_file = _clean(values.get("recording_file"))
-    source_url = _clean(values.get("recording_url"))
+    source_file = values.get("recording_file")
+    source_file = source_file.strip() if source_file else None
+    source_url = values.get("recording_url")
+    source_url = source_url.strip() if source_url else None
     source = source_file or source_url or ""
     recording = ""
     if source_file:
-        recording = "file:" + str(recording_path(source_file, base_dir))
+        recording = "file:" + os.path.abspath(os.path.join(base_dir, os.path.expanduser(
+            source_file)))
     elif source_url:
         recording = "url:" + source_url
-    given = _clean(values.get("external_id"))
-    if given is not None:
+    given = values.get("external_id")
+    given = given.strip() if given else None
+    if given:
         external = undo_excel_number(given)
-        return Identity(key=f"ext:{external}", source=source, external_id=external,
-                        recording=recording)
+        return Identity(f"ext:{external}", source, external, recording)
     if source_file:
         path = Path(source_file).expanduser()
         key = "file:" + _relative_posix(path, base_dir)
