@@ -283,11 +283,15 @@ class Ledger:
                 if first is not None and first != number:
                     decisions.append(Decision(Verdict.DUPLICATE, _status(rec), duplicate_of=first))
                     continue
+                other = seen_recordings.get(recording) if recording else None
+                if other == number:
+                    other = None  # the same row offered again, not a repeat
                 if first is None:
                     seen_keys[key] = number
-                    seen.append((run_id, key, recording or None, number))
-                other = seen_recordings.get(recording) if recording else None
-                if other is not None and other != number:
+                    # A recording is kept under the first row that listed it, and only there.
+                    seen.append((run_id, key, recording or None if other is None else None,
+                                 number))
+                if other is not None:
                     decision = self._repeated(row, rec, other)
                     if decision.verdict is Verdict.DUPLICATE:
                         row = row._replace(status=Status.INVALID, fields=None,
