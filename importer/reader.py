@@ -39,10 +39,11 @@ log = logging.getLogger(__name__)
 
 #: A CSV at least this big is read in a second process.
 PROCESS_MIN_BYTES = 8_000_000
-#: One chunk in this many is sent as read and prepared in the parent: admitting a row costs
-#: the parent about half what reading and preparing it costs the child, so the parent's core
-#: has room for a third of the preparing, and the two processes then finish together.
-RAW_EVERY = 3
+#: Of every ``RAW_OF[1]`` chunks, ``RAW_OF[0]`` are sent as read and prepared in the parent:
+#: admitting a row costs the parent about half what reading and preparing it costs the child,
+#: so the parent's core has room for some of the preparing, and the two processes then
+#: finish together (measured with bench/manifest.py).
+RAW_OF = (1, 3)
 
 
 class Prepared(NamedTuple):
@@ -164,7 +165,7 @@ def child_main() -> None:
         prepare = preparer.prepare
         for number, chunk in enumerate(manifest.chunks()):
             # Plain tuples: a named tuple costs a Python call to pickle, a plain one none.
-            if number % RAW_EVERY == RAW_EVERY - 1:
+            if number % RAW_OF[1] < RAW_OF[0]:
                 send(("raw", [tuple(row) for row in chunk], False))
                 continue
             rows = [(tuple(p.admission), p.clean, p.cells, p.problems)
@@ -251,6 +252,6 @@ def open_reader(manifest: Manifest, preparer: RowPreparer,
         big = manifest.path.stat().st_size >= process_min_bytes
     except OSError:
         big = False
-    if big and manifest.portable and _picklable(portable):
+    if big and manifest.portable and sys.executable and _picklable(portable):
         return _ProcessReader(manifest, portable, local, on_naive_date)
     return _ThreadReader(manifest, local)
