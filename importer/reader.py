@@ -102,7 +102,7 @@ class RowPreparer:
         if "external_id" not in clean and identity.external_id is not None:
             clean["external_id"] = identity.external_id
         to_worker = self.keep_fields or "recording_file" in clean
-        cells = row.values if self.keep_cells and to_worker else {}
+        cells = row.values if self.keep_cells else {}  # a valid row may yet be a duplicate
         if not self.keep_fields:
             return Prepared(Admission(
                 key=key, external_id=clean.get("external_id"), manifest=self.manifest_id,

@@ -59,6 +59,8 @@ def test_validate_summary_and_errors_out_fed_back(tmp_path: Path, workdir: Path,
         good_row(external_id="X-3", recording_file="../sample_data/none.wav"),
         good_row(external_id="X-4", caller_id="=1+2", recording_file="../sample_data/./"
                  "call-0001-pcm8k.wav"),
+        good_row(external_id="X-5", recording_file="", recording_url="https://pbx.test/1.wav"),
+        good_row(external_id="X-6", recording_file="", recording_url="https://pbx.test/1.wav"),
     ])
     out = tmp_path / "elsewhere" / "errors.csv"
     out.parent.mkdir()
@@ -68,11 +70,13 @@ def test_validate_summary_and_errors_out_fed_back(tmp_path: Path, workdir: Path,
 
     assert code == 1
     printed = capsys.readouterr().out
-    assert "4 rows" in printed and "1 valid" in printed and "3 invalid" in printed
+    assert "6 rows" in printed and "2 valid" in printed and "4 invalid" in printed
     assert "caller_id: a phone number" in printed and "duplicate of an earlier row" in printed
     with out.open(encoding="utf-8-sig", newline="") as handle:
         written = {int(r["row"]): r for r in csv.DictReader(handle)}
-    assert sorted(written) == [3, 4, 5]
+    assert sorted(written) == [3, 4, 5, 7]
+    assert written[7]["recording_url"] == "https://pbx.test/1.wav"  # cells of a duplicate too
+    assert "duplicate of row 6" in written[7]["errors"]
     assert "caller_id" in written[3]["errors"] and "'call me'" in written[3]["errors"]
     assert "not found" in written[4]["errors"]
     assert written[5]["caller_id"] == "'=1+2"  # safe to open in Excel
@@ -85,6 +89,7 @@ def test_validate_summary_and_errors_out_fed_back(tmp_path: Path, workdir: Path,
     written[4].update(recording_file=written[3]["recording_file"].replace("call-0005-cbr.mp3",
                                                                           "call-0006-vbr.mp3"))
     written[5].update(caller_id="'+1 617-555-0142", external_id="X-1")
+    del written[7]
     with out.open("w", encoding="utf-8-sig", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(written[3]))
         writer.writeheader()
