@@ -17,6 +17,7 @@ decides when to stop it) and ends when the pipe breaks.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -39,6 +40,8 @@ log = logging.getLogger(__name__)
 
 #: A CSV at least this big is read in a second process.
 PROCESS_MIN_BYTES = 8_000_000
+#: The pipe from the reader process holds this much: a few chunks, a bounded few MB.
+PIPE_BYTES = 1 << 20
 #: Of every ``RAW_OF[1]`` chunks, ``RAW_OF[0]`` are sent as read and prepared in the parent:
 #: admitting a row costs the parent about half what reading and preparing it costs the child,
 #: so the parent's core has room for some of the preparing, and the two processes then
@@ -195,6 +198,12 @@ class _ProcessReader(ChunkReader):
             stdout=subprocess.PIPE, bufsize=1 << 16, start_new_session=True)
         assert self._process.stdin is not None and self._process.stdout is not None
         self._out = self._process.stdout
+        # A roomier pipe lets the child run a few chunks ahead instead of waiting at every
+        # send for the parent to come back for more (Linux; elsewhere the default stays).
+        with contextlib.suppress(ImportError, AttributeError, OSError):
+            import fcntl
+
+            fcntl.fcntl(self._out.fileno(), fcntl.F_SETPIPE_SZ, PIPE_BYTES)
         with self._process.stdin as handle:
             pickle.dump((manifest, preparer), handle, protocol=pickle.HIGHEST_PROTOCOL)
         self._on_naive_date = on_naive_date
