@@ -10,8 +10,8 @@ second), so small manifests, workbooks (whose open file cannot be handed over) a
 else use a thread; both run the same ``RowPreparer``.
 
 The child is a fresh interpreter, not a fork (the parent has threads, and a fork copies their
-locks), sends one pickled chunk at a time through a pipe (whose small buffer is the
-back-pressure: it never gets more than a chunk or two ahead), never sees Ctrl-C (the parent
+locks), sends one pickled chunk at a time through a pipe (whose 1 MiB buffer is the
+back-pressure: it never gets more than a few chunks ahead), never sees Ctrl-C (the parent
 decides when to stop it) and ends when the pipe breaks.
 """
 
