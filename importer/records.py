@@ -131,10 +131,17 @@ def normalize_external_id(text: str) -> str:
 @lru_cache(maxsize=_CACHE)
 def normalize_phone(text: str) -> str:
     """Digits only; ``+1 (555) 123-4567`` -> ``5551234567`` (a NANP number loses its leading 1);
-    other international numbers keep all their digits, without ``+``."""
+    other international numbers keep all their digits, without ``+``.
+
+    ``5551234567.0`` is a phone Excel stored as a number; ``555.0000`` is a phone written with
+    a dot: only a number of seven digits or more before the ``.0`` is taken for Excel's.
+    """
     if rounded_by_excel(text):
         raise ValueError(_ROUNDED)
-    value = _PHONE_FORMATTING.sub("", undo_excel_number(text))
+    whole = undo_excel_number(text)
+    if "." in text and len(whole.lstrip("+-")) < 7:
+        whole = text
+    value = _PHONE_FORMATTING.sub("", whole)
     if not value.isdigit() or not value.isascii():
         raise ValueError("a phone number of digits, such as 5551234567 or (555) 123-4567")
     if len(value) == 11 and value.startswith("1"):

@@ -50,8 +50,8 @@ def formatted_phones(draw: st.DrawFn) -> tuple[str, str]:
         text = "+" + text
     elif style == "parens" and len(parts) > 1:
         text = f"({parts[0]}) " + draw(separators).join(parts[1:])
-    elif style == "excel" and number[0] != "0":
-        text = number + ".0"
+    elif style == "excel" and number[0] != "0" and len(number) >= 7:
+        text = number + ".0"  # Excel's float: a whole phone number, not a short one
     return number, text
 
 

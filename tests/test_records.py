@@ -53,6 +53,8 @@ def test_bad_ids(raw: str) -> None:
     ("5551234567.0", "5551234567"),
     ("5.551234567E9", "5551234567"),
     ("+44 20 7946 0958", "442079460958"),
+    ("555.0000", "5550000"),        # a dot in a phone, not an Excel float
+    ("555.0100", "5550100"),
 ])
 def test_phones(raw: str, clean: str) -> None:
     assert normalize_phone(raw) == clean
