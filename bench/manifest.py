@@ -131,6 +131,7 @@ def main() -> int:
     p.add_argument("--json", action="store_true", help="print the figures as JSON too")
     a = p.parse_args()
     py = sys.executable
+    load_before = os.getloadavg()[0]  # other work on a shared machine shows here
     with tempfile.TemporaryDirectory(prefix="convirza-bench-") as tmp:
         path = Path(tmp) / "manifest.csv"
         write_manifest(path, a.rows)
@@ -151,7 +152,7 @@ def main() -> int:
                 if name not in best or seconds < best[name][0]:
                     best[name] = (seconds, peak)
     print(f"{a.rows} rows, {size / 1e6:.0f} MB CSV, {os.cpu_count()} cores, best of {a.repeat}; "
-          f"load average before: {os.getloadavg()[0]:.2f}")
+          f"load average before: {load_before:.2f}, after: {os.getloadavg()[0]:.2f}")
     print(f"{'what':<48}{'seconds':>9}{'rows/s':>10}{'peak RSS':>10}")
     labels = {"reading": "(a) reading only (open_manifest().chunks())",
               "validate": "(b) convirza-import validate (whole command)",
