@@ -84,9 +84,19 @@ def _add_settings_options(p: argparse.ArgumentParser, *, upload: bool) -> None:
                    metavar="FIELD=VALUE",
                    help="value of FIELD for rows that leave it empty (repeatable), "
                         "e.g. --set group_id=12")
+    g.add_argument("--columns", dest="columns_file", type=Path, metavar="FILE",
+                   help="TOML file of [columns] (COLUMN = FIELD) and [defaults] (FIELD = "
+                        "VALUE); --map and --set win over it")
+    g.add_argument("--sheet", metavar="NAME",
+                   help="the sheet of an Excel workbook to read (default: the first)")
+    g.add_argument("--encoding", metavar="NAME",
+                   help="text encoding of a CSV manifest, e.g. cp1252 (default: UTF-8 with "
+                        "or without BOM, else cp1252 with a warning)")
     g.add_argument("--timezone", metavar="ZONE",
                    help="IANA zone for call dates written without one (default: this "
                         "machine's zone, named in a warning)")
+    g.add_argument("--dayfirst", action="store_const", const=True, default=None,
+                   help="read dates such as 04/03/2025 day first (4 March), not month first")
     g.add_argument("--max-file-size", metavar="SIZE",
                    help="refuse recordings bigger than this, e.g. 50MB, 1GiB (default 50MB)")
     g.add_argument("--max-recording-duration", metavar="DURATION",
@@ -186,10 +196,14 @@ def _add_output_options(p: argparse.ArgumentParser, summary_json: bool = False) 
                        help="write the end-of-run summary to FILE as JSON, for schedulers")
 
 
+MANIFEST_HELP = "CSV (.csv, .tsv, .txt) or Excel (.xlsx, .xlsm), one row per recording"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="convirza-import",
-        description="Bulk-import call recordings (mp3/wav) into Convirza from a CSV manifest, "
+        description="Bulk-import call recordings (mp3/wav) into Convirza from a CSV or Excel "
+                    "manifest, "
                     "with a resumable results ledger.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
@@ -200,7 +214,7 @@ def build_parser() -> argparse.ArgumentParser:
                                      "and record every outcome in the ledger. Running the "
                                      "same command again skips what succeeded.",
                          epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    run.add_argument("manifest", type=Path, metavar="MANIFEST", help="CSV, one row per recording")
+    run.add_argument("manifest", type=Path, metavar="MANIFEST", help=MANIFEST_HELP)
     _add_settings_options(run, upload=True)
 
     val = sub.add_parser("validate", help="check the manifest and files; send nothing",
@@ -208,7 +222,10 @@ def build_parser() -> argparse.ArgumentParser:
                                      "validate every row, probe every file. Nothing is "
                                      "uploaded and no ledger is written.",
                          epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    val.add_argument("manifest", type=Path, metavar="MANIFEST", help="CSV, one row per recording")
+    val.add_argument("manifest", type=Path, metavar="MANIFEST", help=MANIFEST_HELP)
+    val.add_argument("--errors-out", type=Path, metavar="FILE",
+                     help="write the invalid rows, with what is wrong, to FILE (CSV): fix "
+                          "them there and validate FILE again")
     _add_settings_options(val, upload=False)
 
     rty = sub.add_parser("retry", help="send again the rows that failed, from the ledger alone",
@@ -345,7 +362,8 @@ def _settings(args: argparse.Namespace) -> Settings:
                      "auto_external_id", "quiet", "log_format", "on_unknown", "shard",
                      "summary_json", "connect_timeout", "backoff_base", "backoff_cap",
                      "progress_interval", "max_errors", "max_uploads", "max_duration",
-                     "skip_duplicate_audio", "check_urls")
+                     "skip_duplicate_audio", "check_urls", "columns_file", "sheet",
+                     "encoding", "dayfirst")
     }
     flags["preflight"] = getattr(args, "preflight", None)
     if getattr(args, "min_upload_rate", None) is not None:
@@ -402,8 +420,10 @@ async def _run_until_signalled(run: ImportRun) -> RunSummary:
 def cmd_run(args: argparse.Namespace, upload: bool) -> int:
     settings = _settings(args)
     _setup_logging(settings, args.verbose)
+    errors_out: Path | None = getattr(args, "errors_out", None)
     return _execute(ImportRun(settings, args.manifest, upload=upload,
-                              observer=_observer(settings)), settings)
+                              observer=_observer(settings), errors_out=errors_out),
+                    settings, reasons=5 if upload else 20)
 
 
 def cmd_retry(args: argparse.Namespace) -> int:
@@ -428,8 +448,9 @@ def _since(text: str | None) -> str | None:
     return moment.astimezone(UTC).isoformat(timespec="milliseconds")
 
 
-def _execute(run: ImportRun, settings: Settings) -> int:
-    """Run with signals handled; print the summary and write it as JSON if asked."""
+def _execute(run: ImportRun, settings: Settings, *, reasons: int = 5) -> int:
+    """Run with signals handled; print the summary (with up to ``reasons`` error reasons)
+    and write it as JSON if asked."""
     redirect = logging_redirect_tqdm(loggers=[logging.getLogger("importer")]) \
         if sys.stderr.isatty() and not settings.quiet else contextlib.nullcontext()
     try:
@@ -439,7 +460,11 @@ def _execute(run: ImportRun, settings: Settings) -> int:
         if settings.summary_json is not None:
             _write_summary(settings.summary_json, run.summary)
     if not settings.quiet:
-        print(summary_text(summary))
+        print(summary_text(summary, reasons=reasons))
+        if run.errors_out is not None:
+            invalid = summary.counts["invalid"]
+            print(f"{invalid} invalid rows written to {run.errors_out}" if invalid else
+                  f"No invalid rows; {run.errors_out} has the header only.")
     return summary.exit_code
 
 

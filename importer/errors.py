@@ -59,6 +59,11 @@ class Problem:
         return f"{self.column}: {self.expected} (got {shown})"
 
 
+def reason_of(problem: Problem) -> str:
+    """A problem without its row's value, so that alike problems count together."""
+    return f"{problem.column}: {problem.expected}" if problem.column else problem.expected
+
+
 class RowError(ManifestError):
     """A manifest row failed validation. ``row`` is the row number as the user's sheet shows it."""
 

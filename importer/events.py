@@ -34,6 +34,8 @@ class RowEvent:
     error: str | None = None
     reason: str | None = None  # the error without row-specific detail, for counting alike ones
     size: int = 0
+    #: An invalid row's problems one by one (``reason`` joins them), each counted on its own.
+    reasons: tuple[str, ...] = ()
 
 
 @dataclass
@@ -59,7 +61,8 @@ class RunSummary:
         if event.outcome is Outcome.SUCCEEDED:
             self.bytes_sent += event.size
         if event.outcome in (Outcome.FAILED, Outcome.INVALID):
-            self.errors[event.reason or event.error or "unknown"] += 1
+            for reason in event.reasons or (event.reason or event.error or "unknown",):
+                self.errors[reason] += 1
 
     @property
     def rows(self) -> int:

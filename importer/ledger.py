@@ -34,7 +34,7 @@ from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, NamedTuple, ParamSpec, TypeVar
 
 from .errors import LedgerError
 
@@ -131,9 +131,9 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
-@dataclass(frozen=True)
-class Admission:
-    """A manifest row offered to the ledger: valid (``status`` pending) or invalid."""
+class Admission(NamedTuple):
+    """A manifest row offered to the ledger: valid (``status`` pending) or invalid. (Named
+    tuples here and in ``Decision``: one of each is made per manifest row.)"""
 
     key: str
     external_id: str | None
@@ -145,6 +145,15 @@ class Admission:
     fields: dict[str, Any] | None = None
     error: str | None = None
     reason: str | None = None  # the error without row-specific detail, for counting alike
+    #: The recording as one canonical text (``file:`` and the absolute path, or ``url:`` and
+    #: the URL): two rows with the same one in a run list the same recording twice.
+    recording: str = ""
+    #: ``fields`` already encoded as JSON, when the caller has it (it fingerprinted them).
+    fields_json: str | None = None
+
+
+#: The reason recorded for a row that repeats an earlier row of its run.
+DUPLICATE = "duplicate of an earlier row"
 
 
 class Verdict(StrEnum):
@@ -154,15 +163,18 @@ class Verdict(StrEnum):
     DONE = "done"            # succeeded before: skip
     UNKNOWN = "unknown"      # left uploading by a crash: reconcile first
     REJECTED = "rejected"    # failed for good before, same data: skip
-    DUPLICATE = "duplicate"  # the same key was already admitted in this run
+    DUPLICATE = "duplicate"  # the same key or recording was already admitted in this run
     INVALID = "invalid"      # recorded as invalid
 
 
-@dataclass(frozen=True)
-class Decision:
+class Decision(NamedTuple):
+    """What the ledger decided for one admitted row."""
+
     verdict: Verdict
     previous: Status | None = None
     duplicate_of: int | None = None
+    #: For a row recorded ``invalid`` because it repeats another row's recording: why.
+    error: str | None = None
 
 
 @dataclass(frozen=True)
@@ -215,8 +227,12 @@ class Ledger:
         self.path = path
 
     @classmethod
-    def open(cls, path: Path, *, create: bool = True) -> Ledger:
-        """Open (and create or upgrade) the ledger at ``path``."""
+    def open(cls, path: Path, *, create: bool = True, durable: bool = True) -> Ledger:
+        """Open (and create or upgrade) the ledger at ``path``.
+
+        ``durable=False`` skips the fsync of each transaction: only for a throwaway ledger
+        (``validate``), whose content nobody needs after a power cut.
+        """
         if not create and not path.is_file():
             raise LedgerError(f"{path}: no such ledger file")
         if path.parent and not path.parent.is_dir():
@@ -225,10 +241,12 @@ class Ledger:
             conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False,
                                    timeout=30)
             conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=FULL")
+            conn.execute(f"PRAGMA synchronous={'FULL' if durable else 'OFF'}")
             conn.execute("PRAGMA foreign_keys=ON")
             ledger = cls(conn, path)
             ledger._migrate()
+            for statement in _RUN_ROWS:
+                conn.execute(statement)
         except sqlite3.DatabaseError as exc:
             raise LedgerError(f"{path}: not a usable ledger ({exc})") from None
         return ledger
@@ -269,52 +287,98 @@ class Ledger:
 
     # --- admission ----------------------------------------------------------------------
 
-    def settled(self, keys: Sequence[str]) -> set[str]:
-        """Which of ``keys`` already succeeded. A resumed run asks this first, so the rows it
-        will skip anyway cost neither validation nor a write."""
-        done: set[str] = set()
-        for start in range(0, len(keys), 500):
-            part = keys[start:start + 500]
-            # Filter on status here, not in SQL: with a status condition SQLite may pick the
-            # status index and scan every succeeded row instead of probing the primary key.
-            done.update(k for k, status in self._conn.execute(
-                f"SELECT key, status FROM recordings WHERE key IN ({','.join('?' * len(part))})",
-                part) if status == "succeeded")
-        return done
-
-    def admit(self, run_id: int, rows: Sequence[Admission]) -> list[Decision]:
+    def admit(self, run_id: int, rows: Sequence[Admission], *,
+              record: bool = True) -> list[Decision]:
         """Record a chunk of manifest rows and decide, for each, whether it is to be sent.
 
         One transaction per chunk: a chunk of a thousand rows costs one fsync, not a thousand.
+        A row whose key, or whose recording, an earlier row of the same run already had is a
+        ``DUPLICATE`` of that row; when only the recording repeats, the row has a key of its
+        own and is recorded ``invalid`` under it.
+
+        ``record=False`` decides the same but writes nothing of the rows (``validate``: its
+        ledger is thrown away, and writing every row was most of its cost).
         """
         keys = [r.key for r in rows]
-        found: dict[str, tuple[Any, ...]] = {}
-        for start in range(0, len(keys), 500):
-            part = keys[start:start + 500]
-            marks = ",".join("?" * len(part))
-            for rec in self._conn.execute(
-                    "SELECT key, status, fingerprint, retryable, run_id, row_number, manifest "
-                    f"FROM recordings WHERE key IN ({marks})", part):
-                found[rec[0]] = rec
+        found: dict[str, tuple[Any, ...]] = {rec[0]: rec for rec in self._select(
+            "SELECT key, status, fingerprint, retryable FROM recordings WHERE key IN ({})",
+            (), keys)}
+        seen_keys: dict[str, int] = {k: n for k, n in self._select(
+            "SELECT key, row_number FROM run_rows WHERE run_id = ? AND key IN ({})",
+            (run_id,), keys)}
+        seen_recordings: dict[str, int] = {r: n for r, n in self._select(
+            "SELECT recording, row_number FROM run_rows WHERE run_id = ? AND recording IN ({})",
+            (run_id,), [r.recording for r in rows if r.recording])}
         decisions: list[Decision] = []
+        writes: list[tuple[Any, ...]] = []
+        seen: list[tuple[Any, ...]] = []
         now = _now()
         with self._transaction():
             for row in rows:
-                decision = self._decide(run_id, row, found.get(row.key))
+                key, number, recording = row.key, row.row_number, row.recording
+                rec = found.get(key)
+                first = seen_keys.get(key)
+                if first is not None and first != number:
+                    decisions.append(Decision(Verdict.DUPLICATE, _status(rec), duplicate_of=first))
+                    continue
+                other = seen_recordings.get(recording) if recording else None
+                if other == number:
+                    other = None  # the same row offered again, not a repeat
+                if first is None:
+                    seen_keys[key] = number
+                    # A recording is kept under the first row that listed it, and only there.
+                    seen.append((run_id, key, recording or None if other is None else None,
+                                 number))
+                if other is not None:
+                    decision = self._repeated(row, rec, other)
+                    if decision.verdict is Verdict.DUPLICATE:
+                        row = row._replace(status=Status.INVALID, fields=None,
+                                           fields_json=None, error=decision.error,
+                                           reason="; ".join(filter(None, (row.reason, DUPLICATE))))
+                else:
+                    if recording:
+                        seen_recordings[recording] = number
+                    # A row the ledger has never seen (every row of a first run) is decided
+                    # by its own status alone: one shared, immutable decision per status.
+                    decision = _FIRST_SEEN[row.status] if rec is None else self._decide(row, rec)
                 decisions.append(decision)
-                if decision.verdict in (Verdict.SEND, Verdict.INVALID):
-                    self._upsert(run_id, row, now, decision.previous)
-                    found[row.key] = (row.key, row.status, row.fingerprint, 1, run_id,
-                                      row.row_number, row.manifest)
+                if decision.verdict in _RECORDED:
+                    if rec is not None:  # from nothing, pending and invalid are both legal
+                        _check(key, decision.previous, row.status)
+                    if record:
+                        writes.append(self._upsert_params(run_id, row, now))
+                    found[key] = (key, row.status, row.fingerprint, 1)
+            if record:
+                self._conn.executemany(_UPSERT, writes)
+            self._conn.executemany(
+                "INSERT OR IGNORE INTO run_rows (run_id, key, recording, row_number) "
+                "VALUES (?, ?, ?, ?)", seen)
         return decisions
 
-    def _decide(self, run_id: int, row: Admission, rec: tuple[Any, ...] | None) -> Decision:
+    def _select(self, sql: str, params: tuple[Any, ...],
+                values: Sequence[str]) -> Iterator[tuple[Any, ...]]:
+        """``sql`` with its ``IN ({})`` filled in, over ``values`` in slices that stay within
+        SQLite's limit on parameters."""
+        for start in range(0, len(values), 500):
+            part = values[start:start + 500]
+            yield from self._conn.execute(sql.format(",".join("?" * len(part))), (*params, *part))
+
+    @staticmethod
+    def _repeated(row: Admission, rec: tuple[Any, ...] | None, other: int) -> Decision:
+        """A row whose recording an earlier row of this run already listed, under another key."""
+        previous = _status(rec)
+        if previous is Status.SUCCEEDED:
+            return Decision(Verdict.DONE, previous)  # imported before under this key: leave it
+        repeated = f"duplicate of row {other}: the same recording ({row.source})"
+        error = f"{row.error}; {repeated}" if row.error else f"row {row.row_number}: {repeated}"
+        return Decision(Verdict.DUPLICATE, previous, duplicate_of=other, error=error)
+
+    @staticmethod
+    def _decide(row: Admission, rec: tuple[Any, ...] | None) -> Decision:
         if rec is None:
             return Decision(Verdict.INVALID if row.status is Status.INVALID else Verdict.SEND)
-        _, status, fingerprint, retryable, rec_run, rec_row, rec_manifest = rec
+        _, status, fingerprint, retryable = rec
         previous = Status(status)
-        if rec_run == run_id and (rec_row, rec_manifest) != (row.row_number, row.manifest):
-            return Decision(Verdict.DUPLICATE, previous, duplicate_of=rec_row)
         if previous is Status.SUCCEEDED:
             return Decision(Verdict.DONE, previous)
         if previous is Status.UPLOADING:
@@ -323,22 +387,12 @@ class Ledger:
             return Decision(Verdict.REJECTED, previous)
         return Decision(Verdict.INVALID if row.status is Status.INVALID else Verdict.SEND, previous)
 
-    def _upsert(self, run_id: int, row: Admission, now: str, previous: Status | None) -> None:
-        _check(row.key, previous, row.status)
-        self._conn.execute(
-            """INSERT INTO recordings (key, external_id, manifest, row_number, source, status,
-                   retryable, fingerprint, fields, error, reason, run_id, updated_at)
-               VALUES (?, ?, ?, ?, ?, ?, 1, ?, ?, ?, ?, ?, ?)
-               ON CONFLICT(key) DO UPDATE SET external_id = excluded.external_id,
-                   manifest = excluded.manifest, row_number = excluded.row_number,
-                   source = excluded.source, status = excluded.status, retryable = 1,
-                   fingerprint = excluded.fingerprint, fields = excluded.fields,
-                   error = excluded.error, reason = excluded.reason, http_status = NULL,
-                   request_id = NULL, run_id = excluded.run_id,
-                   updated_at = excluded.updated_at""",
-            (row.key, row.external_id, row.manifest, row.row_number, row.source, row.status,
-             row.fingerprint, json.dumps(row.fields) if row.fields is not None else None,
-             row.error, row.reason, run_id, now))
+    @staticmethod
+    def _upsert_params(run_id: int, row: Admission, now: str) -> tuple[Any, ...]:
+        return (row.key, row.external_id, row.manifest, row.row_number, row.source,
+                row.status.value, row.fingerprint,
+                None if row.fields is None else row.fields_json or json.dumps(row.fields),
+                row.error, row.reason, run_id, now)
 
     # --- transitions --------------------------------------------------------------------
 
@@ -361,13 +415,27 @@ class Ledger:
         """Durable before the request leaves: a crash after this leaves the outcome unknown."""
         self._move(key, Status.UPLOADING, ", size = ?, run_id = ?", (size, run_id))
 
-    def record_audio(self, key: str, size: int, sha256: str | None) -> SameAudio | None:
+    def record_audio(self, key: str, size: int, sha256: str | None, *, run_id: int = 0,
+                     row_number: int = 0, record: bool = True) -> SameAudio | None:
         """Store what probing learned of the row's file, and return the first other row (in
         admission order) that holds the same content and is not ``invalid``, if any.
 
         One transaction, and the ledger is written by one thread: of two rows with the same
-        file, the one recorded second always sees the first.
+        file, the one recorded second always sees the first. ``record=False`` (``validate``,
+        whose ledger keeps no rows) compares within this run only, in the per-run table.
         """
+        if not record:
+            if sha256 is None:
+                return None
+            with self._transaction():
+                rec = self._conn.execute(
+                    "SELECT key, row_number FROM run_audio WHERE run_id = ? AND sha256 = ?",
+                    (run_id, sha256)).fetchone()
+                if rec is None:
+                    self._conn.execute("INSERT INTO run_audio VALUES (?, ?, ?, ?)",
+                                       (run_id, sha256, key, row_number))
+                    return None
+            return SameAudio(rec[0], None, rec[1], Status.PENDING)
         with self._transaction():
             self._conn.execute("UPDATE recordings SET size = ?, sha256 = ?, updated_at = ? "
                                "WHERE key = ?", (size, sha256, _now(), key))
@@ -489,6 +557,38 @@ class Ledger:
 
 
 _ROW_FIELDS = tuple(f.name for f in fields(LedgerRow))
+_RECORDED = frozenset({Verdict.SEND, Verdict.INVALID, Verdict.DUPLICATE})
+_FIRST_SEEN = {Status.PENDING: Decision(Verdict.SEND), Status.INVALID: Decision(Verdict.INVALID)}
+
+_UPSERT = """INSERT INTO recordings (key, external_id, manifest, row_number, source, status,
+                 retryable, fingerprint, fields, error, reason, run_id, updated_at)
+             VALUES (?, ?, ?, ?, ?, ?, 1, ?, ?, ?, ?, ?, ?)
+             ON CONFLICT(key) DO UPDATE SET external_id = excluded.external_id,
+                 manifest = excluded.manifest, row_number = excluded.row_number,
+                 source = excluded.source, status = excluded.status, retryable = 1,
+                 fingerprint = excluded.fingerprint, fields = excluded.fields,
+                 error = excluded.error, reason = excluded.reason, http_status = NULL,
+                 request_id = NULL, run_id = excluded.run_id,
+                 updated_at = excluded.updated_at"""
+
+#: The rows each run has admitted: what duplicates are looked up in. It lives in SQLite's
+#: temporary database (a file, not memory: a run of ten million rows stays small), for as
+#: long as the connection, and is never written to the ledger file: it must see every row of
+#: this run, also those skipped as done, without rewriting what the ledger says of them.
+_RUN_ROWS = (
+    "CREATE TEMP TABLE IF NOT EXISTS run_rows (run_id INTEGER NOT NULL, key TEXT NOT NULL, "
+    "recording TEXT, row_number INTEGER NOT NULL, PRIMARY KEY (key, run_id)) WITHOUT ROWID",
+    # The looked-up column first: SQLite's planner then searches by it, not by the run's rows.
+    "CREATE INDEX IF NOT EXISTS temp.run_rows_recording ON run_rows (recording, run_id)",
+    # validate's files by content (``record_audio(record=False)``), first row of each.
+    "CREATE TEMP TABLE IF NOT EXISTS run_audio (run_id INTEGER NOT NULL, sha256 TEXT NOT NULL, "
+    "key TEXT NOT NULL, row_number INTEGER NOT NULL, PRIMARY KEY (sha256, run_id)) "
+    "WITHOUT ROWID",
+)
+
+
+def _status(rec: tuple[Any, ...] | None) -> Status | None:
+    return None if rec is None else Status(rec[1])
 
 
 @dataclass(frozen=True)

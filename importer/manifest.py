@@ -1,6 +1,12 @@
 """Streaming manifest reader: rows come out in chunks, so a manifest of any length reads in
 constant memory, and each row keeps the number the user sees in their sheet.
 
+Formats: CSV and its cousins (``.csv``, ``.tsv``, ``.txt``; the delimiter, comma, semicolon,
+tab or pipe, is sniffed; UTF-8 with or without BOM, UTF-16 with BOM, else cp1252 with a
+warning, or whatever ``encoding`` says) and Excel workbooks (``.xlsx``, ``.xlsm``: one sheet,
+streamed by openpyxl's read-only reader). The header is the first row that names at least two
+upload fields after mapping, so title and note rows above it are skipped.
+
 Headers are matched to upload fields loosely (``Call Date``, ``call-date`` and ``CALL.DATE`` all
 mean ``call_date``), ``--map`` renames the rest, ``--set`` gives defaults for empty cells. A
 manifest that cannot work at all (unreadable, no header, a required column missing) raises
@@ -9,26 +15,47 @@ manifest that cannot work at all (unreadable, no header, a required column missi
 
 from __future__ import annotations
 
+import codecs
 import csv
+import io
 import logging
 import re
-from collections.abc import Iterator
+import zipfile
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
 from pathlib import Path
+from typing import Any, NamedTuple, Protocol
 
 from .errors import ManifestError
 from .records import REQUIRED_FIELDS, SOURCE_FIELDS, UPLOAD_FIELDS
 
 log = logging.getLogger(__name__)
 
-SUPPORTED_SUFFIXES = (".csv",)
+CSV_SUFFIXES = (".csv", ".tsv", ".txt")
+EXCEL_SUFFIXES = (".xlsx", ".xlsm")
+SUPPORTED_SUFFIXES = CSV_SUFFIXES + EXCEL_SUFFIXES
+DELIMITERS = (",", ";", "\t", "|")
+#: How far down a title, notes and blank rows may push the header.
+HEADER_SCAN_ROWS = 50
+_SAMPLE_CHARS = 1 << 16
 _SEPARATORS = re.compile(r"[\s.\-]+")
+#: Cells that ``report.safe_cell`` (or a person in Excel) marked as text with a leading ``'``.
+_QUOTED_FORMULA = ("'=", "'+", "'-", "'@")
+_ZIP_MAGIC = b"PK\x03\x04"
+_OLE_MAGIC = b"\xd0\xcf\x11\xe0"
+_UNSUPPORTED = {
+    ".xls": "an Excel 97-2003 workbook (.xls) cannot be read; open it in Excel and save it as "
+            "Excel Workbook (.xlsx) or CSV UTF-8",
+    ".ods": "an OpenDocument spreadsheet cannot be read; save it as .xlsx or CSV UTF-8",
+    ".numbers": "a Numbers spreadsheet cannot be read; export it as .xlsx or CSV UTF-8",
+}
 
 
-@dataclass(frozen=True)
-class ManifestRow:
-    """One data row: its number as the sheet shows it (the header is row 1) and its cells,
-    keyed by upload field name, defaults already applied."""
+class ManifestRow(NamedTuple):
+    """One data row: its number as the sheet shows it and its cells, keyed by upload field
+    name, defaults already applied. (A named tuple, not a frozen dataclass: it is made once
+    per row, and a frozen dataclass costs several times more to make.)"""
 
     number: int
     values: dict[str, str]
@@ -49,10 +76,14 @@ class ColumnPlan:
     defaults: dict[str, str]
 
 
+def _renames(column_map: dict[str, str]) -> dict[str, str]:
+    return {canonical(src): canonical(dst) for src, dst in column_map.items()}
+
+
 def plan_columns(headers: list[str], column_map: dict[str, str], defaults: dict[str, str],
                  path: str) -> ColumnPlan:
     """Decide which column feeds which field; refuse a header that cannot make valid rows."""
-    renames = {canonical(src): canonical(dst) for src, dst in column_map.items()}
+    renames = _renames(column_map)
     bad_targets = sorted(set(renames.values()) - set(UPLOAD_FIELDS))
     if bad_targets:
         raise ManifestError(path, f"--map names unknown upload field(s): {', '.join(bad_targets)}")
@@ -79,103 +110,417 @@ def plan_columns(headers: list[str], column_map: dict[str, str], defaults: dict[
     if not present.intersection(SOURCE_FIELDS):
         missing.append("recording_file or recording_url")
     if missing:
+        found = ", ".join(str(h) for h in headers if str(h).strip()) or "none"
         raise ManifestError(
             path,
             f"required column(s) missing: {', '.join(missing)} "
-            f"(columns found: {', '.join(map(str, headers)) or 'none'}; rename with --map or give "
-            "a value for every row with --set)",
+            f"(columns found: {found}; rename with --map or give a value for every row with "
+            "--set)",
         )
     return ColumnPlan(tuple(fields), tuple(unknown), {canonical(k): v for k, v in defaults.items()})
 
 
-class Manifest:
-    """An opened manifest whose header has been checked; ``chunks()`` streams its rows."""
+def _fields_named(cells: Iterable[str], renames: dict[str, str]) -> int:
+    names = {renames.get(n, n) for n in map(canonical, cells)}
+    return len(names.intersection(UPLOAD_FIELDS))
 
-    def __init__(self, path: Path, plan: ColumnPlan, chunk_rows: int) -> None:
+
+def _blank(cells: list[str]) -> bool:
+    return not "".join(cells).strip()
+
+
+def find_header(records: Iterable[tuple[int, list[str]]],
+                renames: dict[str, str]) -> tuple[int, list[str]] | None:
+    """The first of the first ``HEADER_SCAN_ROWS`` rows that names at least two upload fields;
+    failing that the first non-blank row (whose missing columns are then reported)."""
+    first: tuple[int, list[str]] | None = None
+    for seen, (number, cells) in enumerate(records):
+        if seen >= HEADER_SCAN_ROWS:
+            break
+        if _blank(cells):
+            continue
+        if first is None:
+            first = (number, cells)
+        if _fields_named(cells, renames) >= 2:
+            return number, cells
+    return first
+
+
+# --- sources: where the rows of a manifest come from --------------------------------------
+
+class _Source(Protocol):
+    """The rows of one manifest as text cells, each with its number in the user's sheet."""
+
+    #: Cells beyond the header's width are an error (CSV: a comma inside an unquoted value
+    #: shifted the row) or are merely ignored (Excel: nothing can shift).
+    ragged_rows_are_errors: bool
+
+    def records(self) -> Iterator[tuple[int, list[str]]]: ...
+
+    def estimate_records(self) -> int | None:
+        """About how many records (rows, header included) there are, cheaply, or None."""
+
+    def close(self) -> None: ...
+
+
+class _CsvSource:
+    """A delimited text file, read with the csv module rather than pandas: pandas shifts or
+    silently drops the cells of a row longer than the header, where we must name that row."""
+
+    ragged_rows_are_errors = True
+
+    def __init__(self, path: Path, encoding: str, delimiter: str) -> None:
         self.path = path
-        self.plan = plan
-        self.chunk_rows = chunk_rows
+        self.encoding = encoding
+        self.delimiter = delimiter
 
-    def estimate_rows(self) -> int:
-        """About how many data rows the file holds (its line count less the header), for
-        progress and ETA: fast, and exact unless cells hold line breaks."""
+    def records(self) -> Iterator[tuple[int, list[str]]]:
+        # The sheet's row number is the record's: one per record, a blank line is a row too
+        # (a quoted cell spanning lines is one row, as in Excel).
+        line = 0
+        try:
+            with self.path.open(encoding=self.encoding, newline="") as handle:
+                reader = csv.reader(handle, delimiter=self.delimiter, strict=True)
+                try:
+                    yield from enumerate(reader, start=1)
+                finally:
+                    line = reader.line_num
+        except (UnicodeDecodeError, csv.Error) as exc:
+            raise ManifestError(str(self.path),
+                                f"near line {line + 1}: {_reason(exc, self.encoding)}") from None
+        except OSError as exc:
+            raise ManifestError(str(self.path), _reason(exc, self.encoding)) from None
+
+    def estimate_records(self) -> int | None:
+        # Line-feed bytes, counted without decoding: fast, exact for UTF-8 and the 8-bit
+        # encodings unless cells hold line breaks, close enough for UTF-16.
         lines = 0
         last = b"\n"
         with self.path.open("rb") as handle:
             while block := handle.read(1 << 20):
                 lines += block.count(b"\n")
                 last = block[-1:]
-        return max(0, lines + (last != b"\n") - 1)
+        return lines + (last not in (b"\n", b"\x00"))
 
-    def chunks(self) -> Iterator[list[ManifestRow]]:
-        """The non-blank rows in chunks of at most ``chunk_rows``; blocking, so call it from a
-        thread in async code.
+    def close(self) -> None:
+        return None
 
-        Read with the csv module rather than pandas: pandas shifts or silently drops the cells
-        of a row longer than the header, where we must name that row instead.
-        """
-        shown = str(self.path)
-        plan = self.plan
-        width = len(plan.fields)
-        number = 1  # the sheet's row number; the header is row 1, a blank line is a row too
-        batch: list[ManifestRow] = []
+
+def _cell_text(value: Any) -> str:
+    """An Excel cell as the text the normalizers read: what Excel shows, not Python's repr.
+
+    A whole number stored as a float (every number is one, to Excel) loses its ``.0``; a date
+    cell becomes ``YYYY-MM-DD HH:MM:SS`` (no zone: the run's ``--timezone`` applies); TRUE and
+    FALSE stay words.
+    """
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "TRUE" if value else "FALSE"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return str(int(value)) if value.is_integer() and abs(value) < 1e16 else repr(value)
+    if isinstance(value, datetime):
+        return value.isoformat(sep=" ")
+    if isinstance(value, date | time):
+        return value.isoformat()
+    if isinstance(value, timedelta):
+        return str(value)
+    return str(value)
+
+
+class _XlsxSource:
+    """One sheet of a workbook, streamed row by row (openpyxl read-only mode): memory holds
+    the workbook's shared strings and one row, whatever the number of rows."""
+
+    ragged_rows_are_errors = False
+
+    def __init__(self, path: Path, sheet: str | None) -> None:
+        import openpyxl
+        from openpyxl.utils.exceptions import InvalidFileException
+
+        shown = str(path)
         try:
-            with self.path.open(encoding="utf-8-sig", newline="") as handle:
-                reader = csv.reader(handle, strict=True)
-                next(reader, None)
-                for cells in reader:
-                    number += 1
-                    if not any(c.strip() for c in cells):
-                        continue
-                    values = {f: c for f, c in zip(plan.fields, cells, strict=False)
-                              if f is not None and c.strip()}
-                    for name, value in plan.defaults.items():
-                        values.setdefault(name, value)
-                    extra = [c for c in cells[width:] if c.strip()]
-                    error = (f"has {len(cells)} cells but the header has {width} columns; "
-                             "is a comma inside a value not quoted?") if extra else None
-                    batch.append(ManifestRow(number, values, error))
-                    if len(batch) >= self.chunk_rows:
-                        yield batch
-                        batch = []
-        except (UnicodeDecodeError, csv.Error) as exc:
-            raise ManifestError(shown, f"near row {number}: {_reason(exc)}") from None
+            self._book = openpyxl.load_workbook(path, read_only=True, data_only=True,
+                                                keep_links=False)
+        except (zipfile.BadZipFile, InvalidFileException, KeyError, ValueError) as exc:
+            raise ManifestError(shown, "not a readable .xlsx workbook (a password-protected "
+                                f"workbook, or another format renamed?): {exc}") from None
         except OSError as exc:
-            raise ManifestError(shown, _reason(exc)) from None
-        if batch:
-            yield batch
+            raise ManifestError(shown, _reason(exc, "")) from None
+        names = self._book.sheetnames
+        worksheets = self._book.worksheets
+        if sheet is None:
+            if not worksheets:
+                self.close()
+                raise ManifestError(shown, "the workbook has no worksheet")
+            self._sheet = worksheets[0]
+        else:
+            match = [ws for ws in worksheets if ws.title == sheet] or \
+                [ws for ws in worksheets if ws.title.strip().lower() == sheet.strip().lower()]
+            if not match:
+                self.close()
+                raise ManifestError(shown, f"no sheet named {sheet!r} (sheets: "
+                                    f"{', '.join(repr(n) for n in names)})")
+            self._sheet = match[0]
+        # The "used range" the writer stored: only a hint (some writers store a wrong one),
+        # good enough for an ETA; then forgotten, so that openpyxl reads every cell there is.
+        self._declared_rows: int | None = self._sheet.max_row
+        self._sheet.reset_dimensions()
+        self.sheet_name: str = self._sheet.title
+
+    def records(self) -> Iterator[tuple[int, list[str]]]:
+        # openpyxl yields an empty row for each row the file leaves out, so counting gives
+        # the row number Excel shows.
+        rows = self._sheet.iter_rows(values_only=True)
+        try:
+            for number, row in enumerate(rows, start=1):
+                yield number, [_cell_text(v) for v in row]
+        finally:
+            close = getattr(rows, "close", None)
+            if close is not None:
+                close()
+
+    def estimate_records(self) -> int | None:
+        return self._declared_rows
+
+    def close(self) -> None:
+        self._book.close()
 
 
-def open_manifest(path: Path, *, column_map: dict[str, str] | None = None,
-                  defaults: dict[str, str] | None = None, chunk_rows: int = 1000) -> Manifest:
-    """Check the manifest's type and header (``ManifestError`` if it cannot work at all) and
-    warn once about columns that will be ignored."""
-    shown = str(path)
-    if path.suffix.lower() not in SUPPORTED_SUFFIXES:
-        raise ManifestError(shown, f"unsupported manifest type {path.suffix or '(none)'!r}; "
-                            "save it as CSV (UTF-8)")
-    if not path.is_file():
-        raise ManifestError(shown, "no such file" if not path.exists() else "not a file")
+# --- encodings and delimiters ---------------------------------------------------------------
+
+def detect_encoding(path: Path, forced: str | None) -> str:
+    """The text encoding to read ``path`` with.
+
+    ``forced`` (``--encoding``) wins. A byte-order mark decides next. Otherwise the whole file
+    is checked as UTF-8 first (a byte-level pass, far cheaper than parsing), so that a file
+    which is not UTF-8 is known before its first row is used, not at row 900,000; such a file
+    is read as Windows-1252, what Excel writes for "CSV" on a Western-European Windows, with a
+    warning.
+    """
+    if forced:
+        name = codecs.lookup(forced).name
+        return "utf-8-sig" if name == "utf-8" else name
+    with path.open("rb") as handle:
+        head = handle.read(4)
+        if head.startswith(codecs.BOM_UTF8):
+            return "utf-8-sig"
+        if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+            return "utf-16"
+        handle.seek(0)
+        decoder = codecs.getincrementaldecoder("utf-8")()
+        lines = 0
+        while True:
+            block = handle.read(1 << 20)
+            try:
+                decoder.decode(block, final=not block)
+            except UnicodeDecodeError as exc:
+                line = lines + block[:max(exc.start, 0)].count(b"\n") + 1
+                log.warning("%s: not UTF-8 (first at line %d); reading it as Windows-1252 "
+                            "(cp1252). If that is wrong, give --encoding", path, line)
+                return "cp1252"
+            if not block:
+                return "utf-8"
+            lines += block.count(b"\n")
+
+
+def _sample_records(text: str, delimiter: str) -> list[tuple[int, list[str]]]:
+    reader = csv.reader(io.StringIO(text), delimiter=delimiter)
+    out: list[tuple[int, list[str]]] = []
     try:
-        headers = _read_header(path)
-    except (UnicodeDecodeError, csv.Error, OSError) as exc:
-        raise ManifestError(shown, _reason(exc)) from None
-    if not any(h.strip() for h in headers):
-        raise ManifestError(shown, "the file is empty (expected a header row)")
-    plan = plan_columns(headers, column_map or {}, defaults or {}, shown)
-    if plan.unknown:
-        log.warning("%s: ignoring unknown column(s), not sent: %s", shown, ", ".join(plan.unknown))
-    return Manifest(path, plan, chunk_rows)
+        for number, cells in enumerate(reader, start=1):
+            out.append((number, cells))
+            if number >= HEADER_SCAN_ROWS * 2:
+                break
+    except csv.Error:
+        pass  # the sample may end inside a quoted cell: judge by what came before
+    return out
 
 
-def _read_header(path: Path) -> list[str]:
-    with path.open(encoding="utf-8-sig", newline="") as handle:
-        return [h for h in next(csv.reader(handle), [])]
+def sniff_delimiter(sample: str, renames: dict[str, str], preferred: str = ",") -> str:
+    """The delimiter among comma, semicolon, tab and pipe that makes a header of the most
+    upload fields; failing that, the one that splits the rows most consistently."""
+    order = [preferred] + [d for d in DELIMITERS if d != preferred]
+    best, best_score = preferred, (-1, -1, -1)
+    for delimiter in order:
+        records = _sample_records(sample, delimiter)
+        header = find_header(records, renames)
+        named = _fields_named(header[1], renames) if header else 0
+        widths = [len(cells) for _, cells in records if not _blank(cells)]
+        modal = max(set(widths), key=widths.count) if widths else 0
+        consistent = widths.count(modal) if modal > 1 else 0
+        score = (named if named >= 2 else 0, consistent, modal)
+        if score > best_score:
+            best, best_score = delimiter, score
+    return best
 
 
-def _reason(exc: BaseException) -> str:
+def _read_sample(path: Path, encoding: str) -> str:
+    with path.open(encoding=encoding, newline="") as handle:
+        sample = handle.read(_SAMPLE_CHARS)
+        if len(sample) == _SAMPLE_CHARS and "\n" in sample:
+            sample = sample[: sample.rindex("\n") + 1]
+    return sample
+
+
+def _reason(exc: BaseException, encoding: str) -> str:
     if isinstance(exc, UnicodeDecodeError):
-        return f"not valid UTF-8 ({exc.reason}); save the manifest as CSV UTF-8"
+        if encoding.startswith("utf-8"):
+            return f"not valid UTF-8 ({exc.reason}); give --encoding (e.g. cp1252)"
+        return f"not valid {encoding} ({exc.reason}); give the file's encoding with --encoding"
     if isinstance(exc, OSError):
         return exc.strerror or str(exc)
     return f"not a well-formed CSV ({str(exc).strip()})"
+
+
+# --- the manifest ---------------------------------------------------------------------------
+
+class Manifest:
+    """An opened manifest whose header has been checked; ``chunks()`` streams its rows.
+    ``close()`` releases the file (a workbook stays open between the two)."""
+
+    def __init__(self, path: Path, plan: ColumnPlan, chunk_rows: int, source: _Source,
+                 header_row: int) -> None:
+        self.path = path
+        self.plan = plan
+        self.chunk_rows = chunk_rows
+        self.header_row = header_row
+        self._source = source
+
+    def chunks(self) -> Iterator[list[ManifestRow]]:
+        """The non-blank rows below the header in chunks of at most ``chunk_rows``; blocking,
+        so call it from a thread in async code."""
+        plan = self.plan
+        fields = plan.fields
+        width = len(fields)
+        defaults = plan.defaults.items()
+        ragged_is_error = self._source.ragged_rows_are_errors
+        ignored_warned = False
+        header_row = self.header_row
+        batch: list[ManifestRow] = []
+        for number, cells in self._source.records():
+            line = "".join(cells)
+            if number <= header_row or not line.strip():
+                continue
+            values = {f: c for f, c in zip(fields, cells, strict=False)
+                      if f is not None and c and not c.isspace()}
+            if "'" in line:
+                for name, value in values.items():
+                    if value.startswith(_QUOTED_FORMULA):
+                        values[name] = value[1:]
+            for name, value in defaults:
+                values.setdefault(name, value)
+            error = None
+            if len(cells) > width and not _blank(cells[width:]):
+                if ragged_is_error:
+                    error = (f"has {len(cells)} cells but the header has {width} columns; "
+                             "is a comma inside a value not quoted?")
+                elif not ignored_warned:
+                    ignored_warned = True
+                    log.warning("%s: cells right of the header's last column are ignored "
+                                "(first in row %d)", self.path, number)
+            batch.append(ManifestRow(number, values, error))
+            if len(batch) >= self.chunk_rows:
+                yield batch
+                batch = []
+        if batch:
+            yield batch
+
+    def estimate_rows(self) -> int | None:
+        """About how many data rows there are, for progress and ETA; None if unknown."""
+        records = self._source.estimate_records()
+        return None if records is None else max(0, records - self.header_row)
+
+    @property
+    def portable(self) -> bool:
+        """Whether another process can read this manifest from a pickled copy: a CSV can, a
+        workbook (an open file) cannot."""
+        return isinstance(self._source, _CsvSource)
+
+    def fields(self) -> list[str]:
+        """The upload fields this manifest gives: its columns' in their order, then those
+        that only defaults (``--set``) give."""
+        names = [f for f in self.plan.fields if f is not None]
+        return names + [f for f in self.plan.defaults if f not in names]
+
+    def close(self) -> None:
+        self._source.close()
+
+
+def open_manifest(path: Path, *, column_map: dict[str, str] | None = None,
+                  defaults: dict[str, str] | None = None, chunk_rows: int = 1000,
+                  sheet: str | None = None, encoding: str | None = None) -> Manifest:
+    """Check the manifest's type and header (``ManifestError`` if it cannot work at all) and
+    warn once about columns that will be ignored."""
+    shown = str(path)
+    suffix = path.suffix.lower()
+    if suffix not in SUPPORTED_SUFFIXES:
+        raise ManifestError(shown, _UNSUPPORTED.get(suffix) or (
+            f"unsupported manifest type {path.suffix or '(none)'!r}; save it as CSV UTF-8 "
+            "(.csv, .tsv, .txt) or Excel (.xlsx)"))
+    if not path.is_file():
+        raise ManifestError(shown, "no such file" if not path.exists() else "not a file")
+    try:
+        with path.open("rb") as handle:
+            magic = handle.read(4)
+    except OSError as exc:
+        raise ManifestError(shown, _reason(exc, "")) from None
+    column_map = column_map or {}
+    renames = _renames(column_map)
+    source: _Source
+    if suffix in EXCEL_SUFFIXES:
+        if magic == _OLE_MAGIC:
+            raise ManifestError(shown, _UNSUPPORTED[".xls"] + " (this one is named "
+                                f"{path.suffix})")
+        source = _XlsxSource(path, sheet)
+    else:
+        if magic == _ZIP_MAGIC:
+            raise ManifestError(shown, f"this is an Excel workbook named {path.suffix}; "
+                                "rename it to .xlsx")
+        if magic == _OLE_MAGIC:
+            raise ManifestError(shown, "this is an Excel 97-2003 workbook, not text; save it as "
+                                ".xlsx or CSV UTF-8")
+        if sheet is not None:
+            log.warning("%s: --sheet applies to Excel workbooks only; ignored", shown)
+        source = _open_csv(path, encoding, renames)
+    try:
+        records = source.records()
+        try:
+            header = find_header(records, renames)
+        finally:
+            records.close()  # type: ignore[attr-defined]
+        if header is None:
+            raise ManifestError(shown, "the file is empty (expected a header row)")
+        number, headers = header
+        plan = plan_columns(headers, column_map, defaults or {}, shown)
+    except BaseException:
+        source.close()
+        raise
+    if plan.unknown:
+        log.warning("%s: ignoring unknown column(s), not sent: %s", shown, ", ".join(plan.unknown))
+    if number > 1:
+        log.info("%s: the header is row %d; the rows above it are skipped", shown, number)
+    return Manifest(path, plan, chunk_rows, source, number)
+
+
+def _open_csv(path: Path, encoding: str | None, renames: dict[str, str]) -> _CsvSource:
+    shown = str(path)
+    try:
+        chosen = detect_encoding(path, encoding)
+    except LookupError:
+        raise ManifestError(shown, f"unknown encoding {encoding!r} (try utf-8, cp1252, "
+                            "latin-1, utf-16)") from None
+    except OSError as exc:
+        raise ManifestError(shown, _reason(exc, "")) from None
+    try:
+        sample = _read_sample(path, chosen)
+    except UnicodeDecodeError as exc:
+        raise ManifestError(shown, _reason(exc, chosen)) from None
+    except OSError as exc:
+        raise ManifestError(shown, _reason(exc, chosen)) from None
+    preferred = "\t" if path.suffix.lower() == ".tsv" else ","
+    return _CsvSource(path, chosen, sniff_delimiter(sample, renames, preferred))

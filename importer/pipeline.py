@@ -18,17 +18,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import hashlib
-import json
 import logging
 import tempfile
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 from .audio import AudioInfo, check_url_form, judge_url_answer, probe
 from .client import ConvirzaClient
@@ -41,21 +37,23 @@ from .errors import (
     Problem,
     RowError,
     UsageError,
+    reason_of,
 )
 from .events import NullObserver, Observer, Outcome, RowEvent, RunSummary
-from .ledger import Admission, AsyncLedger, AttemptRecord, Ledger, SameAudio, Status, Verdict
+from .ledger import AsyncLedger, AttemptRecord, Decision, Ledger, SameAudio, Status, Verdict
 from .limits import Attempt, RetryPolicy
-from .manifest import Manifest, ManifestRow, open_manifest
+from .manifest import Manifest, open_manifest
 from .preflight import Preflight
+from .reader import Prepared, RowPreparer, open_reader
 from .records import (
-    Identity,
     RowContext,
     RowInvalid,
     UploadRecord,
-    identify,
+    build_record,
     resolve_zone,
     validate_row,
 )
+from .report import InvalidRowsCsv
 from .settings import Settings
 
 log = logging.getLogger(__name__)
@@ -72,6 +70,7 @@ class Job:
     row: int
     key: str
     record: UploadRecord
+    cells: dict[str, str] = field(default_factory=dict)  # as read, for ``--errors-out``
     reconcile: bool = False
 
 
@@ -84,24 +83,7 @@ class RetrySelection:
     since: str | None = None
 
 
-def in_shard(key: str, shard: tuple[int, int]) -> bool:
-    """Whether ``key`` belongs to shard K of N: a stable hash, the same on every machine."""
-    k, n = shard
-    return n == 1 or int(hashlib.sha256(key.encode()).hexdigest()[:12], 16) % n == k
-
-
-_Identified = tuple[ManifestRow, Identity, str]  # a row, who it is, its ledger key
-
-
-@dataclass(frozen=True)
-class _Prepared:
-    admission: Admission
-    record: UploadRecord | None
-    reason: str | None = None
-
-
-def _fingerprint(data: dict[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()
+_GO_ON = frozenset({Verdict.SEND, Verdict.UNKNOWN})
 
 
 def _row_error(row: int, problems: list[Problem]) -> str:
@@ -118,13 +100,14 @@ class ImportRun:
     """One ``run`` (``upload=True``) or ``validate`` (``upload=False``) of one manifest, or a
     ``retry`` of ledger rows (``manifest`` None, ``retry`` given).
 
-    ``validate`` goes through exactly the same steps with a throwaway ledger, so that what it
-    calls valid is what ``run`` would send.
+    ``validate`` goes through the same steps with a throwaway ledger, which decides as in a
+    ``run`` (duplicates included) but keeps nothing of the rows, so that what it calls valid
+    is what ``run`` would send.
     """
 
     def __init__(self, settings: Settings, manifest: Path | None, *, upload: bool = True,
-                 observer: Observer | None = None,
-                 retry: RetrySelection | None = None) -> None:
+                 observer: Observer | None = None, retry: RetrySelection | None = None,
+                 errors_out: Path | None = None) -> None:
         if manifest is None and (retry is None or settings.ledger is None):
             raise UsageError("a run needs a manifest, or a ledger to retry from")
         self.settings = settings
@@ -132,6 +115,9 @@ class ImportRun:
         self.retry = retry
         self.upload = upload
         self.observer = observer or NullObserver()
+        #: ``validate --errors-out``: the invalid rows, as a CSV to fix and feed back.
+        self.errors_out = errors_out
+        self._invalid_rows: InvalidRowsCsv | None = None
         self.policy = RetryPolicy(settings.max_attempts, settings.backoff_base,
                                   settings.backoff_cap)
         self._stopping = asyncio.Event()
@@ -147,7 +133,7 @@ class ImportRun:
         except ValueError as exc:
             raise UsageError(str(exc)) from None
         self._ctx = RowContext(base_dir=origin.resolve().parent, zone=zone,
-                               on_naive_date=self._warn_naive_once)
+                               dayfirst=settings.dayfirst, on_naive_date=self._warn_naive_once)
         self._naive_warned = False
         self.summary = RunSummary(manifest=str(origin), ledger=None)
 
@@ -207,12 +193,18 @@ class ImportRun:
         if self.manifest is not None:
             manifest = await asyncio.to_thread(
                 open_manifest, self.manifest, column_map=s.column_map, defaults=s.defaults,
-                chunk_rows=s.chunk_rows)
+                chunk_rows=s.chunk_rows, sheet=s.sheet, encoding=s.encoding)
             self.summary.expected = await asyncio.to_thread(manifest.estimate_rows)
-        with tempfile.TemporaryDirectory(prefix="convirza-validate-") as scratch:
+        with contextlib.ExitStack() as files, \
+                tempfile.TemporaryDirectory(prefix="convirza-validate-") as scratch:
+            if manifest is not None:
+                files.callback(manifest.close)
+                if self.errors_out is not None:
+                    self._invalid_rows = files.enter_context(InvalidRowsCsv.create(
+                        self.errors_out, manifest.fields(), self._ctx.base_dir))
             path = self.ledger_path() if self.upload else Path(scratch) / "validate.sqlite"
-            opened = await asyncio.to_thread(Ledger.open, path, create=manifest is not None)
-            ledger = AsyncLedger(opened)
+            ledger = AsyncLedger(await asyncio.to_thread(
+                Ledger.open, path, create=manifest is not None, durable=self.upload))
             self.summary.ledger = str(path) if self.upload else None
             try:
                 await self._execute(ledger, manifest)
@@ -282,56 +274,79 @@ class ImportRun:
 
     async def _read(self, queue: asyncio.Queue[Job | None], ledger: AsyncLedger,
                     run_id: int, manifest: Manifest) -> None:
-        chunks = manifest.chunks()
-        while not self._stopping.is_set():
-            identified = await asyncio.to_thread(self._next_chunk, chunks)
-            if identified is None:
-                return
-            if self.settings.shard is not None:
-                identified = self._own_shard(identified)
-            settled = await ledger.call(ledger.ledger.settled, [key for _, _, key in identified])
-            todo = []
-            for row, identity, key in identified:
-                if key in settled:
-                    self._emit(RowEvent(row.number, key, Outcome.SKIPPED))
-                else:
-                    todo.append((row, identity, key))
-            if not todo:
-                continue
-            prepared = await asyncio.to_thread(self._prepare_all, todo)
-            if self._preflight is not None:
-                prepared = await self._check_ids(prepared, self._preflight)
-            decisions = await ledger.call(ledger.ledger.admit, run_id,
-                                          [p.admission for p in prepared])
-            for item, decision in zip(prepared, decisions, strict=True):
-                adm = item.admission
-                if decision.verdict is Verdict.SEND and item.record is not None:
-                    await queue.put(Job(adm.row_number, adm.key, item.record))
-                elif decision.verdict is Verdict.UNKNOWN and item.record is not None:
-                    # Left 'uploading' by a crash: found at Convirza, or sent again.
-                    await queue.put(Job(adm.row_number, adm.key, item.record, reconcile=True))
-                elif decision.verdict is Verdict.INVALID:
-                    self._emit(RowEvent(adm.row_number, adm.key, Outcome.INVALID, adm.error,
-                                        item.reason))
-                elif decision.verdict is Verdict.DUPLICATE:
-                    error = f"row {adm.row_number}: duplicate of row {decision.duplicate_of} " \
-                            f"({adm.key})"
-                    self._emit(RowEvent(adm.row_number, adm.key, Outcome.INVALID, error,
-                                        "duplicate of an earlier row"))
-                else:
-                    self._emit(RowEvent(adm.row_number, adm.key, Outcome.SKIPPED))
-                if self._stopping.is_set():
+        s = self.settings
+        preparer = RowPreparer(
+            self.manifest.name if self.manifest else "", self._manifest_id, self._ctx,
+            s.auto_external_id, keep_fields=self.upload,
+            keep_cells=self.errors_out is not None,
+            keep_clean=self.upload or s.preflight, check_urls=s.check_urls,
+            shard=s.shard_of if s.shard is not None else None)
+        reader = open_reader(manifest, preparer, self._warn_naive_once)
+        ahead = asyncio.ensure_future(asyncio.to_thread(reader.next_chunk))
+        try:
+            while not self._stopping.is_set():
+                prepared = await ahead
+                if prepared is None:
                     return
+                # Read and check the next chunk while the ledger admits this one: in another
+                # process for a big CSV, else in a thread (SQLite lets go of the GIL).
+                ahead = asyncio.ensure_future(asyncio.to_thread(reader.next_chunk))
+                if preparer.shard is not None:
+                    prepared = self._own_shard(prepared)
+                if self._preflight is not None:
+                    prepared = await self._check_ids(prepared, self._preflight)
+                decisions = await ledger.call(ledger.ledger.admit, run_id,
+                                              [p.admission for p in prepared],
+                                              record=self.upload)
+                await self._dispatch(queue, prepared, decisions)
+        finally:
+            with contextlib.suppress(Exception):
+                await ahead  # let the reader finish its chunk; rows not admitted stay unread
+            await asyncio.to_thread(reader.close)
 
-    def _own_shard(self, identified: list[_Identified]) -> list[_Identified]:
+    def _own_shard(self, prepared: list[Prepared]) -> list[Prepared]:
         mine = []
-        shard = self.settings.shard_of
-        for item in identified:
-            if in_shard(item[2], shard):
+        for item in prepared:
+            if item.mine:
                 mine.append(item)
             else:
-                self._emit(RowEvent(item[0].number, item[2], Outcome.OTHER_SHARD))
+                adm = item.admission
+                self._emit(RowEvent(adm.row_number, adm.key, Outcome.OTHER_SHARD))
         return mine
+
+    async def _dispatch(self, queue: asyncio.Queue[Job | None], prepared: list[Prepared],
+                        decisions: list[Decision]) -> None:
+        """Act on the ledger's decision for each row of a chunk: queue it, or say why not."""
+        for item, decision in zip(prepared, decisions, strict=True):
+            adm = item.admission
+            if decision.verdict in _GO_ON and adm.status is Status.PENDING:
+                if item.clean is None or (not self.upload and not item.needs_worker):
+                    # validate, and nothing to probe or ask: nothing left to do
+                    self._emit(RowEvent(adm.row_number, adm.key, Outcome.VALID))
+                else:
+                    # Left 'uploading' by a crash (UNKNOWN): found at Convirza, or sent again.
+                    await queue.put(Job(adm.row_number, adm.key, build_record(item.clean),
+                                        item.cells,
+                                        reconcile=decision.verdict is Verdict.UNKNOWN))
+            elif decision.verdict is Verdict.INVALID:
+                reasons = tuple(reason_of(p) for p in item.problems)
+                self._emit(RowEvent(adm.row_number, adm.key, Outcome.INVALID, adm.error,
+                                    "; ".join(reasons), reasons=reasons),
+                           item.cells, "; ".join(str(p) for p in item.problems))
+            elif decision.verdict is Verdict.DUPLICATE:
+                same = f"external_id {adm.external_id}" if adm.key.startswith("ext:") \
+                    and not decision.error else f"recording ({adm.source})"
+                repeated = f"duplicate of row {decision.duplicate_of}: the same {same}"
+                error = decision.error or (f"{adm.error}; {repeated}" if adm.error
+                                           else f"row {adm.row_number}: {repeated}")
+                reasons = (*(reason_of(p) for p in item.problems), "duplicate of an earlier row")
+                self._emit(RowEvent(adm.row_number, adm.key, Outcome.INVALID, error,
+                                    "; ".join(reasons), reasons=reasons),
+                           item.cells, "; ".join([*(str(p) for p in item.problems), repeated]))
+            else:
+                self._emit(RowEvent(adm.row_number, adm.key, Outcome.SKIPPED))
+            if self._stopping.is_set():
+                return
 
     async def _read_candidates(self, queue: asyncio.Queue[Job | None],
                                ledger: AsyncLedger) -> None:
@@ -355,64 +370,32 @@ class ImportRun:
                     record = validate_row(cand.fields, self._ctx)
                 except RowInvalid as exc:
                     error = _row_error(row, exc.problems)
-                    await ledger.call(ledger.ledger.mark_invalid, cand.key, error)
-                    self._emit(RowEvent(row, cand.key, Outcome.INVALID, error, str(exc)))
+                    reasons = tuple(reason_of(p) for p in exc.problems)
+                    await ledger.call(ledger.ledger.mark_invalid, cand.key, error,
+                                      "; ".join(reasons))
+                    self._emit(RowEvent(row, cand.key, Outcome.INVALID, error,
+                                        "; ".join(reasons), reasons=reasons))
                     continue
                 unknown = cand.status is Status.UPLOADING or cand.last_outcome == "unknown"
                 await queue.put(Job(row, cand.key, record, reconcile=unknown))
                 if self._stopping.is_set():
                     return
 
-    async def _check_ids(self, prepared: list[_Prepared], preflight: Preflight) -> list[_Prepared]:
+    async def _check_ids(self, prepared: list[Prepared], preflight: Preflight) -> list[Prepared]:
         """Rows naming ids the API does not have become invalid before they are admitted."""
-        found = await preflight.problems([p.record for p in prepared])
+        found = await preflight.problems([p.clean for p in prepared])
         checked = []
         for item, problems in zip(prepared, found, strict=True):
             if problems:
                 adm = item.admission
-                error = _row_error(adm.row_number, problems)
-                item = _Prepared(replace(adm, status=Status.INVALID, fields=None,
-                                         error=error), None,
-                                 "; ".join(f"{p.column}: unknown to the API" for p in problems))
+                item = item._replace(
+                    admission=adm._replace(status=Status.INVALID, fields=None,
+                                           fields_json=None,
+                                           error=_row_error(adm.row_number, problems),
+                                           reason="; ".join(map(reason_of, problems))),
+                    clean=None, problems=tuple(problems))
             checked.append(item)
         return checked
-
-    def _next_chunk(self, chunks: Iterator[list[ManifestRow]]) -> list[_Identified] | None:
-        """The next chunk of rows with their identities: cheap, so that rows already done can
-        be skipped before the (dearer) validation."""
-        chunk = next(chunks, None)
-        if chunk is None:
-            return None
-        identified = []
-        for row in chunk:
-            identity = identify(row.values, self._ctx.base_dir, self.settings.auto_external_id)
-            identified.append((row, identity,
-                               identity.key or f"row:{self._manifest_id}:{row.number}"))
-        return identified
-
-    def _prepare_all(self, identified: list[_Identified]) -> list[_Prepared]:
-        return [self._prepare(*item) for item in identified]
-
-    def _prepare(self, row: ManifestRow, identity: Identity, key: str) -> _Prepared:
-        try:
-            if row.error is not None:
-                raise RowInvalid([Problem("", "", row.error)])
-            record = validate_row(row.values, self._ctx)
-        except RowInvalid as exc:
-            error = _row_error(row.number, exc.problems)
-            reason = "; ".join(f"{p.column}: {p.expected}" if p.column else p.expected
-                               for p in exc.problems)
-            return _Prepared(Admission(
-                key=key, external_id=identity.external_id, manifest=self._manifest_id,
-                row_number=row.number, source=identity.source, status=Status.INVALID,
-                fingerprint=_fingerprint(row.values), error=error), None, reason)
-        if record.external_id is None and identity.external_id is not None:
-            record = record.model_copy(update={"external_id": identity.external_id})
-        fields = record.model_dump(mode="json", exclude_none=True)
-        return _Prepared(Admission(
-            key=key, external_id=record.external_id, manifest=self._manifest_id,
-            row_number=row.number, source=identity.source, status=Status.PENDING,
-            fingerprint=_fingerprint(fields), fields=fields), record)
 
     # --- workers ------------------------------------------------------------------------
 
@@ -493,7 +476,8 @@ class ImportRun:
                                           max_duration=s.max_recording_duration)
                 info = await asyncio.get_running_loop().run_in_executor(probes, check)
                 same = await ledger.call(ledger.ledger.record_audio, job.key, info.size,
-                                         info.sha256)
+                                         info.sha256, run_id=self._run_id,
+                                         row_number=job.row, record=self.upload)
                 if same is None:
                     return True, info
                 note = f"{path}: {self._same_audio(same, info.sha256 or '')}"
@@ -527,8 +511,9 @@ class ImportRun:
         return f"same audio (sha256 {sha256[:12]}...) as {where} ({same.key}), {state}"
 
     async def _refuse(self, job: Job, ledger: AsyncLedger, error: str, reason: str) -> None:
-        await ledger.call(ledger.ledger.mark_invalid, job.key, error, reason)
-        self._emit(RowEvent(job.row, job.key, Outcome.INVALID, error, reason))
+        if self.upload:  # validate's ledger keeps no rows
+            await ledger.call(ledger.ledger.mark_invalid, job.key, error, reason)
+        self._emit(RowEvent(job.row, job.key, Outcome.INVALID, error, reason), job.cells, error)
 
     async def _send(self, job: Job, info: AudioInfo | None, client: ConvirzaClient,
                     ledger: AsyncLedger) -> None:
@@ -600,7 +585,12 @@ class ImportRun:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._stopping.wait(), seconds)
 
-    def _emit(self, event: RowEvent) -> None:
+    def _emit(self, event: RowEvent, cells: dict[str, str] | None = None,
+              detail: str = "") -> None:
+        """Count, log and show one row's outcome; an invalid row also goes to ``--errors-out``
+        (``cells`` as read, ``detail`` what is wrong with them)."""
+        if self._invalid_rows is not None and event.outcome is Outcome.INVALID:
+            self._invalid_rows.write(event.row, detail or event.error or "", cells or {})
         self.summary.add(event)
         if event.outcome in (Outcome.FAILED, Outcome.INVALID, Outcome.UNRESOLVED):
             if event.error:

@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Mapping
+from typing import Any
 
 from .client import ConvirzaClient
 from .errors import Problem, RequestRejected
-from .records import UploadRecord
 from .resources import RESOURCES, build_filter
 
 log = logging.getLogger(__name__)
@@ -37,18 +38,21 @@ class Preflight:
         self._known: dict[tuple[str, str], bool] = {}
         self._unchecked: set[str] = set()
 
-    async def problems(self, records: list[UploadRecord | None]) -> list[list[Problem]]:
-        """For each record (None: already invalid), the ids it names that the API lacks."""
-        wanted = {(f, v) for r in records if r is not None for f in CHECKS
-                  if (v := getattr(r, f)) is not None} - set(self._known)
+    async def problems(self, rows: list[Mapping[str, Any] | None]) -> list[list[Problem]]:
+        """For each row's normalized fields (None: already invalid), the ids it names that
+        the API lacks."""
+        wanted = {(f, v) for r in rows if r is not None for f in CHECKS
+                  if (v := r.get(f)) is not None} - set(self._known)
         await asyncio.gather(*(self._look_up(f, v) for f, v in sorted(wanted)))
         found: list[list[Problem]] = []
-        for record in records:
+        for fields in rows:
             row: list[Problem] = []
             for field, (_, _, expected) in CHECKS.items():
-                value = getattr(record, field) if record is not None else None
+                value = fields.get(field) if fields is not None else None
                 if value is not None and not self._known.get((field, value), True):
-                    row.append(Problem(field, value, f"{expected} (the API has no {value})"))
+                    # The value is named by the Problem; ``expected`` stays the same for
+                    # every unknown id, so that a summary counts them as one reason.
+                    row.append(Problem(field, value, f"{expected}; not found at the API"))
             found.append(row)
         return found
 

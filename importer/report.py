@@ -4,14 +4,18 @@ JSON). Rows are streamed from the ledger, so a report of millions of rows stays 
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
+import os
 import shutil
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, fields
+from pathlib import Path
 from typing import Any, Literal, TextIO
 
+from .errors import UsageError
 from .events import RunSummary
 from .ledger import Ledger, LedgerRow, Status
 
@@ -22,8 +26,9 @@ TABLE_COLUMNS: tuple[str, ...] = ("row_number", "status", "key", "source", "atte
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
-def summary_text(summary: RunSummary) -> str:
-    """The end-of-run account, a few lines for the terminal or the cron mail."""
+def summary_text(summary: RunSummary, *, reasons: int = 5) -> str:
+    """The end-of-run account, a few lines for the terminal or the cron mail, with the
+    ``reasons`` most common problems (``validate`` asks for more: it is there to list them)."""
     c = summary.counts
     seconds = summary.elapsed
     done = c["succeeded"]
@@ -41,8 +46,11 @@ def summary_text(summary: RunSummary) -> str:
     if c["retries"]:
         lines.append(f"{c['retries']} attempts were retried.")
     if summary.errors:
-        lines.append("Top errors:")
-        lines.extend(f"  {n:>6}  {reason}" for reason, n in summary.errors.most_common(5))
+        lines.append("Top errors:" if reasons <= 5 else
+                     "Problems by reason (a row may have several):")
+        lines.extend(f"  {n:>6}  {reason}" for reason, n in summary.errors.most_common(reasons))
+        if len(summary.errors) > reasons:
+            lines.append(f"  ... and {len(summary.errors) - reasons} other reasons")
     if summary.stopped:
         lines.append(f"Stopped early: {summary.stopped}. Run the same command again to go on.")
     if summary.ledger:
@@ -126,6 +134,55 @@ def safe_cell(value: object) -> object:
     if isinstance(value, str) and value.startswith(_FORMULA_START):
         return "'" + value
     return value
+
+
+class InvalidRowsCsv:
+    """``validate --errors-out``: the invalid rows as a CSV to fix and feed back.
+
+    Columns: the row's number in the manifest, what is wrong with it, then the upload fields
+    the manifest gives, under their own names, so that the file reads back without ``--map``.
+    A recording's relative path is rewritten relative to this file's folder, so that it still
+    names the same file. Every cell is made safe for Excel (``safe_cell``), and the file has a
+    BOM so that Excel reads it as UTF-8. Rows are written as they are found: memory stays flat.
+    """
+
+    LEAD_COLUMNS = ("row", "errors")
+
+    def __init__(self, out: TextIO, fields: Sequence[str], manifest_dir: Path,
+                 out_dir: Path) -> None:
+        self._writer = csv.writer(out)
+        self._fields = list(fields)
+        self._manifest_dir = manifest_dir
+        self._out_dir = out_dir
+        self.count = 0
+        self._writer.writerow([*self.LEAD_COLUMNS, *self._fields])
+
+    @classmethod
+    @contextlib.contextmanager
+    def create(cls, path: Path, fields: Sequence[str],
+               manifest_dir: Path) -> Iterator[InvalidRowsCsv]:
+        """Write to ``path`` for the duration of the ``with`` block."""
+        try:
+            handle = path.open("w", encoding="utf-8-sig", newline="")
+        except OSError as exc:
+            raise UsageError(f"cannot write {path}: {exc.strerror}") from None
+        with handle:
+            yield cls(handle, fields, manifest_dir, path.resolve().parent)
+
+    def write(self, row: int, errors: str, cells: Mapping[str, str]) -> None:
+        values = dict(cells)
+        source = values.get("recording_file", "").strip()
+        if source and self._manifest_dir != self._out_dir:
+            expanded = os.path.expanduser(source)
+            if not os.path.isabs(expanded):
+                absolute = os.path.abspath(os.path.join(self._manifest_dir, expanded))
+                try:
+                    values["recording_file"] = os.path.relpath(absolute, self._out_dir)
+                except ValueError:  # another drive (Windows)
+                    values["recording_file"] = absolute
+        self._writer.writerow([safe_cell(v) for v in
+                               (row, errors, *(values.get(f, "") for f in self._fields))])
+        self.count += 1
 
 
 def write_rows(rows: Iterable[LedgerRow], fmt: Format, out: TextIO) -> int:

@@ -11,8 +11,10 @@ rows held at once are about ``queue_size + concurrency + chunk_rows`` small reco
 
 from __future__ import annotations
 
+import codecs
 import os
 import re
+import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -25,7 +27,8 @@ DEFAULT_API_URL = "https://apicfa.convirza.com"
 ENV_PREFIX = "CONVIRZA_"
 #: Fields whose command-line flag has another name than the field: the environment variable
 #: follows the flag (``--timeout`` -> ``CONVIRZA_TIMEOUT``), so users need learn one name.
-ENV_ALIASES = {"read_timeout": "TIMEOUT", "column_map": "MAP", "defaults": "SET"}
+ENV_ALIASES = {"read_timeout": "TIMEOUT", "column_map": "MAP", "defaults": "SET",
+               "columns_file": "COLUMNS"}
 
 
 def env_name(field: str) -> str:
@@ -109,6 +112,12 @@ class Settings(BaseModel):
 
     defaults: dict[str, str] = Field(default_factory=dict)
     column_map: dict[str, str] = Field(default_factory=dict)
+    #: A TOML file of ``[columns]`` (column = field) and ``[defaults]`` (field = value), under
+    #: ``column_map`` and ``defaults``: an entry given as a flag or variable wins.
+    columns_file: Path | None = None
+    sheet: str | None = None
+    encoding: str | None = None
+    dayfirst: bool = False
     timezone: str | None = None
     file_field: Literal["recording_file", "file"] = "recording_file"
     auto_external_id: bool = True
@@ -134,6 +143,12 @@ class Settings(BaseModel):
             raise ValueError("a username needs CONVIRZA_PASSWORD too")
         if self.shard is not None and self.shard_of[0] >= self.shard_of[1]:
             raise ValueError("shard K/N needs 0 <= K < N, e.g. 0/4 .. 3/4")
+        if self.encoding:
+            try:
+                codecs.lookup(self.encoding)
+            except LookupError:
+                raise ValueError(f"encoding: unknown encoding {self.encoding!r} (e.g. utf-8, "
+                                 "cp1252, latin-1, utf-16)") from None
         return self
 
     @property
@@ -198,10 +213,53 @@ class Settings(BaseModel):
         for name in ("defaults", "column_map"):
             if isinstance(values.get(name), str):  # from the environment: "A=b;C=d"
                 values[name] = parse_assignments(values[name].split(";"), env_name(name))
+        if values.get("columns_file"):
+            columns, defaults = read_columns_file(Path(values["columns_file"]))
+            values["column_map"] = {**columns, **values.get("column_map", {})}
+            values["defaults"] = {**defaults, **values.get("defaults", {})}
         try:
             return cls(**values)
         except ValidationError as exc:
             raise UsageError(_describe(exc)) from None
+
+
+def read_columns_file(path: Path) -> tuple[dict[str, str], dict[str, str]]:
+    """The column mapping and the defaults in a ``--columns`` TOML file::
+
+        [columns]            # manifest column = upload field
+        "Call Start" = "call_date"
+        From = "caller_id"
+
+        [defaults]           # upload field = value for rows that leave it empty
+        group_id = 12
+    """
+    try:
+        with path.open("rb") as handle:
+            data = tomllib.load(handle)
+    except OSError as exc:
+        raise UsageError(f"cannot read the columns file {path}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise UsageError(f"the columns file {path} is not valid TOML: {exc}") from None
+    unknown = sorted(set(data) - {"columns", "defaults"})
+    if unknown:
+        raise UsageError(f"the columns file {path} has unknown section(s) {', '.join(unknown)}; "
+                         "expected [columns] and [defaults]")
+    out: list[dict[str, str]] = []
+    for section in ("columns", "defaults"):
+        table = data.get(section, {})
+        if not isinstance(table, dict):
+            raise UsageError(f"the columns file {path}: {section} must be a table ([{section}])")
+        entries: dict[str, str] = {}
+        for name, value in table.items():
+            if isinstance(value, bool):
+                value = "true" if value else "false"
+            allowed = str if section == "columns" else str | int
+            if not isinstance(value, allowed):
+                raise UsageError(f"the columns file {path}: [{section}] {name} = {value!r}: "
+                                 "expected a text value")
+            entries[name] = str(value)
+        out.append(entries)
+    return out[0], out[1]
 
 
 def _read_token_file(path: Path) -> str:

@@ -132,3 +132,25 @@ def test_python_dash_m_works() -> None:
     result = subprocess.run([sys.executable, "-m", "importer", "--help"], capture_output=True,
                             text=True, check=False)
     assert result.returncode == 0 and "validate" in result.stdout
+
+
+def test_manifest_settings_from_the_environment_and_a_columns_file(tmp_path: Path) -> None:
+    mapping = tmp_path / "m.toml"
+    mapping.write_text('[columns]\n"Call Start" = "call_date"\nFrom = "caller_id"\n'
+                       '[defaults]\ngroup_id = 12\ntranscribe = true\n')
+    s = Settings.load({"column_map": {"From": "ring_to"}}, environ={
+        "CONVIRZA_COLUMNS": str(mapping), "CONVIRZA_SHEET": "March", "CONVIRZA_DAYFIRST": "1",
+        "CONVIRZA_ENCODING": "cp1252", "CONVIRZA_SET": "group_id=14"})
+    assert s.column_map == {"Call Start": "call_date", "From": "ring_to"}  # the flag wins
+    assert s.defaults == {"group_id": "14", "transcribe": "true"}  # the variable wins
+    assert (s.sheet, s.dayfirst, s.encoding) == ("March", True, "cp1252")
+    with pytest.raises(UsageError, match="unknown encoding"):
+        Settings.load({"encoding": "klingon"}, environ={})
+    mapping.write_text("[columns]\nFrom = 12\n")
+    with pytest.raises(UsageError, match="expected a text value"):
+        Settings.load({"columns_file": str(mapping)}, environ={})
+    mapping.write_text("[columns\n")
+    with pytest.raises(UsageError, match="not valid TOML"):
+        Settings.load({"columns_file": str(mapping)}, environ={})
+    with pytest.raises(UsageError, match="cannot read"):
+        Settings.load({"columns_file": str(tmp_path / "absent.toml")}, environ={})

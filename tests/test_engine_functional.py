@@ -27,7 +27,7 @@ def test_every_row_arrives_once_through_5xx_and_dropped_connections(
         workdir: Path, sandbox: SandboxThread, token_env: str) -> None:
     faults = sandbox.config.faults
     faults.fail_rate, faults.reset_rate, faults.seed = 0.10, 0.05, 11
-    manifest = write_manifest(workdir / "manifests" / "m.csv", many_rows(60))
+    manifest = write_manifest(workdir / "manifests" / "m.csv", many_rows(workdir, 60))
     ledger = workdir / "ledger.sqlite"
 
     assert main(["run", str(manifest), "--ledger", str(ledger), "--rate", "500",
@@ -45,7 +45,7 @@ def test_every_row_arrives_once_through_5xx_and_dropped_connections(
 def test_429s_are_honoured_by_every_worker(workdir: Path, sandbox: SandboxThread,
                                            token_env: str) -> None:
     sandbox.config.faults.rate_limit = 10.0
-    manifest = write_manifest(workdir / "manifests" / "m.csv", many_rows(40))
+    manifest = write_manifest(workdir / "manifests" / "m.csv", many_rows(workdir, 40))
     ledger = workdir / "ledger.sqlite"
 
     assert main(["run", str(manifest), "--ledger", str(ledger), "--rate", "40",
@@ -64,7 +64,7 @@ def test_an_expiring_token_is_renewed_without_failures(
     monkeypatch.delenv("CONVIRZA_TOKEN")
     monkeypatch.setenv("CONVIRZA_USERNAME", "demo@example.com")
     monkeypatch.setenv("CONVIRZA_PASSWORD", "demo-password")
-    manifest = write_manifest(workdir / "manifests" / "m.csv", many_rows(40))
+    manifest = write_manifest(workdir / "manifests" / "m.csv", many_rows(workdir, 40))
     ledger = workdir / "ledger.sqlite"
 
     assert main(["run", str(manifest), "--ledger", str(ledger), "--rate", "25",
@@ -79,7 +79,7 @@ def test_error_budget_stops_the_run_with_exit_4(workdir: Path, sandbox: SandboxT
                                                 token_env: str,
                                                 capsys: pytest.CaptureFixture[str]) -> None:
     sandbox.config.faults.fail_rate = 1.0
-    manifest = write_manifest(workdir / "manifests" / "m.csv", many_rows(50))
+    manifest = write_manifest(workdir / "manifests" / "m.csv", many_rows(workdir, 50))
     ledger = workdir / "ledger.sqlite"
 
     code = main(["run", str(manifest), "--ledger", str(ledger), "--max-errors", "3",
@@ -94,7 +94,7 @@ def test_error_budget_stops_the_run_with_exit_4(workdir: Path, sandbox: SandboxT
 
 def test_percent_error_budget(workdir: Path, sandbox: SandboxThread, token_env: str) -> None:
     sandbox.config.faults.fail_rate, sandbox.config.faults.seed = 0.5, 5
-    manifest = write_manifest(workdir / "manifests" / "m.csv", many_rows(80))
+    manifest = write_manifest(workdir / "manifests" / "m.csv", many_rows(workdir, 80))
     code = main(["run", str(manifest), "--ledger", str(workdir / "l.sqlite"), "--max-errors",
                  "10%", "--max-attempts", "1", "--rate", "500", "--concurrency", "1"])
     assert code == 4
@@ -104,7 +104,7 @@ def test_percent_error_budget(workdir: Path, sandbox: SandboxThread, token_env: 
 
 def test_upload_budget_is_a_soft_daily_quota(workdir: Path, sandbox: SandboxThread,
                                              token_env: str) -> None:
-    manifest = write_manifest(workdir / "manifests" / "m.csv", many_rows(12))
+    manifest = write_manifest(workdir / "manifests" / "m.csv", many_rows(workdir, 12))
     ledger = workdir / "ledger.sqlite"
 
     assert main(["run", str(manifest), "--ledger", str(ledger), "--max-uploads", "5"]) == 4
@@ -116,7 +116,7 @@ def test_upload_budget_is_a_soft_daily_quota(workdir: Path, sandbox: SandboxThre
 
 def test_duration_budget(workdir: Path, sandbox: SandboxThread, token_env: str) -> None:
     sandbox.config.faults.latency = 0.2
-    manifest = write_manifest(workdir / "manifests" / "m.csv", many_rows(40))
+    manifest = write_manifest(workdir / "manifests" / "m.csv", many_rows(workdir, 40))
     ledger = workdir / "ledger.sqlite"
     assert main(["run", str(manifest), "--ledger", str(ledger), "--max-duration", "1s",
                  "--concurrency", "2", "--rate", "500"]) == 4
@@ -127,7 +127,7 @@ def test_duration_budget(workdir: Path, sandbox: SandboxThread, token_env: str) 
 def test_unreachable_api_fails_rows_retryably(workdir: Path, token_env: str,
                                               monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CONVIRZA_API_URL", "http://127.0.0.1:9")
-    manifest = write_manifest(workdir / "manifests" / "m.csv", many_rows(3))
+    manifest = write_manifest(workdir / "manifests" / "m.csv", many_rows(workdir, 3))
     ledger = workdir / "ledger.sqlite"
     assert main(["run", str(manifest), "--ledger", str(ledger), "--max-attempts", "2",
                  "--backoff-base", "0.01"]) == 1
@@ -140,7 +140,7 @@ def test_unreachable_api_fails_rows_retryably(workdir: Path, token_env: str,
 def test_sigint_stops_cleanly_and_the_rerun_finishes(workdir: Path, sandbox: SandboxThread,
                                                      token_env: str) -> None:
     sandbox.config.faults.latency = 0.1
-    rows = many_rows(60)
+    rows = many_rows(workdir, 60)
     manifest = write_manifest(workdir / "manifests" / "m.csv", rows)
     ledger = workdir / "ledger.sqlite"
     command = [sys.executable, "-m", "importer", "run", str(manifest), "--ledger",
@@ -182,7 +182,7 @@ def test_progress_line_for_logs() -> None:
 def test_token_is_not_in_the_process_list(workdir: Path, sandbox: SandboxThread) -> None:
     token_file = workdir / "token"
     token_file.write_text(TOKEN)
-    manifest = write_manifest(workdir / "manifests" / "m.csv", many_rows(2))
+    manifest = write_manifest(workdir / "manifests" / "m.csv", many_rows(workdir, 2))
     env = {k: v for k, v in os.environ.items() if not k.startswith("CONVIRZA_")}
     env |= {"PYTHONPATH": str(ROOT), "CONVIRZA_API_URL": sandbox.url}
     proc = subprocess.Popen([sys.executable, "-m", "importer", "run", str(manifest),

@@ -254,3 +254,50 @@ def test_candidates_page_by_rowid(ledger: Ledger) -> None:
     assert len(everything) == 5 and everything[0].fields == {"group_id": "1"}
     assert ledger.candidates([Status.FAILED], include_rejected=True, since="2999-01-01",
                              after=0, limit=10) == []
+
+
+def recorded(key: str, row: int, recording: str, status: Status = Status.PENDING) -> Admission:
+    return admission(key, row, status)._replace(recording=recording)
+
+
+def test_same_recording_under_another_key_is_a_recorded_duplicate(ledger: Ledger) -> None:
+    run = ledger.begin_run("run", "/m.csv")
+    decisions = ledger.admit(run, [recorded("a", 2, "file:/x/a.wav"),
+                                   recorded("b", 3, "file:/x/a.wav")])
+    assert [d.verdict for d in decisions] == [Verdict.SEND, Verdict.DUPLICATE]
+    assert decisions[1].duplicate_of == 2
+    assert decisions[1].error == "row 3: duplicate of row 2: the same recording (b.wav)"
+    # Across chunks, and with the row's own problems kept in front.
+    [later] = ledger.admit(run, [recorded("c", 9, "file:/x/a.wav", Status.INVALID)])
+    assert later.error is not None and later.error.startswith("row: bad; duplicate of row 2")
+    rows = {r.key: r for r in ledger.rows()}
+    assert rows["b"].status is Status.INVALID and "duplicate of row 2" in (rows["b"].error or "")
+
+
+def test_a_rerun_still_sees_recordings_of_rows_already_done(ledger: Ledger) -> None:
+    first = ledger.begin_run("run", "/m.csv")
+    ledger.admit(first, [recorded("a", 2, "url:https://x/1.wav")])
+    ledger.mark_uploading("a", None, first)
+    ledger.finish("a", Status.SUCCEEDED, attempt("a"))
+    second = ledger.begin_run("run", "/m.csv")
+    decisions = ledger.admit(second, [recorded("a", 2, "url:https://x/1.wav"),
+                                      recorded("b", 3, "url:https://x/1.wav")])
+    assert [d.verdict for d in decisions] == [Verdict.DONE, Verdict.DUPLICATE]
+    # Another night, another run: the same URL is not a duplicate of last night's row.
+    third = ledger.begin_run("run", "/night2.csv")
+    [fresh] = ledger.admit(third, [recorded("c", 2, "url:https://x/1.wav")])
+    assert fresh.verdict is Verdict.SEND
+
+
+def test_deciding_without_recording_writes_no_row(tmp_path: Path) -> None:
+    path = tmp_path / "l.sqlite"
+    ledger = Ledger.open(path, durable=False)
+    run = ledger.begin_run("validate", "/m.csv")
+    decisions = ledger.admit(run, [recorded("a", 2, "file:/a"), recorded("b", 3, "file:/a")],
+                             record=False)
+    assert [d.verdict for d in decisions] == [Verdict.SEND, Verdict.DUPLICATE]
+    assert list(ledger.rows()) == []
+    ledger.close()
+    with sqlite3.connect(path) as conn:  # the per-run table never reaches the file
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}
+    assert "run_rows" not in tables

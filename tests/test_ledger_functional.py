@@ -26,10 +26,20 @@ from .test_run_functional import good_row, write_manifest
 SAMPLE_FILES = sorted(p.name for p in SAMPLES.iterdir() if p.suffix in (".wav", ".mp3"))
 
 
-def many_rows(n: int, prefix: str = "E") -> list[dict[str, str]]:
-    return [good_row(external_id=f"{prefix}-{i:04d}",
-                     recording_file=f"../sample_data/{SAMPLE_FILES[i % len(SAMPLE_FILES)]}")
-            for i in range(n)]
+def many_rows(workdir: Path, n: int, prefix: str = "E") -> list[dict[str, str]]:
+    """``n`` valid rows, each with a recording of its own path (a hard link to one of the
+    sample recordings under ``workdir``): one path listed twice would be a duplicate row."""
+    folder = workdir / "sample_data" / "many"
+    folder.mkdir(exist_ok=True)
+    rows = []
+    for i in range(n):
+        sample = SAMPLE_FILES[i % len(SAMPLE_FILES)]
+        name = f"{prefix}-{i:04d}-{sample}"
+        if not (folder / name).exists():
+            os.link(workdir / "sample_data" / sample, folder / name)
+        rows.append(good_row(external_id=f"{prefix}-{i:04d}",
+                             recording_file=f"../sample_data/many/{name}"))
+    return rows
 
 
 def statuses(ledger: Path) -> Counter[str]:
@@ -44,7 +54,7 @@ def received(sandbox: SandboxThread) -> Counter[str]:
 def test_kill_9_at_random_moments_loses_and_doubles_nothing(
         workdir: Path, sandbox: SandboxThread, token_env: str) -> None:
     sandbox.config.faults.latency = 0.05
-    rows = many_rows(400)  # some 10 s of uploads: far more than 22 short-lived runs get done
+    rows = many_rows(workdir, 400)  # some 10 s of uploads: more than 22 short runs get done
     manifest = write_manifest(workdir / "manifests" / "m.csv", rows)
     ledger = workdir / "ledger.sqlite"
     command = [sys.executable, "-m", "importer", "run", str(manifest), "--ledger", str(ledger),
@@ -77,7 +87,7 @@ def test_ambiguous_failures_are_reconciled_not_resent(workdir: Path, sandbox: Sa
                                                        capsys: pytest.CaptureFixture[str]) -> None:
     faults = sandbox.config.faults
     faults.ambiguous_rate, faults.lost_answer_rate, faults.seed = 0.5, 0.3, 3
-    rows = many_rows(40)
+    rows = many_rows(workdir, 40)
     manifest = write_manifest(workdir / "manifests" / "m.csv", rows)
     ledger = workdir / "ledger.sqlite"
 
@@ -107,7 +117,7 @@ def crash_leftovers(ledger_path: Path, manifest: Path, rows: list[dict[str, str]
 def test_resume_reconciles_rows_left_uploading(workdir: Path, sandbox: SandboxThread,
                                                token_env: str,
                                                capsys: pytest.CaptureFixture[str]) -> None:
-    rows = many_rows(6)
+    rows = many_rows(workdir, 6)
     manifest = write_manifest(workdir / "manifests" / "m.csv", rows)
     ledger = workdir / "ledger.sqlite"
     crash_leftovers(ledger, manifest, rows, ["ext:E-0000", "ext:E-0001"])
@@ -143,9 +153,9 @@ def test_on_unknown_when_the_call_cannot_be_looked_up(
 def test_one_ledger_serves_two_manifests(workdir: Path, sandbox: SandboxThread,
                                          token_env: str) -> None:
     ledger = workdir / "shared.sqlite"
-    night1 = write_manifest(workdir / "manifests" / "night1.csv", many_rows(5))
+    night1 = write_manifest(workdir / "manifests" / "night1.csv", many_rows(workdir, 5))
     night2 = write_manifest(workdir / "manifests" / "night2.csv",
-                            many_rows(5)[3:] + many_rows(3, prefix="N2"))
+                            many_rows(workdir, 5)[3:] + many_rows(workdir, 3, prefix="N2"))
 
     assert main(["run", str(night1), "--ledger", str(ledger)]) == 0
     assert main(["run", str(night2), "--ledger", str(ledger)]) == 0
@@ -157,7 +167,7 @@ def test_one_ledger_serves_two_manifests(workdir: Path, sandbox: SandboxThread,
 def test_retry_after_the_api_recovers(workdir: Path, sandbox: SandboxThread, token_env: str,
                                       capsys: pytest.CaptureFixture[str]) -> None:
     sandbox.config.faults.fail_rate = 1.0
-    manifest = write_manifest(workdir / "manifests" / "m.csv", many_rows(5))
+    manifest = write_manifest(workdir / "manifests" / "m.csv", many_rows(workdir, 5))
     ledger = workdir / "ledger.sqlite"
     assert main(["run", str(manifest), "--ledger", str(ledger), "--max-attempts", "2",
                  "--rate", "500"]) == 1
@@ -194,7 +204,7 @@ def test_retry_leaves_rejected_rows_unless_asked(workdir: Path, sandbox: Sandbox
 
 def test_shards_split_the_rows_exactly(workdir: Path, sandbox: SandboxThread, token_env: str,
                                        capsys: pytest.CaptureFixture[str]) -> None:
-    manifest = write_manifest(workdir / "manifests" / "m.csv", many_rows(30))
+    manifest = write_manifest(workdir / "manifests" / "m.csv", many_rows(workdir, 30))
     ledgers = [workdir / f"shard{k}.sqlite" for k in range(3)]
     for k, ledger in enumerate(ledgers):
         assert main(["run", str(manifest), "--ledger", str(ledger), "--shard", f"{k}/3",

@@ -161,11 +161,16 @@ def test_cli_errors(lookup_env: SandboxThread, capsys: pytest.CaptureFixture[str
 def test_preflight_marks_exactly_the_rows_with_unknown_ids(
         workdir: Path, sandbox: SandboxThread, token_env: str) -> None:
     manifest = write_manifest(workdir / "manifests" / "m.csv", [
-        good_row(external_id="A", group_id="12", campaign_id="301"),
-        good_row(external_id="B", group_id="99"),
-        good_row(external_id="C", group_id="14", campaign_id="777"),
-        good_row(external_id="D", group_id="99"),
-        good_row(external_id="E", group_id="16"),
+        good_row(external_id="A", group_id="12", campaign_id="301",
+                 recording_file="../sample_data/call-0001-pcm8k.wav"),
+        good_row(external_id="B", group_id="99",
+                 recording_file="../sample_data/call-0002-ulaw8k.wav"),
+        good_row(external_id="C", group_id="14", campaign_id="777",
+                 recording_file="../sample_data/call-0003-alaw8k.wav"),
+        good_row(external_id="D", group_id="99",
+                 recording_file="../sample_data/call-0004-stereo16k.wav"),
+        good_row(external_id="E", group_id="16",
+                 recording_file="../sample_data/call-0005-cbr.mp3"),
     ])
     ledger = workdir / "l.sqlite"
 

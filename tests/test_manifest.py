@@ -81,12 +81,23 @@ def test_bad_map_target(tmp_path: Path) -> None:
         open_manifest(path, column_map={"x": "colour"})
 
 
-def test_not_utf8(tmp_path: Path) -> None:
+def test_not_utf8_is_read_as_cp1252_with_a_warning(tmp_path: Path,
+                                                   caplog: pytest.LogCaptureFixture) -> None:
     path = tmp_path / "m.csv"
     path.write_bytes("recording_file,call_date,group_id,caller_id,caller_name\n"
                      "a.wav,2025-01-01T00:00:00Z,1,6175550142,Jos\xe9\n".encode("cp1252"))
-    with pytest.raises(ManifestError, match="UTF-8"):
-        rows_of(path)
+    assert rows_of(path)[0][1]["caller_name"] == "Jos\xe9"
+    assert any("cp1252" in r.getMessage() and "line 2" in r.getMessage()
+               for r in caplog.records)
+
+
+def test_encoding_can_be_forced(tmp_path: Path) -> None:
+    path = tmp_path / "m.csv"
+    path.write_bytes("recording_file,call_date,group_id,caller_id,caller_name\n"
+                     "a.wav,2025-01-01T00:00:00Z,1,6175550142,\u0160ime\n".encode("cp1250"))
+    assert rows_of(path, encoding="cp1250")[0][1]["caller_name"] == "\u0160ime"
+    with pytest.raises(ManifestError, match="unknown encoding"):
+        open_manifest(path, encoding="klingon")
 
 
 def test_a_row_longer_than_the_header_is_named_not_shifted(tmp_path: Path) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -15,11 +15,13 @@ from importer.records import (
     identify,
     normalize_bool,
     normalize_disposition,
+    normalize_external_id,
     normalize_id,
     normalize_phone,
     normalize_ten_digit_phone,
     normalize_zip,
     parse_call_date,
+    resolve_zone,
     validate_row,
 )
 
@@ -51,6 +53,8 @@ def test_bad_ids(raw: str) -> None:
     ("5551234567.0", "5551234567"),
     ("5.551234567E9", "5551234567"),
     ("+44 20 7946 0958", "442079460958"),
+    ("555.0000", "5550000"),        # a dot in a phone, not an Excel float
+    ("555.0100", "5550100"),
 ])
 def test_phones(raw: str, clean: str) -> None:
     assert normalize_phone(raw) == clean
@@ -60,6 +64,20 @@ def test_phones(raw: str, clean: str) -> None:
 def test_bad_phones(raw: str) -> None:
     with pytest.raises(ValueError):
         normalize_phone(raw)
+
+
+@pytest.mark.parametrize("raw", ["6.17555E+09", "6.2E9"])
+def test_phones_excel_rounded_are_refused_not_padded_with_zeros(raw: str) -> None:
+    with pytest.raises(ValueError, match="Excel rounded"):
+        normalize_phone(raw)
+
+
+def test_external_ids_excel_stored_as_numbers() -> None:
+    assert normalize_external_id("1234.0") == "1234"
+    assert normalize_external_id("1.234E3") == "1234"
+    assert normalize_external_id("PBX-0012") == "PBX-0012"  # text stays text
+    with pytest.raises(ValueError, match="Excel rounded"):
+        normalize_external_id("1.23457E+11")
 
 
 def test_ring_to_needs_ten_digits() -> None:
@@ -112,6 +130,27 @@ def test_call_dates(raw: str, sent: str) -> None:
 def test_dayfirst() -> None:
     ctx = RowContext(base_dir=CTX.base_dir, zone=CTX.zone, now=NOW, dayfirst=True)
     assert format_call_date(parse_call_date("04/03/2025 09:15", ctx)) == "2025-03-04T09:15:00-05:00"
+    assert format_call_date(parse_call_date("04.03.2025 09:15", ctx)) == "2025-03-04T09:15:00-05:00"
+    assert format_call_date(parse_call_date("04/03/2025 09:15", CTX)) == "2025-04-03T09:15:00-04:00"
+    with pytest.raises(ValueError, match="DD/MM/YYYY"):
+        parse_call_date("31/31/2025 09:15", ctx)
+
+
+def test_excel_serial_rounds_to_the_second() -> None:
+    # 14:04:00 is 0.586111... of a day; a float's last digit must not make it 14:03:59.
+    assert format_call_date(parse_call_date("45720.5861111111", CTX)).endswith("T14:04:00-05:00")
+
+
+def test_the_zone_of_a_machine_without_a_named_zone(tmp_path: Path) -> None:
+    copy = tmp_path / "localtime"  # a copy, not a link, as some containers have
+    copy.write_bytes(Path("/usr/share/zoneinfo/Europe/Paris").read_bytes())
+    zone, name = resolve_zone(None, localtime=copy)
+    assert str(copy) in name
+    assert datetime(2025, 7, 1, 12, tzinfo=zone).utcoffset() == timedelta(hours=2)
+    assert resolve_zone(None, localtime=tmp_path / "absent") == (UTC, "UTC")
+    assert resolve_zone("Europe/Paris")[1] == "Europe/Paris"
+    with pytest.raises(ValueError, match="IANA"):
+        resolve_zone("Mars/Olympus")
 
 
 @pytest.mark.parametrize(("raw", "reason"), [

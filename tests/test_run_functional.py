@@ -177,7 +177,8 @@ def test_bad_cells_are_invalid_with_row_and_column(workdir: Path, sandbox: Sandb
                                                    token_env: str) -> None:
     manifest = write_manifest(workdir / "manifests" / "m.csv", [
         good_row(caller_id="call me", call_date="yesterday"),
-        good_row(external_id="X-2", disposition="MAYBE"),
+        good_row(external_id="X-2", disposition="MAYBE",
+                 recording_file="../sample_data/call-0005-cbr.mp3"),
     ])
     ledger = workdir / "ledger.sqlite"
 
