@@ -355,6 +355,14 @@ class Ledger:
                 "VALUES (?, ?, ?, ?)", seen)
         return decisions
 
+    def note_settled(self, run_id: int, rows: Sequence[Admission]) -> None:
+        """Rows the reader passed over as already succeeded: not admitted, but a later row of
+        this run that lists the same key or recording is still a duplicate of them."""
+        self._conn.executemany(
+            "INSERT OR IGNORE INTO run_rows (run_id, key, recording, row_number) "
+            "VALUES (?, ?, ?, ?)", [(run_id, r.key, r.recording or None, r.row_number)
+                                    for r in rows])
+
     def _select(self, sql: str, params: tuple[Any, ...],
                 values: Sequence[str]) -> Iterator[tuple[Any, ...]]:
         """``sql`` with its ``IN ({})`` filled in, over ``values`` in slices that stay within
@@ -612,6 +620,34 @@ class RunRecord:
     finished_at: str | None
     exit_code: int | None
     summary: dict[str, Any]
+
+
+class SettledKeys:
+    """Which keys a ledger already holds as ``succeeded``, asked through a read-only connection
+    of its own: the manifest reader (a thread, or a second process) asks before it normalizes
+    a row, so that a resumed run passes over done rows at the cost of a key lookup. WAL lets
+    this reader see every committed write without blocking the writer."""
+
+    def __init__(self, path: Path) -> None:
+        try:
+            self._conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True,
+                                         check_same_thread=False, timeout=30)
+        except sqlite3.DatabaseError as exc:
+            raise LedgerError(f"{path}: not a usable ledger ({exc})") from None
+
+    def __call__(self, keys: Sequence[str]) -> set[str]:
+        done: set[str] = set()
+        for start in range(0, len(keys), 500):
+            part = keys[start:start + 500]
+            # Filter on status here, not in SQL: with a status condition SQLite may pick the
+            # status index and scan every succeeded row instead of probing the primary key.
+            done.update(k for k, status in self._conn.execute(
+                f"SELECT key, status FROM recordings WHERE key IN ({','.join('?' * len(part))})",
+                part) if status == "succeeded")
+        return done
+
+    def close(self) -> None:
+        self._conn.close()
 
 
 def _check(key: str, current: Status | None, to: Status) -> None:

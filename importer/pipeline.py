@@ -44,7 +44,7 @@ from .ledger import AsyncLedger, AttemptRecord, Decision, Ledger, SameAudio, Sta
 from .limits import Attempt, RetryPolicy
 from .manifest import Manifest, open_manifest
 from .preflight import Preflight
-from .reader import Prepared, RowPreparer, open_reader
+from .reader import SETTLED, Prepared, RowPreparer, open_reader
 from .records import (
     RowContext,
     RowInvalid,
@@ -280,7 +280,8 @@ class ImportRun:
             s.auto_external_id, keep_fields=self.upload,
             keep_cells=self.errors_out is not None,
             keep_clean=self.upload or s.preflight, check_urls=s.check_urls,
-            shard=s.shard_of if s.shard is not None else None)
+            shard=s.shard_of if s.shard is not None else None,
+            ledger=self.ledger_path() if self.upload else None)
         reader = open_reader(manifest, preparer, self._warn_naive_once)
         ahead = asyncio.ensure_future(asyncio.to_thread(reader.next_chunk))
         try:
@@ -291,8 +292,7 @@ class ImportRun:
                 # Read and check the next chunk while the ledger admits this one: in another
                 # process for a big CSV, else in a thread (SQLite lets go of the GIL).
                 ahead = asyncio.ensure_future(asyncio.to_thread(reader.next_chunk))
-                if preparer.shard is not None:
-                    prepared = self._own_shard(prepared)
+                prepared = await self._pass_over(prepared, ledger, run_id)
                 if self._preflight is not None:
                     prepared = await self._check_ids(prepared, self._preflight)
                 decisions = await ledger.call(ledger.ledger.admit, run_id,
@@ -304,15 +304,24 @@ class ImportRun:
                 await ahead  # let the reader finish its chunk; rows not admitted stay unread
             await asyncio.to_thread(reader.close)
 
-    def _own_shard(self, prepared: list[Prepared]) -> list[Prepared]:
-        mine = []
+    async def _pass_over(self, prepared: list[Prepared], ledger: AsyncLedger,
+                         run_id: int) -> list[Prepared]:
+        """The rows the reader did not prepare (another shard's, or done before) are counted
+        here; the rest go on to the ledger."""
+        todo, settled = [], []
         for item in prepared:
-            if item.mine:
-                mine.append(item)
+            if not item.skip:
+                todo.append(item)
+                continue
+            adm = item.admission
+            if item.skip == SETTLED:
+                settled.append(adm)
+                self._emit(RowEvent(adm.row_number, adm.key, Outcome.SKIPPED))
             else:
-                adm = item.admission
                 self._emit(RowEvent(adm.row_number, adm.key, Outcome.OTHER_SHARD))
-        return mine
+        if settled:
+            await ledger.call(ledger.ledger.note_settled, run_id, settled)
+        return todo
 
     async def _dispatch(self, queue: asyncio.Queue[Job | None], prepared: list[Prepared],
                         decisions: list[Decision]) -> None:

@@ -32,9 +32,17 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from .errors import ManifestError, Problem, RowError, reason_of
-from .ledger import Admission, Status
+from .ledger import Admission, SettledKeys, Status
 from .manifest import Manifest, ManifestRow
-from .records import RowContext, RowInvalid, identify, in_shard, normalize_row, sent_fields
+from .records import (
+    Identity,
+    RowContext,
+    RowInvalid,
+    identify,
+    in_shard,
+    normalize_row,
+    sent_fields,
+)
 
 log = logging.getLogger(__name__)
 
@@ -63,9 +71,14 @@ class Prepared(NamedTuple):
     #: A worker has something to do for this row beyond uploading it: a file to probe, or
     #: (``--check-urls``) a URL to ask. ``validate`` passes the other valid rows at once.
     needs_worker: bool = False
-    #: The row's key hashes to this run's ``--shard``; a row of another shard is neither
-    #: normalized nor admitted.
-    mine: bool = True
+    #: Why the row goes no further than the reader: ``OTHER_SHARD`` (its key hashes to
+    #: another ``--shard``) or ``SETTLED`` (it succeeded in an earlier run); such a row is
+    #: neither normalized nor admitted, and its admission holds only who it is.
+    skip: str = ""
+
+
+OTHER_SHARD = "other shard"
+SETTLED = "settled"
 
 
 def _fingerprint(data: dict[str, Any]) -> str:
@@ -100,14 +113,34 @@ class RowPreparer:
     #: ``--check-urls``: a URL row needs a worker too.
     check_urls: bool = False
 
-    def prepare(self, row: ManifestRow) -> Prepared:
-        identity = identify(row.values, self.ctx.base_dir, self.auto_external_id)
-        key = identity.key or f"row:{self.manifest_id}:{row.number}"
-        if self.shard is not None and not in_shard(key, self.shard):
-            return Prepared(Admission(
-                key=key, external_id=identity.external_id, manifest=self.manifest_id,
-                row_number=row.number, source=identity.source, status=Status.PENDING,
-                fingerprint=""), None, {}, mine=False)
+    #: The run's ledger, when rows it holds as succeeded are to be passed over unread (a
+    #: resumed run); ``None`` for ``validate``, whose ledger starts empty.
+    ledger: Path | None = None
+
+    def prepare_chunk(self, rows: list[ManifestRow], settled: SettledKeys | None) -> list[Prepared]:
+        """The chunk's rows, each identified first (cheap), so that a row of another shard, or
+        one that ``settled`` says already succeeded, costs no normalizing: a resumed run of a
+        million rows with a thousand left mostly asks the ledger about keys."""
+        identified = []
+        for row in rows:
+            identity = identify(row.values, self.ctx.base_dir, self.auto_external_id)
+            key = identity.key or f"row:{self.manifest_id}:{row.number}"
+            identified.append((row, identity, key))
+        done = settled([key for _, _, key in identified]) if settled is not None else ()
+        shard = self.shard
+        prepared = []
+        for row, identity, key in identified:
+            if (shard is not None and not in_shard(key, shard)) or key in done:
+                prepared.append(Prepared(Admission(
+                    key=key, external_id=identity.external_id, manifest=self.manifest_id,
+                    row_number=row.number, source=identity.source, status=Status.PENDING,
+                    fingerprint="", recording=identity.recording), None, {},
+                    skip=SETTLED if key in done else OTHER_SHARD))
+            else:
+                prepared.append(self._prepare(row, identity, key))
+        return prepared
+
+    def _prepare(self, row: ManifestRow, identity: Identity, key: str) -> Prepared:
         try:
             if row.error is not None:
                 raise RowInvalid([Problem("", "", row.error)])
@@ -153,14 +186,23 @@ class ChunkReader:
         return None
 
 
+def _settled_keys(preparer: RowPreparer) -> SettledKeys | None:
+    return None if preparer.ledger is None else SettledKeys(preparer.ledger)
+
+
 class _ThreadReader(ChunkReader):
     def __init__(self, manifest: Manifest, preparer: RowPreparer) -> None:
         self._chunks = manifest.chunks()
         self._preparer = preparer
+        self._settled = _settled_keys(preparer)
 
     def next_chunk(self) -> list[Prepared] | None:
         chunk = next(self._chunks, None)
-        return None if chunk is None else [self._preparer.prepare(row) for row in chunk]
+        return None if chunk is None else self._preparer.prepare_chunk(chunk, self._settled)
+
+    def close(self) -> None:
+        if self._settled is not None:
+            self._settled.close()
 
 
 _PACKAGE_ROOT = str(Path(__file__).resolve().parent.parent)
@@ -186,13 +228,14 @@ def child_main() -> None:
     try:
         manifest, preparer = pickle.load(sys.stdin.buffer)
         preparer = replace(preparer, ctx=replace(preparer.ctx, on_naive_date=saw_naive_date))
-        prepare = preparer.prepare
+        settled = _settled_keys(preparer)
         for number, chunk in enumerate(manifest.chunks()):
             # Plain tuples: a named tuple costs a Python call to pickle, a plain one none.
             if number % RAW_OF[1] < RAW_OF[0]:
                 send(("raw", [tuple(row) for row in chunk], False))
                 continue
-            rows = [(tuple(p.admission), *p[1:]) for p in map(prepare, chunk)]
+            rows = [(tuple(p.admission), *p[1:])
+                    for p in preparer.prepare_chunk(chunk, settled)]
             send(("rows", rows, naive[0]))
             naive[0] = False
         send(("end", None, False))
@@ -213,6 +256,7 @@ class _ProcessReader(ChunkReader):
     def __init__(self, manifest: Manifest, preparer: RowPreparer, local: RowPreparer,
                  on_naive_date: Callable[[], None] | None) -> None:
         self._local = local  # prepares the chunks that come as read
+        self._settled = _settled_keys(local)
         self._process = subprocess.Popen(
             [sys.executable, "-c", _CHILD_CODE, _PACKAGE_ROOT], stdin=subprocess.PIPE,
             stdout=subprocess.PIPE, bufsize=1 << 16, start_new_session=True)
@@ -244,7 +288,8 @@ class _ProcessReader(ChunkReader):
             admission, prepared = Admission._make, Prepared
             return [prepared(admission(a), *rest) for a, *rest in payload]
         if kind == "raw":
-            return [self._local.prepare(ManifestRow._make(row)) for row in payload]
+            return self._local.prepare_chunk([ManifestRow._make(row) for row in payload],
+                                             self._settled)
         self._done = True
         if kind == "broken":
             raise ManifestError(*payload)
@@ -253,6 +298,8 @@ class _ProcessReader(ChunkReader):
         return None
 
     def close(self) -> None:
+        if self._settled is not None:
+            self._settled.close()
         self._out.close()  # a child still writing gets a broken pipe and ends
         try:
             self._process.wait(timeout=5)

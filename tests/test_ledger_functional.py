@@ -164,6 +164,27 @@ def test_one_ledger_serves_two_manifests(workdir: Path, sandbox: SandboxThread,
     assert statuses(ledger) == Counter({"succeeded": 8})
 
 
+def test_a_resumed_run_passes_over_done_rows_yet_knows_their_recordings(
+        workdir: Path, sandbox: SandboxThread, token_env: str) -> None:
+    """Done rows are skipped unread on a re-run, but a row added since that lists one of
+    their recordings under another external_id is still a duplicate, not a second upload."""
+    rows = many_rows(workdir, 4)
+    manifest = write_manifest(workdir / "manifests" / "m.csv", rows)
+    ledger = workdir / "ledger.sqlite"
+    assert main(["run", str(manifest), "--ledger", str(ledger)]) == 0
+    again = good_row(external_id="LATE", recording_file=rows[1]["recording_file"])
+    write_manifest(manifest, [*rows, again, good_row(external_id="NEW")])
+
+    assert main(["run", str(manifest), "--ledger", str(ledger)]) == 1
+
+    assert sorted(received(sandbox)) == ["E-0000", "E-0001", "E-0002", "E-0003", "NEW"]
+    opened = Ledger.open(ledger)
+    late = next(r for r in opened.rows() if r.external_id == "LATE")
+    opened.close()
+    assert late.status is Status.INVALID
+    assert "row 6: duplicate of row 3: the same recording" in (late.error or "")
+
+
 def test_retry_after_the_api_recovers(workdir: Path, sandbox: SandboxThread, token_env: str,
                                       capsys: pytest.CaptureFixture[str]) -> None:
     sandbox.config.faults.fail_rate = 1.0
