@@ -494,7 +494,7 @@ class ImportRun:
                     log.warning("row %d: %s; uploading it anyway (--skip-duplicate-audio skips "
                                 "such rows)", job.row, note)
                     return True, info
-                await self._refuse(job, ledger, f"row {job.row}: {note}; skipped "
+                await self._refuse(job, ledger, f"{note}; skipped "
                                    "(--skip-duplicate-audio)", "same audio as an earlier row "
                                    "(--skip-duplicate-audio)")
                 return False, info
@@ -503,10 +503,10 @@ class ImportRun:
                 if s.check_urls and client is not None:
                     judge_url_answer(url, await client.check_url(url), s.max_file_size)
         except AudioError as exc:
-            await self._refuse(job, ledger, f"row {job.row}: {exc}", exc.reason)
+            await self._refuse(job, ledger, str(exc), exc.reason)
             return False, None
         except ApiError as exc:  # the URL's server could not be asked at all
-            await self._refuse(job, ledger, f"row {job.row}: {url}: cannot check the URL: "
+            await self._refuse(job, ledger, f"{url}: cannot check the URL: "
                                f"{exc.message}", "URL cannot be checked (--check-urls)")
             return False, None
         return True, None
@@ -519,10 +519,13 @@ class ImportRun:
                  Status.FAILED: "whose upload failed"}.get(same.status, "not sent yet")
         return f"same audio (sha256 {sha256[:12]}...) as {where} ({same.key}), {state}"
 
-    async def _refuse(self, job: Job, ledger: AsyncLedger, error: str, reason: str) -> None:
+    async def _refuse(self, job: Job, ledger: AsyncLedger, detail: str, reason: str) -> None:
+        """The row's recording is refused: ``detail`` says why, ``reason`` the same without
+        the row's particulars (for counting)."""
+        error = f"row {job.row}: {detail}"
         if self.upload:  # validate's ledger keeps no rows
             await ledger.call(ledger.ledger.mark_invalid, job.key, error, reason)
-        self._emit(RowEvent(job.row, job.key, Outcome.INVALID, error, reason), job.cells, error)
+        self._emit(RowEvent(job.row, job.key, Outcome.INVALID, error, reason), job.cells, detail)
 
     async def _send(self, job: Job, info: AudioInfo | None, client: ConvirzaClient,
                     ledger: AsyncLedger) -> None:
@@ -541,7 +544,7 @@ class ImportRun:
                 await self._auth_refused(job, exc, started_at, took(), ledger)
                 return
             except AudioError as exc:  # the file changed or vanished since it was probed
-                await self._refuse(job, ledger, f"row {job.row}: {exc}", exc.reason)
+                await self._refuse(job, ledger, str(exc), exc.reason)
                 return
             except ApiError as exc:
                 attempt = AttemptRecord(

@@ -37,8 +37,11 @@ def summary_text(summary: RunSummary, *, reasons: int = 5) -> str:
         lines.append(f"Nothing to upload: all {summary.rows} rows were already done "
                      f"(ledger {summary.ledger}).")
     else:
-        parts = [f"{n} {name}" for name, n in sorted(c.items()) if n and name != "retries"]
+        parts = [f"{n} {name}" for name, n in sorted(c.items())
+                 if n and name not in ("retries", "other shards")]
         lines.append(f"{summary.rows} rows in {seconds:.1f}s: {', '.join(parts) or 'none'}.")
+        if c["other shards"]:
+            lines[-1] += f" {c['other shards']} rows of other shards passed over."
     if done and seconds > 0:
         lines.append(f"Uploaded {done} recording{'s' if done != 1 else ''}, "
                      f"{summary.bytes_sent / 1e6:.1f} MB, "

@@ -227,14 +227,18 @@ def test_shards_split_the_rows_exactly(workdir: Path, sandbox: SandboxThread, to
                                        capsys: pytest.CaptureFixture[str]) -> None:
     manifest = write_manifest(workdir / "manifests" / "m.csv", many_rows(workdir, 30))
     ledgers = [workdir / f"shard{k}.sqlite" for k in range(3)]
+    printed = []
     for k, ledger in enumerate(ledgers):
         assert main(["run", str(manifest), "--ledger", str(ledger), "--shard", f"{k}/3",
                      "--rate", "500"]) == 0
+        printed.append(capsys.readouterr().out.splitlines()[0])
     arrived = received(sandbox)
     assert len(arrived) == 30 and max(arrived.values()) == 1
     sizes = [sum(statuses(ledger).values()) for ledger in ledgers]
     assert sum(sizes) == 30 and min(sizes) > 0
-    capsys.readouterr()
+    for line, size in zip(printed, sizes, strict=True):
+        assert line.startswith(f"{size} rows in ")
+        assert line.endswith(f": {size} succeeded. {30 - size} rows of other shards passed over.")
 
     assert main(["report", *map(str, ledgers), "--summary", "--format", "json"]) == 0
     summary = json.loads(capsys.readouterr().out)
