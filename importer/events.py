@@ -53,6 +53,11 @@ class RunSummary:
     stopped: str | None = None
     expected: int | None = None  # rows the manifest holds, roughly (for progress), if known
 
+    def add_many(self, outcome: Outcome, n: int) -> None:
+        """``n`` rows with an outcome that carries nothing more (valid, skipped, another
+        shard's), counted at once: a resumed run of a million rows makes no million events."""
+        self.counts[_NOT_ROWS.get(outcome) or outcome.value] += n
+
     def add(self, event: RowEvent) -> None:
         if event.outcome in _NOT_ROWS:
             self.counts[_NOT_ROWS[event.outcome]] += 1
@@ -110,6 +115,9 @@ class Observer(Protocol):
 
     def row(self, event: RowEvent) -> None: ...
 
+    def passed(self, outcome: Outcome, n: int) -> None:
+        """``n`` rows that ended as ``outcome`` with nothing to say of each (``add_many``)."""
+
     def finished(self, summary: RunSummary) -> None: ...
 
 
@@ -118,6 +126,9 @@ class NullObserver:
         return None
 
     def row(self, event: RowEvent) -> None:
+        return None
+
+    def passed(self, outcome: Outcome, n: int) -> None:
         return None
 
     def finished(self, summary: RunSummary) -> None:

@@ -40,7 +40,16 @@ from .errors import (
     reason_of,
 )
 from .events import NullObserver, Observer, Outcome, RowEvent, RunSummary
-from .ledger import AsyncLedger, AttemptRecord, Decision, Ledger, SameAudio, Status, Verdict
+from .ledger import (
+    DUPLICATE,
+    AsyncLedger,
+    AttemptRecord,
+    Decision,
+    Ledger,
+    SameAudio,
+    Status,
+    Verdict,
+)
 from .limits import Attempt, RetryPolicy
 from .manifest import Manifest, open_manifest
 from .preflight import Preflight
@@ -308,54 +317,66 @@ class ImportRun:
                          run_id: int) -> list[Prepared]:
         """The rows the reader did not prepare (another shard's, or done before) are counted
         here; the rest go on to the ledger."""
-        todo, settled = [], []
+        todo, settled, others = [], [], 0
         for item in prepared:
             if not item.skip:
                 todo.append(item)
-                continue
-            adm = item.admission
-            if item.skip == SETTLED:
-                settled.append(adm)
-                self._emit(RowEvent(adm.row_number, adm.key, Outcome.SKIPPED))
+            elif item.skip == SETTLED:
+                settled.append(item.admission)
             else:
-                self._emit(RowEvent(adm.row_number, adm.key, Outcome.OTHER_SHARD))
+                others += 1
         if settled:
             await ledger.call(ledger.ledger.note_settled, run_id, settled)
+        self._tally(Outcome.SKIPPED, len(settled))
+        self._tally(Outcome.OTHER_SHARD, others)
         return todo
 
     async def _dispatch(self, queue: asyncio.Queue[Job | None], prepared: list[Prepared],
                         decisions: list[Decision]) -> None:
-        """Act on the ledger's decision for each row of a chunk: queue it, or say why not."""
-        for item, decision in zip(prepared, decisions, strict=True):
-            adm = item.admission
-            if decision.verdict in _GO_ON and adm.status is Status.PENDING:
-                if item.clean is None or (not self.upload and not item.needs_worker):
-                    # validate, and nothing to probe or ask: nothing left to do
-                    self._emit(RowEvent(adm.row_number, adm.key, Outcome.VALID))
+        """Act on the ledger's decision for each row of a chunk: queue it, or say why not.
+        Rows with nothing to say (valid in ``validate``, done before) are counted per chunk."""
+        valid = skipped = 0
+        try:
+            for item, decision in zip(prepared, decisions, strict=True):
+                adm = item.admission
+                if decision.verdict in _GO_ON and adm.status is Status.PENDING:
+                    if item.clean is None or (not self.upload and not item.needs_worker):
+                        valid += 1  # validate, and nothing to probe or ask: nothing left to do
+                    else:
+                        # UNKNOWN: left 'uploading' by a crash: looked up, or sent again.
+                        await queue.put(Job(adm.row_number, adm.key, build_record(item.clean),
+                                            item.cells,
+                                            reconcile=decision.verdict is Verdict.UNKNOWN))
+                elif decision.verdict is Verdict.INVALID:
+                    self._invalid(item)
+                elif decision.verdict is Verdict.DUPLICATE:
+                    self._duplicate(item, decision)
                 else:
-                    # Left 'uploading' by a crash (UNKNOWN): found at Convirza, or sent again.
-                    await queue.put(Job(adm.row_number, adm.key, build_record(item.clean),
-                                        item.cells,
-                                        reconcile=decision.verdict is Verdict.UNKNOWN))
-            elif decision.verdict is Verdict.INVALID:
-                reasons = tuple(reason_of(p) for p in item.problems)
-                self._emit(RowEvent(adm.row_number, adm.key, Outcome.INVALID, adm.error,
-                                    "; ".join(reasons), reasons=reasons),
-                           item.cells, "; ".join(str(p) for p in item.problems))
-            elif decision.verdict is Verdict.DUPLICATE:
-                same = f"external_id {adm.external_id}" if adm.key.startswith("ext:") \
-                    and not decision.error else f"recording ({adm.source})"
-                repeated = f"duplicate of row {decision.duplicate_of}: the same {same}"
-                error = decision.error or (f"{adm.error}; {repeated}" if adm.error
-                                           else f"row {adm.row_number}: {repeated}")
-                reasons = (*(reason_of(p) for p in item.problems), "duplicate of an earlier row")
-                self._emit(RowEvent(adm.row_number, adm.key, Outcome.INVALID, error,
-                                    "; ".join(reasons), reasons=reasons),
-                           item.cells, "; ".join([*(str(p) for p in item.problems), repeated]))
-            else:
-                self._emit(RowEvent(adm.row_number, adm.key, Outcome.SKIPPED))
-            if self._stopping.is_set():
-                return
+                    skipped += 1
+                if self._stopping.is_set():
+                    return
+        finally:
+            self._tally(Outcome.VALID, valid)
+            self._tally(Outcome.SKIPPED, skipped)
+
+    def _invalid(self, item: Prepared) -> None:
+        adm = item.admission
+        reasons = tuple(reason_of(p) for p in item.problems)
+        self._emit(RowEvent(adm.row_number, adm.key, Outcome.INVALID, adm.error,
+                            "; ".join(reasons), reasons=reasons),
+                   item.cells, "; ".join(str(p) for p in item.problems))
+
+    def _duplicate(self, item: Prepared, decision: Decision) -> None:
+        adm = item.admission
+        same = f"external_id {adm.external_id}" if adm.key.startswith("ext:") \
+            and not decision.error else f"recording ({adm.source})"
+        repeated = f"duplicate of row {decision.duplicate_of}: the same {same}"
+        error = decision.error or (f"{adm.error}; {repeated}" if adm.error
+                                   else f"row {adm.row_number}: {repeated}")
+        reasons = (*(reason_of(p) for p in item.problems), DUPLICATE)
+        self._emit(RowEvent(adm.row_number, adm.key, Outcome.INVALID, error,
+                            "; ".join(reasons), reasons=reasons),
+                   item.cells, "; ".join([*(str(p) for p in item.problems), repeated]))
 
     async def _read_candidates(self, queue: asyncio.Queue[Job | None],
                                ledger: AsyncLedger) -> None:
@@ -596,6 +617,12 @@ class ImportRun:
     async def _pause(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._stopping.wait(), seconds)
+
+    def _tally(self, outcome: Outcome, n: int) -> None:
+        """``n`` rows whose outcome carries nothing more: counted at once, not one by one."""
+        if n:
+            self.summary.add_many(outcome, n)
+            self.observer.passed(outcome, n)
 
     def _emit(self, event: RowEvent, cells: dict[str, str] | None = None,
               detail: str = "") -> None:

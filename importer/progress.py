@@ -16,6 +16,9 @@ from .events import Outcome, RowEvent, RunSummary
 
 log = logging.getLogger("importer.progress")
 
+#: Seconds between two rebuilds of the bar's counts text.
+POSTFIX_EVERY = 0.25
+
 _SHOWN = (("succeeded", "ok"), ("reconciled", "reconciled"), ("valid", "valid"),
           ("failed", "failed"), ("invalid", "invalid"), ("skipped", "skipped"),
           ("retries", "retried"))
@@ -52,6 +55,7 @@ class ProgressObserver:
         self._interval = interval
         self._bar: tqdm[Never] | None = None
         self._last_line = time.monotonic()
+        self._last_postfix = 0.0
 
     def started(self, summary: RunSummary) -> None:
         self._summary = summary
@@ -61,15 +65,22 @@ class ProgressObserver:
                              file=self._stream, dynamic_ncols=True, leave=False)
 
     def row(self, event: RowEvent) -> None:
+        self.passed(event.outcome, 1)
+
+    def passed(self, outcome: Outcome, n: int) -> None:
         s = self._summary
-        if self._bar is not None:
-            if event.outcome not in (Outcome.RETRYING, Outcome.RESENDING):
-                self._bar.update(1)
-            elapsed = time.monotonic() - s.started
-            postfix = "; ".join(p for p in (counts_text(s), rates_text(s, elapsed)) if p)
-            self._bar.set_postfix_str(postfix, refresh=False)
-            return
         now = time.monotonic()
+        if self._bar is not None:
+            if outcome not in (Outcome.RETRYING, Outcome.RESENDING):
+                self._bar.update(n)
+            # The counts text is rebuilt a few times a second, not for every row: a million
+            # rows would spend seconds formatting text that tqdm draws ten times a second.
+            if now - self._last_postfix >= POSTFIX_EVERY:
+                self._last_postfix = now
+                postfix = "; ".join(p for p in (counts_text(s), rates_text(s, now - s.started))
+                                    if p)
+                self._bar.set_postfix_str(postfix, refresh=False)
+            return
         if now - self._last_line >= self._interval:
             self._last_line = now
             log.info("progress: %s", self.line(now - s.started))
