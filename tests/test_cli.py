@@ -36,6 +36,14 @@ def test_every_command_is_in_the_readme() -> None:
         assert f"`{name}" in README, name
 
 
+def test_every_option_is_in_the_readme() -> None:
+    missing = {option for sub in subcommands().values() for action in sub._actions
+               for option in action.option_strings
+               if option.startswith("--") and option != "--help"
+               and not re.search(re.escape(option) + r"(?![\w-])", README)}
+    assert not missing
+
+
 def test_readme_architecture_lists_every_module() -> None:
     section = README.split("## Architecture", 1)[1].split("##", 1)[0]
     listed = set(re.findall(r"^\s+(\w+\.py)\s", section, re.M))
