@@ -185,7 +185,8 @@ def _add_output_options(p: argparse.ArgumentParser, summary_json: bool = False) 
     o = p.add_argument_group("output")
     o.add_argument("--quiet", action="store_const", const=True, default=None,
                    help="print only errors (the exit code tells the rest)")
-    o.add_argument("--verbose", action="store_true", help="log every row and attempt")
+    o.add_argument("--verbose", action="store_true",
+                   help="log every row and attempt (by default, problems of the first 100 rows)")
     o.add_argument("--log-format", choices=["text", "json"],
                    help="log lines as text (default) or JSON objects")
     o.add_argument("--progress-interval", type=float, metavar="SECONDS",

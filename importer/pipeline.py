@@ -69,6 +69,10 @@ log = logging.getLogger(__name__)
 
 #: A percentage error budget is judged only once this many rows have an outcome.
 MIN_ROWS_FOR_PERCENT = 20
+#: Rows whose problem is logged one by one; past this, a line says where the rest are (a
+#: systematic error in a million-row manifest must not print a million lines). ``--verbose``
+#: logs every one.
+ROW_WARNINGS = 100
 
 
 @dataclass(frozen=True)
@@ -135,6 +139,7 @@ class ImportRun:
         self._preflight: Preflight | None = None
         self._run_id = 0
         self._uploads_started = 0
+        self._row_warnings = 0
         origin = manifest if manifest is not None else self.ledger_path()
         self._manifest_id = str(origin.resolve())
         try:
@@ -618,6 +623,17 @@ class ImportRun:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._stopping.wait(), seconds)
 
+    def _log_row_problem(self, error: str) -> None:
+        self._row_warnings += 1
+        if self._row_warnings <= ROW_WARNINGS or log.isEnabledFor(logging.DEBUG):
+            log.warning("%s", error)
+        elif self._row_warnings == ROW_WARNINGS + 1:
+            where = ("`validate --errors-out FILE` writes them all" if not self.upload else
+                     f"`convirza-import report {self.ledger_path()} --status invalid --status "
+                     "failed` lists them all")
+            log.warning("more rows have problems; they are not logged one by one (--verbose "
+                        "logs every one); %s", where)
+
     def _tally(self, outcome: Outcome, n: int) -> None:
         """``n`` rows whose outcome carries nothing more: counted at once, not one by one."""
         if n:
@@ -633,6 +649,6 @@ class ImportRun:
         self.summary.add(event)
         if event.outcome in (Outcome.FAILED, Outcome.INVALID, Outcome.UNRESOLVED):
             if event.error:
-                log.warning("%s", event.error)
+                self._log_row_problem(event.error)
             self._check_error_budget()
         self.observer.row(event)

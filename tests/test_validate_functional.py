@@ -155,3 +155,24 @@ def test_the_reader_process_gives_what_the_thread_gives(tmp_path: Path) -> None:
     in_process, in_thread = results
     assert len(in_process) == 2500 and in_process == in_thread
     assert naive  # the child says when it read a date without a zone
+
+
+def test_row_problems_are_logged_up_to_a_cap_then_pointed_to(
+        workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A systematic error (every date wrong) names the first rows and says where the rest
+    are, instead of flooding the terminal; the summary still counts every row."""
+    rows = [good_row(external_id=f"D-{i}", call_date="soon",
+                     recording_file="", recording_url=f"https://pbx.test/{i}.wav")
+            for i in range(130)]
+    manifest = write_manifest(workdir / "manifests" / "m.csv", rows)
+
+    assert main(["validate", str(manifest)]) == 1
+
+    captured = capsys.readouterr()
+    logged = [line for line in captured.err.splitlines() if "call_date" in line]
+    assert len(logged) == 100 and "row 2:" in logged[0] and "row 101:" in logged[-1]
+    assert "more rows have problems" in captured.err and "--errors-out" in captured.err
+    assert "130 rows" in captured.out and "130 invalid" in captured.out
+
+    assert main(["validate", str(manifest), "--verbose"]) == 1
+    assert sum("call_date" in line for line in capsys.readouterr().err.splitlines()) == 130
