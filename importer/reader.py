@@ -121,6 +121,9 @@ class RowPreparer:
         """The chunk's rows, each identified first (cheap), so that a row of another shard, or
         one that ``settled`` says already succeeded, costs no normalizing: a resumed run of a
         million rows with a thousand left mostly asks the ledger about keys."""
+        if settled is None and self.shard is None:  # nothing to pass over: one pass
+            prepare = self._prepare
+            return [prepare(row) for row in rows]
         identified = []
         for row in rows:
             identity = identify(row.values, self.ctx.base_dir, self.auto_external_id)
@@ -140,7 +143,11 @@ class RowPreparer:
                 prepared.append(self._prepare(row, identity, key))
         return prepared
 
-    def _prepare(self, row: ManifestRow, identity: Identity, key: str) -> Prepared:
+    def _prepare(self, row: ManifestRow, identity: Identity | None = None,
+                 key: str = "") -> Prepared:
+        if identity is None:
+            identity = identify(row.values, self.ctx.base_dir, self.auto_external_id)
+            key = identity.key or f"row:{self.manifest_id}:{row.number}"
         try:
             if row.error is not None:
                 raise RowInvalid([Problem("", "", row.error)])
