@@ -52,6 +52,8 @@ class RunSummary:
     elapsed: float = 0.0
     stopped: str | None = None
     expected: int | None = None  # rows the manifest holds, roughly (for progress), if known
+    #: Rows sent (or, in validate, found valid) although an earlier row has the same audio.
+    same_audio: int = 0
 
     def add_many(self, outcome: Outcome, n: int) -> None:
         """``n`` rows with an outcome that carries nothing more (valid, skipped, another
@@ -98,7 +100,8 @@ class RunSummary:
         return {
             "manifest": self.manifest, "ledger": self.ledger, "rows": self.rows,
             "counts": dict(self.counts), "top_errors": dict(self.errors.most_common(10)),
-            "bytes_sent": self.bytes_sent, "elapsed_seconds": round(self.elapsed, 3),
+            "bytes_sent": self.bytes_sent, "same_audio": self.same_audio,
+            "elapsed_seconds": round(self.elapsed, 3),
             "stopped": self.stopped,
         }
 

@@ -517,8 +517,10 @@ class ImportRun:
                     return True, info
                 note = f"{path}: {self._same_audio(same, info.sha256 or '')}"
                 if not s.skip_duplicate_audio:
-                    log.warning("row %d: %s; uploading it anyway (--skip-duplicate-audio skips "
-                                "such rows)", job.row, note)
+                    self.summary.same_audio += 1
+                    self._log_row_problem(
+                        f"row {job.row}: {note}; {'uploading' if self.upload else 'run uploads'}"
+                        " it anyway (--skip-duplicate-audio skips such rows)")
                     return True, info
                 await self._refuse(job, ledger, f"{note}; skipped "
                                    "(--skip-duplicate-audio)", "same audio as an earlier row "

@@ -48,6 +48,10 @@ def summary_text(summary: RunSummary, *, reasons: int = 5) -> str:
                      f"{done / seconds:.1f} files/s.")
     if c["retries"]:
         lines.append(f"{c['retries']} attempts were retried.")
+    if summary.same_audio:
+        lines.append(f"{summary.same_audio} row{'s' if summary.same_audio != 1 else ''} had the "
+                     "same audio as an earlier row, and went on (--skip-duplicate-audio refuses "
+                     "such rows).")
     if summary.errors:
         lines.append("Top errors:" if reasons <= 5 else
                      "Problems by reason (a row may have several):")

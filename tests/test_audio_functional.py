@@ -89,10 +89,26 @@ def test_same_audio_is_uploaded_with_a_warning(twin_manifest: Path, workdir: Pat
     assert code == 0 and sandbox.store.count() == 3
     sha = sha256_of(workdir / "sample_data" / "call-0001-pcm8k.wav")
     copy = (workdir / "sample_data" / "copy of 0001.wav").resolve()
+    captured = capsys.readouterr()
     assert f"row 3: {copy}: same audio (sha256 {sha[:12]}...) as row 2 (ext:X-1), already " \
-           "uploaded; uploading it anyway" in capsys.readouterr().err
+           "uploaded; uploading it anyway" in captured.err
+    assert "1 row had the same audio as an earlier row, and went on" in captured.out
     rows = ledger_rows(ledger)
     assert rows["ext:X-1"][:2] == rows["ext:X-2"][:2] == ("succeeded", sha)
+
+
+def test_validate_finds_the_same_audio_within_its_manifest(
+        twin_manifest: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """validate keeps no ledger rows, yet compares the files of its own run."""
+    assert main(["validate", str(twin_manifest), "--timezone", "UTC",
+                 "--concurrency", "1"]) == 0
+    captured = capsys.readouterr()
+    assert "as row 2 (ext:X-1), not sent yet; run uploads it anyway" in captured.err
+    assert "1 row had the same audio" in captured.out
+
+    assert main(["validate", str(twin_manifest), "--timezone", "UTC", "--concurrency", "1",
+                 "--skip-duplicate-audio"]) == 1
+    assert "1 invalid, 2 valid" in capsys.readouterr().out
 
 
 def test_skip_duplicate_audio_makes_the_later_row_invalid(
