@@ -17,11 +17,12 @@ Why our own wav parser: mutagen's wav reader computes GSM 6.10 durations from th
 a header that promises more audio than the file holds. The RIFF walk below reads only chunk
 headers, nearly always all in the first 4 KiB.
 
-Why a quick mp3 reading beside mutagen's: mutagen reads frame headers bit by bit, which was
-most of a probe's time; the common mp3 (tags, then frames at once) is read from bytes we
-already hold, with mutagen still parsing the Xing/LAME header. Anything unusual (junk before
+Why a quick mp3 reading beside mutagen's: mutagen reads frame headers, and the LAME tag, bit
+by bit, which was most of a probe's time; the common mp3 (tags, then frames at once, with or
+without a Xing/Info header) is read from bytes we already hold. Anything unusual (junk before
 the first frame, Layer I/II, too few frames, VBRI) goes to mutagen, which decides every mp3
-refusal. A test holds the two readings equal on every mp3 of the corpus.
+refusal. Tests hold the two readings equal on every mp3 of the corpus, and our Xing/LAME
+reader equal to mutagen's on thousands of made and damaged headers.
 
 Recording URLs are checked too: their form here (``check_url_form``), and, with
 ``--check-urls``, what the server answers (``judge_url_answer``; the HTTP is the client's).
@@ -43,7 +44,6 @@ from urllib.parse import urlsplit
 
 from mutagen import MutagenError
 from mutagen.mp3 import BitrateMode, MPEGInfo
-from mutagen.mp3._util import XingHeader, XingHeaderError
 
 from .errors import AudioError
 
@@ -397,9 +397,10 @@ def _mp3_mutagen(fd: int, size: int, shown: str) -> _Stream:
 def _mp3_quick(fd: int, head: bytes, size: int) -> _Stream | None:
     """The same facts as ``_mp3_mutagen`` (a test holds them equal), for the mp3 encoders
     write: ID3v2 tags that end inside ``head``, then at once a Layer III frame that carries a
-    Xing/Info header (parsed by mutagen), or starts a run of at least 4 frames. None for
+    Xing/Info header (``_xing_header``), or starts a run of at least 4 frames. None for
     anything else. mutagen reads frame headers bit by bit: on this project's machine a
-    probe of such an mp3 took about 75 us through mutagen and 30 us this way (a wav: 15)."""
+    probe of such an mp3 took about 75 us through mutagen and 30 us this way (a wav: 15);
+    reading the Xing/LAME header ourselves too took a lame-encoded one from 33 us to 12."""
     offset = 0
     while head[offset:offset + 3] == b"ID3":
         tag = head[offset + 6:offset + 10]
@@ -444,24 +445,74 @@ def _l3_header(header: bytes) -> tuple[float, int, int, int, int] | None:
 
 def _xing(head: bytes, xing_at: int, offset: int,
           frame: tuple[float, int, int, int, int]) -> tuple[float, int] | None:
-    """(duration, bitrate) from the Xing/Info header (and LAME tag) of the first frame, read
-    by mutagen and computed as mutagen does; None if it gives no frame count or is cut short
-    by the end of ``head``."""
+    """(duration, bitrate) from the Xing/Info header (and LAME tag) of the first frame,
+    computed as mutagen does; None if it gives no frame count or is cut short by the end of
+    ``head``."""
     version, rate, _, kbps, length = frame
     length += head[offset + 2] >> 1 & 1  # the padding bit adds one byte
-    try:
-        xing = XingHeader(io.BytesIO(head[xing_at:]))  # type: ignore[no-untyped-call]
-    except (XingHeaderError, ValueError, struct.error):
+    xing = _xing_header(head, xing_at)
+    if xing is None or xing[0] < 0:
         return None
-    if xing.frames < 0:
-        return None
-    count = (1152 if version == 1.0 else 576) * xing.frames
+    frames, size, trim = xing
+    count = (1152 if version == 1.0 else 576) * frames
     bitrate = kbps * 1000
-    if xing.bytes >= 0 and count > 0:
-        bitrate = round(max(0, xing.bytes - length) * 8 * rate / count)
-    if xing.lame_header is not None:  # encoder delay and padding are not audio
-        count -= xing.lame_header.encoder_delay_start + xing.lame_header.encoder_padding_end
+    if size >= 0 and count > 0:
+        bitrate = round(max(0, size - length) * 8 * rate / count)
+    count -= trim  # encoder delay and padding are not audio
     return max(count, 0) / rate, bitrate
+
+
+def _xing_header(data: bytes, at: int) -> tuple[int, int, int] | None:
+    """(frames, bytes, samples of encoder delay and padding) of the Xing/Info header at
+    ``data[at:]``: -1 for a count it leaves out, 0 samples without a LAME tag. None where
+    mutagen's ``XingHeader`` would raise (not such a header, or cut short).
+
+    mutagen's reader gives the same (a test holds the two equal, on the corpus and on many
+    damaged headers) but reads the LAME tag bit by bit into some thirty fields: it was about
+    half of a probe of a lame-encoded mp3. Two of those fields are all we use."""
+    if data[at:at + 4] not in (b"Xing", b"Info") or len(data) < at + 8:
+        return None
+    flags = data[at + 7]  # the low byte of a big-endian 32-bit field holds all four flags
+    pos = at + 8
+    frames = size = -1
+    if flags & 1:
+        if len(data) < pos + 4:
+            return None
+        frames = int.from_bytes(data[pos:pos + 4], "big")
+        pos += 4
+    if flags & 2:
+        if len(data) < pos + 4:
+            return None
+        size = int.from_bytes(data[pos:pos + 4], "big")
+        pos += 4
+    pos += 100 if flags & 4 else 0  # the seek table
+    pos += 4 if flags & 8 else 0  # a quality indicator
+    if len(data) < pos:
+        return None
+    trim = 0
+    if _lame_tag_follows(data[pos:pos + 20]):
+        tag = data[pos + 9:pos + 36]  # after "LAME3.100" or the like
+        if len(tag) == 27 and tag[0] >> 4 == 0:  # tag revision 0: the one mutagen reads
+            # 12 bits of encoder delay, then 12 of padding, both in samples
+            trim = (tag[12] << 4 | tag[13] >> 4) + ((tag[13] & 0x0F) << 8 | tag[14])
+    return frames, size, trim
+
+
+def _lame_tag_follows(version: bytes) -> bool:
+    """Whether these 20 bytes after a Xing header begin a LAME tag that mutagen reads: its
+    ``LAMEHeader.parse_version``, down to its quirks (3.90 alphas have none)."""
+    if len(version) != 20 or not version.startswith((b"LAME", b"L3.99")):
+        return False
+    rest = version.lstrip(b"EMAL")
+    major, rest = rest[0:1], rest[1:].lstrip(b".")
+    minor = rest[:len(rest) - len(rest.lstrip(b"0123456789"))]
+    if not (major.isdigit() and minor):
+        return False
+    rest = rest[len(minor):]
+    release = (int(major), int(minor))
+    if release < (3, 90) or (release == (3, 90) and rest[-11:-10] == b"("):
+        return False
+    return len(rest) >= 11
 
 
 def _frame_kbps(window: bytes) -> list[int]:
