@@ -62,6 +62,9 @@ MAX_WAV_CHUNKS = 64
 #: show whether the bitrate is constant and, if not, its average.
 VBR_WINDOW = 16 * 1024
 VBR_FRAMES = 32
+#: Reads past the head end at a page boundary: the page cache's unit, so a read never takes
+#: part of a page it will need again.
+_PAGE = 4096
 
 _WAV_CODECS = {1: "pcm", 2: "ms-adpcm", 3: "float", 6: "alaw", 7: "mulaw", 0x11: "ima-adpcm",
                0x31: "gsm610", 0x55: "mpeg-layer3"}
@@ -422,14 +425,20 @@ def _mp3_quick(fd: int, head: bytes, size: int) -> _Stream | None:
         return None if xing is None else (codec, rate, channels, *xing)
     if head[offset + 36:offset + 40] == b"VBRI":
         return None  # Fraunhofer's header: rare, left to mutagen
-    # The frames of the window VBR_WINDOW long from ``offset``: those in ``head`` first, and
-    # the rest of the window read only if the run goes on past it (a pread, as the page cache
-    # nearly always holds those 12 KiB already, read ahead with the head).
+    # The frames of the window VBR_WINDOW long from ``offset``, read no further than they go:
+    # those in ``head`` first; while the run goes on past what was read, on to the page where
+    # the frames still wanted would end at the run's mean frame length (a CBR stream: one
+    # pread). The answer is the one the whole window gives.
     window = head[offset:]
     pos, total, count = _frame_run(window)
-    if count < VBR_FRAMES and len(window) - pos < 4 and len(window) < VBR_WINDOW \
-            and size > len(head):  # the run went on to the end of head
-        window += os.pread(fd, VBR_WINDOW - len(window), len(head))
+    while count < VBR_FRAMES and len(window) - pos < 4 and len(window) < VBR_WINDOW \
+            and offset + len(window) < size:
+        reach = offset + pos + (VBR_FRAMES - count) * -(-pos // count) + 4
+        end = min(offset + VBR_WINDOW, -(-reach // _PAGE) * _PAGE, size)
+        more = os.pread(fd, end - offset - len(window), offset + len(window))
+        if not more:
+            break
+        window += more
         pos, total, count = _frame_run(window, pos, total, count)
     if count < 4:
         return None

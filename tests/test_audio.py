@@ -340,6 +340,45 @@ def test_quick_mp3_reading_takes_the_common_files(long_recordings: list[Path]) -
             assert _mp3_quick(handle.fileno(), head, path.stat().st_size), path.name
 
 
+def _made_mp3(kbps_indexes: list[int], rate_index: int, padding: list[int]) -> bytes:
+    """MPEG-1 Layer III mono frames of the given bitrate indexes (silent payloads)."""
+    rate = (44100, 48000, 32000)[rate_index]
+    frames = []
+    for index, pad in zip(kbps_indexes, padding, strict=True):
+        kbps = (0, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320)[index]
+        length = 1152 // 8 * kbps * 1000 // rate + pad
+        header = bytes([0xFF, 0xFB, index << 4 | rate_index << 2 | pad << 1, 0xC4])
+        frames.append(header + bytes(length - 4))
+    return b"".join(frames)
+
+
+@pytest.mark.parametrize("kind", ["growing-vbr", "cbr-padded", "cbr-short-file"])
+def test_quick_mp3_reads_past_the_head_as_far_as_the_frames_go(tmp_path: Path,
+                                                               kind: str) -> None:
+    """Frames that run on past the first 4 KiB are read in one or more steps, and give what
+    the whole window gives (mutagen's reading, and the mean of the first frames' bitrates)."""
+    if kind == "growing-vbr":  # each read reaches less far than the frames then go
+        indexes = [min(1 + i // 3, 14) for i in range(200)]
+        data = _made_mp3(indexes, 2, [0] * 200)
+    elif kind == "cbr-padded":  # 44.1 kHz: lengths 417 and 418, headers differ
+        indexes = [9] * 200
+        data = _made_mp3(indexes, 0, [int(i % 3 != 0) for i in range(200)])
+    else:  # the file ends before 32 frames
+        indexes = [5] * 20
+        data = _made_mp3(indexes, 2, [0] * 20)
+    path = tmp_path / "made.mp3"
+    path.write_bytes(data)
+    kbps = [(0, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320)[i]
+            for i in indexes[:VBR_FRAMES]]
+    size = len(data)
+    with path.open("rb") as handle:
+        head = handle.read(HEAD_BYTES)
+        quick = _mp3_quick(handle.fileno(), head, size)
+        full = _mp3_mutagen(handle.fileno(), size, str(path))
+    assert quick == full
+    assert quick is not None and quick[4] == round(sum(kbps) / len(kbps) * 1000)
+
+
 def _mutagen_xing(data: bytes) -> tuple[int, int, int] | None:
     """What mutagen's own reader makes of a Xing/Info header: the facts ``_xing_header``
     gives."""
