@@ -91,6 +91,7 @@ _MAGIC: tuple[tuple[bytes, str], ...] = (
 _MPEG_VERSIONS = {0: 2.5, 2: 2.0, 3: 1.0}
 _MPEG_RATES = {1.0: (44100, 48000, 32000), 2.0: (22050, 24000, 16000),
                2.5: (11025, 12000, 8000)}
+_L3_CODECS = {version: f"mpeg{version:g}-layer3" for version in _MPEG_RATES}
 _L3_KBPS = {1.0: (0, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320),
             2.0: (0, 8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 144, 160)}
 
@@ -417,7 +418,7 @@ def _mp3_quick(fd: int, head: bytes, size: int) -> _Stream | None:
     if frame is None:
         return None
     version, rate, channels = frame[:3]
-    codec = f"mpeg{version:g}-layer3"
+    codec = _L3_CODECS[version]
     xing_at = offset + (36 if channels == 2 else 21) if version == 1.0 \
         else offset + (21 if channels == 2 else 13)
     if head[xing_at:xing_at + 4] in (b"Xing", b"Info"):
@@ -492,30 +493,28 @@ def _xing_header(data: bytes, at: int) -> tuple[int, int, int] | None:
     half of a probe of a lame-encoded mp3. Two of those fields are all we use."""
     if data[at:at + 4] not in (b"Xing", b"Info") or len(data) < at + 8:
         return None
-    flags = data[at + 7]  # the low byte of a big-endian 32-bit field holds all four flags
-    pos = at + 8
+    flags = data[at + 7] & 0x0F  # the low byte of a big-endian 32-bit field holds them all
+    pos = at + _XING_LENGTHS[flags]
+    if len(data) < pos:
+        return None  # a field it announces is cut short
     frames = size = -1
     if flags & 1:
-        if len(data) < pos + 4:
-            return None
-        frames = int.from_bytes(data[pos:pos + 4], "big")
-        pos += 4
+        frames = int.from_bytes(data[at + 8:at + 12])
     if flags & 2:
-        if len(data) < pos + 4:
-            return None
-        size = int.from_bytes(data[pos:pos + 4], "big")
-        pos += 4
-    pos += 100 if flags & 4 else 0  # the seek table
-    pos += 4 if flags & 8 else 0  # a quality indicator
-    if len(data) < pos:
-        return None
+        size = int.from_bytes(data[at + 12:at + 16] if flags & 1 else data[at + 8:at + 12])
     trim = 0
-    if _lame_tag_follows(data[pos:pos + 20]):
-        tag = data[pos + 9:pos + 36]  # after "LAME3.100" or the like
-        if len(tag) == 27 and tag[0] >> 4 == 0:  # tag revision 0: the one mutagen reads
-            # 12 bits of encoder delay, then 12 of padding, both in samples
-            trim = (tag[12] << 4 | tag[13] >> 4) + ((tag[13] & 0x0F) << 8 | tag[14])
+    tag = data[pos + 9:pos + 36]  # after "LAME3.100" or the like
+    if len(tag) == 27 and tag[0] >> 4 == 0 and _lame_tag_follows(data[pos:pos + 20]):
+        # tag revision 0, the one mutagen reads: 12 bits of encoder delay, then 12 of
+        # padding, both in samples
+        trim = (tag[12] << 4 | tag[13] >> 4) + ((tag[13] & 0x0F) << 8 | tag[14])
     return frames, size, trim
+
+
+#: The length of a Xing/Info header with each set of its flags: 8 bytes, then the frame
+#: count (flag 1), byte count (2), seek table (4, 100 bytes), quality indicator (8).
+_XING_LENGTHS = tuple(8 + 4 * (flags & 1) + 4 * (flags >> 1 & 1) + 100 * (flags >> 2 & 1)
+                      + 4 * (flags >> 3 & 1) for flags in range(16))
 
 
 def _lame_tag_follows(version: bytes) -> bool:
