@@ -8,6 +8,7 @@ cannot be (a missing path, a folder, a pipe, a file nobody may read) are made in
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import os
@@ -116,6 +117,18 @@ def test_bundled_samples(name: str, fmt: str, codec: str, rate: int, channels: i
                                                                          channels)
     assert 2.0 < info.duration < 10.0
     assert info.size == (SAMPLES / name).stat().st_size
+
+
+def test_probe_makes_the_same_audio_info_as_its_constructor() -> None:
+    """The probe's quicker way of making an AudioInfo gives what ``AudioInfo(...)`` gives:
+    every field, equality, hash, repr, and it stays frozen."""
+    for path in [CORPUS / "pcm-8k-mono.wav", CORPUS / "mpeg1-vbr-xing.mp3"]:
+        made = probe(path, LIMIT)
+        built = AudioInfo(**{f.name: getattr(made, f.name) for f in dataclasses.fields(AudioInfo)})
+        assert vars(made) == vars(built)
+        assert made == built and hash(made) == hash(built) and repr(made) == repr(built)
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            made.size = 0  # type: ignore[misc]
 
 
 def test_without_digest_no_sha256() -> None:
