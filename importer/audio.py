@@ -248,14 +248,24 @@ def _check_file(st: os.stat_result, shown: str, max_size: int) -> int:
     return st.st_size
 
 
+#: What may precede ".wav" in a path's text where the name is only ".wav" (no suffix, then):
+#: nothing, a separator, or a Windows drive's colon.
+_NOT_A_STEM = frozenset({"", "/", "\\", ":"})
+
+
 def _check_kind(path: Path, real: str) -> AudioFormat:
-    """The real format if the API takes it and the extension agrees; else why not."""
-    suffix = path.suffix
-    if real == "wav" and suffix == ".wav":  # the usual answers, before building any reason
-        return "wav"
-    if real == "mp3" and suffix == ".mp3":
-        return "mp3"
+    """The real format if the API takes it and the extension agrees; else why not.
+
+    The usual answer first, from the path's text: a name ending in ".wav" after some other
+    character than a separator has the suffix ".wav" (``path.suffix`` takes a microsecond,
+    a tenth of a header probe). Anything else is asked of ``path.suffix``."""
     shown = str(path)
+    if shown[-5:-4] not in _NOT_A_STEM:
+        if real == "wav" and shown.endswith(".wav"):
+            return "wav"
+        if real == "mp3" and shown.endswith(".mp3"):
+            return "mp3"
+    suffix = path.suffix
     claimed = suffix.lower().lstrip(".")
     named = f"named .{claimed} but " if claimed in ACCEPTED else ""
     if real == "mp3":

@@ -29,6 +29,7 @@ from importer.audio import (
     VBR_FRAMES,
     VBR_WINDOW,
     AudioInfo,
+    _check_kind,
     _frame_run,
     _l3_header,
     _mp3_mutagen,
@@ -492,6 +493,23 @@ def test_frame_walk_agrees_with_stepping() -> None:
             if count < VBR_FRAMES and cut - pos < 4:  # ran out of bytes: go on, as the probe
                 pos, total, count = _frame_run(window, pos, total, count)
             assert (pos, total, count) == expected
+
+
+@pytest.mark.parametrize("text", [
+    "call.wav", "call.mp3", ".wav", ".mp3", "/calls/.wav", "calls/.mp3", "a..wav", "a.b.mp3",
+    "call.WAV", "Call.Mp3", "call.wav.mp3", "a:.wav", "C:.wav", "x/y.wav", "wav", "mp3",
+    "call.wav ", "call.mp3.", "/", "call",
+])
+def test_extension_checked_from_the_path_text_as_pathlib_reads_it(text: str) -> None:
+    """The probe's quick reading of the extension from the path's text agrees with
+    ``Path.suffix`` on every path: accepted exactly when the suffix names the content."""
+    path = Path(text)
+    for real in ("wav", "mp3"):
+        try:
+            verdict = _check_kind(path, real)
+        except AudioError:
+            verdict = None
+        assert verdict == (real if path.suffix.lower() == f".{real}" else None), (text, real)
 
 
 def test_sniff_names_what_it_sees() -> None:
