@@ -207,7 +207,7 @@ def _open(path: Path, shown: str, max_size: int) -> tuple[int, int]:
     8 KiB for our 4 KiB, which costs time on a cold disk) and its size, after the checks a
     stat answers. One path lookup; the rest is one ``fstat`` on what was opened."""
     try:
-        fd = os.open(path, _OPEN_FLAGS)
+        fd = os.open(shown, _OPEN_FLAGS)  # the path's text: no os.fspath on the way
     except OSError as exc:
         reason = _os_reason(exc)
         if exc.errno == errno.EACCES:
