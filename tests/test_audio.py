@@ -8,8 +8,11 @@ cannot be (a missing path, a folder, a pipe, a file nobody may read) are made in
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import io
 import os
+import random
 import shutil
 import subprocess
 import sys
@@ -19,8 +22,22 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from mutagen.mp3._util import XingHeader, XingHeaderError
 
-from importer.audio import HEAD_BYTES, AudioInfo, _mp3_mutagen, _mp3_quick, probe, sniff
+from importer.audio import (
+    HEAD_BYTES,
+    VBR_FRAMES,
+    VBR_WINDOW,
+    AudioInfo,
+    _check_kind,
+    _frame_run,
+    _l3_header,
+    _mp3_mutagen,
+    _mp3_quick,
+    _xing_header,
+    probe,
+    sniff,
+)
 from importer.errors import AudioError
 
 from .conftest import ROOT, SAMPLES
@@ -101,6 +118,18 @@ def test_bundled_samples(name: str, fmt: str, codec: str, rate: int, channels: i
                                                                          channels)
     assert 2.0 < info.duration < 10.0
     assert info.size == (SAMPLES / name).stat().st_size
+
+
+def test_probe_makes_the_same_audio_info_as_its_constructor() -> None:
+    """The probe's quicker way of making an AudioInfo gives what ``AudioInfo(...)`` gives:
+    every field, equality, hash, repr, and it stays frozen."""
+    for path in [CORPUS / "pcm-8k-mono.wav", CORPUS / "mpeg1-vbr-xing.mp3"]:
+        made = probe(path, LIMIT)
+        built = AudioInfo(**{f.name: getattr(made, f.name) for f in dataclasses.fields(AudioInfo)})
+        assert vars(made) == vars(built)
+        assert made == built and hash(made) == hash(built) and repr(made) == repr(built)
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            made.size = 0  # type: ignore[misc]
 
 
 def test_without_digest_no_sha256() -> None:
@@ -295,9 +324,9 @@ def test_quick_mp3_reading_agrees_with_mutagen(path: Path) -> None:
     size = path.stat().st_size
     with path.open("rb") as handle:
         head = handle.read(HEAD_BYTES)
-        quick = _mp3_quick(handle, head, size)
+        quick = _mp3_quick(handle.fileno(), head, size)
         try:
-            full = _mp3_mutagen(handle, size, str(path))
+            full = _mp3_mutagen(handle.fileno(), size, str(path))
         except AudioError:
             assert quick is None
             return
@@ -308,7 +337,166 @@ def test_quick_mp3_reading_takes_the_common_files(long_recordings: list[Path]) -
     common = [p for p in MP3S if "noxing" in p.name or "cbr" in p.name or "xing" in p.name]
     for path in [*common, long_recordings[1]]:
         with path.open("rb") as handle:
-            assert _mp3_quick(handle, handle.read(HEAD_BYTES), path.stat().st_size), path.name
+            head = handle.read(HEAD_BYTES)
+            assert _mp3_quick(handle.fileno(), head, path.stat().st_size), path.name
+
+
+def _made_mp3(kbps_indexes: list[int], rate_index: int, padding: list[int]) -> bytes:
+    """MPEG-1 Layer III mono frames of the given bitrate indexes (silent payloads)."""
+    rate = (44100, 48000, 32000)[rate_index]
+    frames = []
+    for index, pad in zip(kbps_indexes, padding, strict=True):
+        kbps = (0, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320)[index]
+        length = 1152 // 8 * kbps * 1000 // rate + pad
+        header = bytes([0xFF, 0xFB, index << 4 | rate_index << 2 | pad << 1, 0xC4])
+        frames.append(header + bytes(length - 4))
+    return b"".join(frames)
+
+
+@pytest.mark.parametrize("kind", ["growing-vbr", "cbr-padded", "cbr-short-file"])
+def test_quick_mp3_reads_past_the_head_as_far_as_the_frames_go(tmp_path: Path,
+                                                               kind: str) -> None:
+    """Frames that run on past the first 4 KiB are read in one or more steps, and give what
+    the whole window gives (mutagen's reading, and the mean of the first frames' bitrates)."""
+    if kind == "growing-vbr":  # each read reaches less far than the frames then go
+        indexes = [min(1 + i // 3, 14) for i in range(200)]
+        data = _made_mp3(indexes, 2, [0] * 200)
+    elif kind == "cbr-padded":  # 44.1 kHz: lengths 417 and 418, headers differ
+        indexes = [9] * 200
+        data = _made_mp3(indexes, 0, [int(i % 3 != 0) for i in range(200)])
+    else:  # the file ends before 32 frames
+        indexes = [5] * 20
+        data = _made_mp3(indexes, 2, [0] * 20)
+    path = tmp_path / "made.mp3"
+    path.write_bytes(data)
+    kbps = [(0, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320)[i]
+            for i in indexes[:VBR_FRAMES]]
+    size = len(data)
+    with path.open("rb") as handle:
+        head = handle.read(HEAD_BYTES)
+        quick = _mp3_quick(handle.fileno(), head, size)
+        full = _mp3_mutagen(handle.fileno(), size, str(path))
+    assert quick == full
+    assert quick is not None and quick[4] == round(sum(kbps) / len(kbps) * 1000)
+
+
+def _mutagen_xing(data: bytes) -> tuple[int, int, int] | None:
+    """What mutagen's own reader makes of a Xing/Info header: the facts ``_xing_header``
+    gives."""
+    try:
+        xing = XingHeader(io.BytesIO(data))
+    except XingHeaderError:
+        return None
+    lame = xing.lame_header
+    trim = 0 if lame is None else lame.encoder_delay_start + lame.encoder_padding_end
+    return xing.frames, xing.bytes, trim
+
+
+def _xing_headers() -> Iterator[bytes]:
+    """Every Xing/Info header of the corpus and samples, then made ones: each set of flags,
+    LAME version strings mutagen reads differently, tag revisions, every length cut short,
+    and random damage."""
+    rng = random.Random(4)
+    real = []
+    for path in MP3S:
+        head = path.read_bytes()[:HEAD_BYTES]
+        for name in (b"Xing", b"Info"):
+            if (at := head.find(name)) >= 0:
+                real.append(head[at:])
+    assert len(real) >= 4
+    yield from real
+    versions = [b"LAME3.100", b"LAME3.99r", b"LAME3.98 ", b"L3.99r\0\0\0", b"LAME3.90.",
+                b"LAME3.90 (alpha)", b"LAME3.89b", b"LAME3.", b"LAMEx.100", b"LAME.3.99",
+                b"LAMELAME3.98", b"LAME3.97\x31", b"Lavc58.91", b"\0" * 9, b"LAME3.1000000"]
+    for flags in range(16):
+        for version in versions:
+            for revision in (0, 1):
+                header = b"Xing" + bytes([0, 0, 0, flags])
+                header += rng.randbytes(4) * (flags & 1) + rng.randbytes(4) * (flags >> 1 & 1)
+                header += rng.randbytes(100) * (flags >> 2 & 1)
+                header += rng.randbytes(4) * (flags >> 3 & 1)
+                tag = bytes([revision << 4 | rng.randrange(16)]) + rng.randbytes(40)
+                made = header + version + tag
+                for end in range(len(made) + 1):
+                    yield made[:end]
+    for sample in real * 500:
+        damaged = bytearray(sample[:rng.randrange(8, 400)])
+        for _ in range(rng.randrange(1, 4)):
+            damaged[rng.randrange(4, len(damaged))] = rng.randrange(256)
+        yield bytes(damaged)
+
+
+def test_xing_reading_agrees_with_mutagen() -> None:
+    """Our Xing/Info and LAME tag reader gives exactly what mutagen's does, damaged headers
+    included, wherever the header sits in the bytes read."""
+    for data in _xing_headers():
+        expected = _mutagen_xing(data)
+        assert _xing_header(data, 0) == expected, data
+        assert _xing_header(b"\xff" * 21 + data, 21) == expected, data
+
+
+def _stepped_frames(window: bytes) -> tuple[int, int, int]:
+    """The frame walk done the plain way, one frame header at a time."""
+    pos = total = count = 0
+    while count < VBR_FRAMES:
+        frame = _l3_header(window[pos:pos + 4])
+        if frame is None:
+            break
+        total += frame[3]
+        pos += frame[4] + (window[pos + 2] >> 1 & 1)
+        count += 1
+    return pos, total, count
+
+
+def test_frame_walk_agrees_with_stepping() -> None:
+    """The frame walk's shortcut for runs of identical headers changes no answer: on the
+    corpus' frames (CBR with and without padding, VBR), cut anywhere, with a header damaged,
+    and walked in two windows as the probe does past its first 4 KiB."""
+    rng = random.Random(4)
+    streams = []
+    for path in MP3S:
+        data = path.read_bytes()
+        if _l3_header(data[:4]) is not None:
+            streams.append(data[:VBR_WINDOW])
+    stride = 144  # mpeg1-cbr-notag.mp3: one header repeated, no padding
+    notag = (CORPUS / "mpeg1-cbr-notag.mp3").read_bytes()[:VBR_WINDOW]
+    streams += [notag, notag[:stride * 40] + notag[:stride * 40]]
+    assert len(streams) >= 5
+    for stream in streams:
+        windows = [stream, *(stream[:rng.randrange(len(stream))] for _ in range(40))]
+        windows += [stream[:stride * frame + cut] for frame in range(VBR_FRAMES + 2)
+                    for cut in range(5)]  # the last header whole, or cut short
+        for frame in range(VBR_FRAMES + 2):  # each header byte of each frame in turn
+            for byte in range(4):
+                damaged = bytearray(stream)
+                if (at := stride * frame + byte) < len(damaged):
+                    damaged[at] ^= 1 << rng.randrange(8)
+                windows.append(bytes(damaged))
+        for window in windows:
+            expected = _stepped_frames(window)
+            assert _frame_run(window) == expected
+            cut = rng.randrange(len(window) + 1)
+            pos, total, count = _frame_run(window[:cut])
+            if count < VBR_FRAMES and cut - pos < 4:  # ran out of bytes: go on, as the probe
+                pos, total, count = _frame_run(window, pos, total, count)
+            assert (pos, total, count) == expected
+
+
+@pytest.mark.parametrize("text", [
+    "call.wav", "call.mp3", ".wav", ".mp3", "/calls/.wav", "calls/.mp3", "a..wav", "a.b.mp3",
+    "call.WAV", "Call.Mp3", "call.wav.mp3", "a:.wav", "C:.wav", "x/y.wav", "wav", "mp3",
+    "call.wav ", "call.mp3.", "/", "call",
+])
+def test_extension_checked_from_the_path_text_as_pathlib_reads_it(text: str) -> None:
+    """The probe's quick reading of the extension from the path's text agrees with
+    ``Path.suffix`` on every path: accepted exactly when the suffix names the content."""
+    path = Path(text)
+    for real in ("wav", "mp3"):
+        try:
+            verdict = _check_kind(path, real)
+        except AudioError:
+            verdict = None
+        assert verdict == (real if path.suffix.lower() == f".{real}" else None), (text, real)
 
 
 def test_sniff_names_what_it_sees() -> None:
