@@ -177,17 +177,26 @@ class _CsvSource:
     def records(self) -> Iterator[tuple[int, list[str]]]:
         # The sheet's row number is the record's: one per record, a blank line is a row too
         # (a quoted cell spanning lines is one row, as in Excel).
-        line = 0
+        ended = number = 0  # the line the last good record ended on, and its number
         try:
             with self.path.open(encoding=self.encoding, newline="") as handle:
                 reader = csv.reader(handle, delimiter=self.delimiter, strict=True)
-                try:
-                    yield from enumerate(reader, start=1)
-                finally:
-                    line = reader.line_num
-        except (UnicodeDecodeError, csv.Error) as exc:
+                for number, cells in enumerate(reader, start=1):
+                    yield number, cells
+                    ended = reader.line_num
+        except csv.Error as exc:
+            # A quote left open swallows the rest of the file: the error comes at its end,
+            # but the place to fix is where the broken record starts.
+            where = f"row {number + 1} (line {ended + 1})"
+            if "unexpected end of data" in str(exc):
+                raise ManifestError(str(self.path), f"{where}: a quoted value opened there is "
+                                    "never closed (a stray \" in a cell?); "
+                                    f"{_reason(exc, self.encoding)}") from None
             raise ManifestError(str(self.path),
-                                f"near line {line + 1}: {_reason(exc, self.encoding)}") from None
+                                f"{where}: {_reason(exc, self.encoding)}") from None
+        except UnicodeDecodeError as exc:
+            raise ManifestError(str(self.path),
+                                f"near line {ended + 1}: {_reason(exc, self.encoding)}") from None
         except OSError as exc:
             raise ManifestError(str(self.path), _reason(exc, self.encoding)) from None
 

@@ -114,6 +114,8 @@ def test_a_row_longer_than_the_header_is_named_not_shifted(tmp_path: Path) -> No
 
 def test_unterminated_quote_is_a_manifest_error(tmp_path: Path) -> None:
     path = tmp_path / "m.csv"
-    path.write_text('recording_file,call_date,group_id,caller_id\n"a.wav,2025-01-01,1,2\n')
-    with pytest.raises(ManifestError, match="well-formed"):
+    path.write_text('recording_file,call_date,group_id,caller_id\nb.wav,2025-01-01,1,2\n'
+                    '"a.wav,2025-01-01,1,2\nc.wav,2025-01-01,1,2\nd.wav,2025-01-01,1,2\n')
+    with pytest.raises(ManifestError, match=r"row 3 \(line 3\): a quoted value opened there "
+                       r"is never closed .*well-formed"):
         rows_of(path)
