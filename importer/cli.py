@@ -216,6 +216,9 @@ def build_parser() -> argparse.ArgumentParser:
                                      "same command again skips what succeeded.",
                          epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     run.add_argument("manifest", type=Path, metavar="MANIFEST", help=MANIFEST_HELP)
+    run.add_argument("--dry-run", action="store_true",
+                     help="do everything but send: the same as `validate MANIFEST` (no upload, "
+                          "no ledger written)")
     _add_settings_options(run, upload=True)
 
     val = sub.add_parser("validate", help="check the manifest and files; send nothing",
@@ -419,6 +422,7 @@ async def _run_until_signalled(run: ImportRun) -> RunSummary:
 
 
 def cmd_run(args: argparse.Namespace, upload: bool) -> int:
+    upload = upload and not getattr(args, "dry_run", False)
     settings = _settings(args)
     _setup_logging(settings, args.verbose)
     errors_out: Path | None = getattr(args, "errors_out", None)

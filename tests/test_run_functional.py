@@ -256,12 +256,13 @@ def test_token_never_leaks(workdir: Path, sandbox: SandboxThread, token_env: str
             json.loads(line)
 
 
+@pytest.mark.parametrize("command", [["validate"], ["run", "--dry-run"]])
 def test_validate_sends_nothing_and_writes_no_ledger(workdir: Path, sandbox: SandboxThread,
-                                                     token_env: str,
+                                                     token_env: str, command: list[str],
                                                      capsys: pytest.CaptureFixture[str]) -> None:
     manifest = workdir / "manifests" / "sample.csv"
 
-    assert main(["validate", str(manifest)]) == 0
+    assert main([command[0], str(manifest), *command[1:]]) == 0
 
     assert sandbox.store.count() == 0
     assert not list(workdir.rglob("*.sqlite"))
