@@ -57,7 +57,7 @@ def test_readme_architecture_lists_every_module() -> None:
 def test_run_flags_have_environment_variables() -> None:
     run = subcommands()["run"]
     fields = set(Settings.model_fields)
-    no_env = {"--help", "--verbose", "--token-file"}
+    no_env = {"--help", "--verbose", "--token-file", "--dry-run"}  # --dry-run: a command
     for action in run._actions:
         flag = next((o for o in action.option_strings if o.startswith("--")), None)
         if flag is None or flag in no_env:
