@@ -7,7 +7,8 @@ Exit codes (one table, used by ``exit_code_for``)::
     1    the run finished but some rows failed or are invalid
     2    usage error, unreadable manifest or ledger
     3    authentication or permission refused: the run stopped at once
-    4    stopped early by a budget (--max-errors, --max-uploads, --max-duration)
+    4    stopped early by a budget (--max-errors, --max-uploads, --max-duration) or
+         because the API kept failing (--max-consecutive-failures)
     130  interrupted (Ctrl-C / SIGTERM); the ledger is consistent
 """
 
@@ -150,6 +151,10 @@ def _add_budget_options(p: argparse.ArgumentParser) -> None:
                         "(judged after 20 rows)")
     b.add_argument("--max-uploads", type=int, metavar="N",
                    help="start no more than N uploads (e.g. a daily API quota)")
+    b.add_argument("--max-consecutive-failures", type=int, metavar="N",
+                   help="stop once N rows in a row failed every attempt for the API's sake "
+                        "(unreachable, 5xx, throttled), not their own; rows not started stay "
+                        "pending (default 25; 0: never)")
     b.add_argument("--max-duration", metavar="TIME",
                    help="start no new upload after TIME, e.g. 45m, 6h (uploads in flight "
                         "finish)")
@@ -366,6 +371,7 @@ def _settings(args: argparse.Namespace) -> Settings:
                      "auto_external_id", "quiet", "log_format", "on_unknown", "shard",
                      "summary_json", "connect_timeout", "backoff_base", "backoff_cap",
                      "progress_interval", "max_errors", "max_uploads", "max_duration",
+                     "max_consecutive_failures",
                      "skip_duplicate_audio", "check_urls", "columns_file", "sheet",
                      "encoding", "dayfirst")
     }

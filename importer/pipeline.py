@@ -140,6 +140,7 @@ class ImportRun:
         self._run_id = 0
         self._uploads_started = 0
         self._row_warnings = 0
+        self._failing = 0  # rows in a row failed for the API's sake (the circuit breaker)
         origin = manifest if manifest is not None else self.ledger_path()
         self._manifest_id = str(origin.resolve())
         try:
@@ -595,6 +596,7 @@ class ImportRun:
                     reason = f"HTTP {exc.status}: {exc.message}" if exc.status else exc.message
                     self._emit(RowEvent(job.row, job.key, Outcome.FAILED, f"row {job.row}: {exc}",
                                         reason))
+                    self._api_failed(exc.retryable, reason)
                     return
                 await ledger.call(ledger.ledger.record_attempt, attempt)
                 self._emit(RowEvent(job.row, job.key, Outcome.RETRYING, str(exc)))
@@ -606,6 +608,7 @@ class ImportRun:
                                     answer.status, None, answer.request_id)
             await ledger.call(ledger.ledger.finish, job.key, Status.SUCCEEDED, attempt)
             self._emit(RowEvent(job.row, job.key, Outcome.SUCCEEDED, size=info.size if info else 0))
+            self._failing = 0
             return
 
     async def _auth_refused(self, job: Job, exc: AuthError, started_at: str, duration: float,
@@ -624,6 +627,20 @@ class ImportRun:
     async def _pause(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._stopping.wait(), seconds)
+
+    def _api_failed(self, retryable: bool, reason: str) -> None:
+        """The circuit breaker. A row that failed every attempt for a reason that is not its
+        own (retryable: unreachable, 5xx, throttled) counts; any answer about the row itself
+        (a success, a 4xx) shows the API is there and starts the count again. An outage thus
+        stops the run after a few rows instead of burning through the manifest."""
+        if not retryable:
+            self._failing = 0
+            return
+        self._failing += 1
+        limit = self.settings.max_consecutive_failures
+        if limit and self._failing >= limit:
+            self.stop(f"budget: --max-consecutive-failures {limit} reached ({self._failing} "
+                      f"rows in a row failed for the API's sake; last: {reason})")
 
     def _log_row_problem(self, error: str) -> None:
         self._row_warnings += 1

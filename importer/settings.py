@@ -127,6 +127,9 @@ class Settings(BaseModel):
     summary_json: Path | None = None
     max_errors: str | None = Field(None, pattern=r"^\s*\d+(\.\d+)?\s*%?\s*$")
     max_uploads: int | None = Field(None, ge=1)
+    #: The circuit breaker: this many rows in a row failed for a reason that is not theirs
+    #: (the API unreachable, 5xx, throttled past every attempt) stop the run; 0 turns it off.
+    max_consecutive_failures: int = Field(25, ge=0)
     max_duration: float | None = Field(None, gt=0)
 
     chunk_rows: int = Field(1000, ge=1)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -73,6 +74,28 @@ def test_an_expiring_token_is_renewed_without_failures(
     assert statuses(ledger) == Counter({"succeeded": 40})
     assert sandbox.state.logins >= 2            # the run outlived its first token
     assert sandbox.state.logins <= 10           # ...without a login storm
+
+
+def test_an_api_outage_trips_the_circuit_breaker(workdir: Path, token_env: str,
+                                                 monkeypatch: pytest.MonkeyPatch,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    """Nothing listens at the API's address: a few rows fail, then the run stops, instead of
+    marking every row of the manifest failed."""
+    with socket.socket() as probe:  # a port that was free a moment ago: nobody listens
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    monkeypatch.setenv("CONVIRZA_API_URL", f"http://127.0.0.1:{port}")
+    manifest = write_manifest(workdir / "manifests" / "m.csv", many_rows(workdir, 60))
+    ledger = workdir / "ledger.sqlite"
+
+    code = main(["run", str(manifest), "--ledger", str(ledger), "--max-attempts", "1",
+                 "--concurrency", "2", "--max-consecutive-failures", "5"])
+
+    assert code == 4
+    counts = statuses(ledger)
+    assert 5 <= counts["failed"] <= 5 + 2 and counts["pending"] >= 50
+    out = capsys.readouterr().out
+    assert "--max-consecutive-failures 5 reached" in out and "cannot connect" in out
 
 
 def test_error_budget_stops_the_run_with_exit_4(workdir: Path, sandbox: SandboxThread,
