@@ -86,14 +86,16 @@ class RunSummary:
 
     @property
     def exit_code(self) -> int:
-        """0 all done, 1 some rows failed or invalid, 3 credentials refused, 4 stopped by a
-        budget, 130 interrupted."""
+        """0 all done, 1 some rows failed or invalid, 2 the manifest broke part-way, 3
+        credentials refused, 4 stopped by a budget, 130 interrupted."""
         if self.stopped == "credentials refused":
             return 3
         if self.stopped == "interrupted":
             return 130
         if self.stopped is not None and self.stopped.startswith("budget"):
             return 4
+        if self.stopped is not None and self.stopped.startswith("manifest unreadable"):
+            return 2
         return 1 if self.problems else 0
 
     def as_dict(self) -> dict[str, object]:

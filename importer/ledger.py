@@ -150,6 +150,15 @@ class Admission(NamedTuple):
     recording: str = ""
     #: ``fields`` already encoded as JSON, when the caller has it (it fingerprinted them).
     fields_json: str | None = None
+    #: Why the reader went no further with this row (``SETTLED``: it succeeded before;
+    #: ``OTHER_SHARD``: another ``--shard`` sends it): it is neither normalized nor recorded,
+    #: but it still takes its place in the run, so that a later row repeating its key or its
+    #: recording is known as a duplicate.
+    passed_over: str = ""
+
+
+SETTLED = "settled"
+OTHER_SHARD = "other shard"
 
 
 #: The reason recorded for a row that repeats an earlier row of its run.
@@ -165,6 +174,7 @@ class Verdict(StrEnum):
     REJECTED = "rejected"    # failed for good before, same data: skip
     DUPLICATE = "duplicate"  # the same key or recording was already admitted in this run
     INVALID = "invalid"      # recorded as invalid
+    ELSEWHERE = "elsewhere"  # another shard's row
 
 
 class Decision(NamedTuple):
@@ -302,7 +312,7 @@ class Ledger:
         keys = [r.key for r in rows]
         found: dict[str, tuple[Any, ...]] = {rec[0]: rec for rec in self._select(
             "SELECT key, status, fingerprint, retryable FROM recordings WHERE key IN ({})",
-            (), keys)}
+            (), [r.key for r in rows if not r.passed_over])}
         seen_keys: dict[str, int] = {k: n for k, n in self._select(
             "SELECT key, row_number FROM run_rows WHERE run_id = ? AND key IN ({})",
             (run_id,), keys)}
@@ -316,6 +326,10 @@ class Ledger:
         with self._transaction():
             for row in rows:
                 key, number, recording = row.key, row.row_number, row.recording
+                if row.passed_over:
+                    decisions.append(self._pass_over(run_id, row, seen_keys, seen_recordings,
+                                                     seen))
+                    continue
                 rec = found.get(key)
                 first = seen_keys.get(key)
                 if first is not None and first != number:
@@ -327,8 +341,7 @@ class Ledger:
                 if first is None:
                     seen_keys[key] = number
                     # A recording is kept under the first row that listed it, and only there.
-                    seen.append((run_id, key, recording or None if other is None else None,
-                                 number))
+                    seen.append((run_id, key, recording if other is None else None, number))
                 if other is not None:
                     decision = self._repeated(row, rec, other)
                     if decision.verdict is Verdict.DUPLICATE:
@@ -355,13 +368,22 @@ class Ledger:
                 "VALUES (?, ?, ?, ?)", seen)
         return decisions
 
-    def note_settled(self, run_id: int, rows: Sequence[Admission]) -> None:
-        """Rows the reader passed over as already succeeded: not admitted, but a later row of
-        this run that lists the same key or recording is still a duplicate of them."""
-        self._conn.executemany(
-            "INSERT OR IGNORE INTO run_rows (run_id, key, recording, row_number) "
-            "VALUES (?, ?, ?, ?)", [(run_id, r.key, r.recording or None, r.row_number)
-                                    for r in rows])
+    @staticmethod
+    def _pass_over(run_id: int, row: Admission, seen_keys: dict[str, int],
+                   seen_recordings: dict[str, int], seen: list[tuple[Any, ...]]) -> Decision:
+        """A row the reader passed over takes its place in the run, and nothing else."""
+        first = seen_keys.get(row.key)
+        if first is not None and first != row.row_number:
+            if row.passed_over == SETTLED:  # a repeat of a row done before: still a repeat
+                return Decision(Verdict.DUPLICATE, Status.SUCCEEDED, duplicate_of=first)
+            return _PASSED[row.passed_over]
+        if first is None:
+            seen_keys[row.key] = row.row_number
+            claims = bool(row.recording) and row.recording not in seen_recordings
+            if claims:
+                seen_recordings[row.recording] = row.row_number
+            seen.append((run_id, row.key, row.recording if claims else None, row.row_number))
+        return _PASSED[row.passed_over]
 
     def _select(self, sql: str, params: tuple[Any, ...],
                 values: Sequence[str]) -> Iterator[tuple[Any, ...]]:
@@ -567,6 +589,8 @@ class Ledger:
 _ROW_FIELDS = tuple(f.name for f in fields(LedgerRow))
 _RECORDED = frozenset({Verdict.SEND, Verdict.INVALID, Verdict.DUPLICATE})
 _FIRST_SEEN = {Status.PENDING: Decision(Verdict.SEND), Status.INVALID: Decision(Verdict.INVALID)}
+_PASSED = {SETTLED: Decision(Verdict.DONE, Status.SUCCEEDED),
+           OTHER_SHARD: Decision(Verdict.ELSEWHERE)}
 
 _UPSERT = """INSERT INTO recordings (key, external_id, manifest, row_number, source, status,
                  retryable, fingerprint, fields, error, reason, run_id, updated_at)

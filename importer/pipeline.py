@@ -53,7 +53,7 @@ from .ledger import (
 from .limits import Attempt, RetryPolicy
 from .manifest import Manifest, open_manifest
 from .preflight import Preflight
-from .reader import SETTLED, Prepared, RowPreparer, open_reader
+from .reader import Prepared, RowPreparer, open_reader
 from .records import (
     RowContext,
     RowInvalid,
@@ -67,6 +67,8 @@ from .settings import Settings
 
 log = logging.getLogger(__name__)
 
+#: ``RunSummary.stopped`` begins so when the manifest broke part-way (exit 2).
+MANIFEST_BROKEN = "manifest unreadable"
 #: A percentage error budget is judged only once this many rows have an outcome.
 MIN_ROWS_FOR_PERCENT = 20
 #: Rows whose problem is logged one by one; past this, a line says where the rest are (a
@@ -141,6 +143,7 @@ class ImportRun:
         self._uploads_started = 0
         self._row_warnings = 0
         self._failing = 0  # rows in a row failed for the API's sake (the circuit breaker)
+        self._rows_read = 0  # rows the reader has handed over (for a percentage budget)
         origin = manifest if manifest is not None else self.ledger_path()
         self._manifest_id = str(origin.resolve())
         try:
@@ -177,8 +180,14 @@ class ImportRun:
         limit, percent = budget
         errors = self.summary.problems
         if percent:
-            done = self.summary.processed
-            if done < MIN_ROWS_FOR_PERCENT or errors * 100 < limit * done:
+            # Judged once enough rows have an outcome, against every row read so far: those
+            # done before (a re-run re-checks the rows that were invalid, and must not judge
+            # them against its new rows alone) and those still queued (an invalid row has its
+            # outcome at once, a valid one only after its upload).
+            if self.summary.rows < MIN_ROWS_FOR_PERCENT:
+                return
+            done = max(self._rows_read, self.summary.rows)
+            if errors * 100 < limit * done:
                 return
             reached = f"{errors} of {done} rows failed or invalid, over {limit:g}%"
         elif errors >= limit:
@@ -283,7 +292,7 @@ class ImportRun:
                 await self._read(queue, ledger, run_id, manifest)
         except ManifestError as exc:
             self._broken = exc
-            self._stopping.set()
+            self.stop(f"{MANIFEST_BROKEN}: {exc}")
         for _ in range(self.settings.concurrency):
             await queue.put(None)
 
@@ -307,7 +316,6 @@ class ImportRun:
                 # Read and check the next chunk while the ledger admits this one: in another
                 # process for a big CSV, else in a thread (SQLite lets go of the GIL).
                 ahead = asyncio.ensure_future(asyncio.to_thread(reader.next_chunk))
-                prepared = await self._pass_over(prepared, ledger, run_id)
                 if self._preflight is not None:
                     prepared = await self._check_ids(prepared, self._preflight)
                 decisions = await ledger.call(ledger.ledger.admit, run_id,
@@ -319,51 +327,57 @@ class ImportRun:
                 await ahead  # let the reader finish its chunk; rows not admitted stay unread
             await asyncio.to_thread(reader.close)
 
-    async def _pass_over(self, prepared: list[Prepared], ledger: AsyncLedger,
-                         run_id: int) -> list[Prepared]:
-        """The rows the reader did not prepare (another shard's, or done before) are counted
-        here; the rest go on to the ledger."""
-        todo, settled, others = [], [], 0
-        for item in prepared:
-            if not item.skip:
-                todo.append(item)
-            elif item.skip == SETTLED:
-                settled.append(item.admission)
-            else:
-                others += 1
-        if settled:
-            await ledger.call(ledger.ledger.note_settled, run_id, settled)
-        self._tally(Outcome.SKIPPED, len(settled))
-        self._tally(Outcome.OTHER_SHARD, others)
-        return todo
-
     async def _dispatch(self, queue: asyncio.Queue[Job | None], prepared: list[Prepared],
                         decisions: list[Decision]) -> None:
         """Act on the ledger's decision for each row of a chunk: queue it, or say why not.
-        Rows with nothing to say (valid in ``validate``, done before) are counted per chunk."""
-        valid = skipped = 0
+        Rows with nothing to say (valid in ``validate``, done before, another shard's) are
+        counted per chunk. After a stop no row is queued (it stays pending), but what the
+        ledger recorded of the chunk's other rows is still reported."""
+        self._rows_read += len(prepared)
+        valid = skipped = elsewhere = 0
         try:
             for item, decision in zip(prepared, decisions, strict=True):
-                adm = item.admission
-                if decision.verdict in _GO_ON and adm.status is Status.PENDING:
+                adm, verdict = item.admission, decision.verdict
+                if verdict in _GO_ON and adm.status is Status.PENDING:
                     if item.clean is None or (not self.upload and not item.needs_worker):
                         valid += 1  # validate, and nothing to probe or ask: nothing left to do
-                    else:
+                    elif not self._stopping.is_set():
                         # UNKNOWN: left 'uploading' by a crash: looked up, or sent again.
                         await queue.put(Job(adm.row_number, adm.key, build_record(item.clean),
-                                            item.cells,
-                                            reconcile=decision.verdict is Verdict.UNKNOWN))
-                elif decision.verdict is Verdict.INVALID:
+                                            item.cells, reconcile=verdict is Verdict.UNKNOWN))
+                elif verdict is Verdict.INVALID:
                     self._invalid(item)
-                elif decision.verdict is Verdict.DUPLICATE:
+                elif verdict is Verdict.DUPLICATE:
                     self._duplicate(item, decision)
+                elif verdict is Verdict.UNKNOWN:  # and the row is invalid now
+                    self._unknown_and_invalid(item)
+                elif verdict is Verdict.REJECTED:
+                    self._emit(RowEvent(
+                        adm.row_number, adm.key, Outcome.FAILED,
+                        f"row {adm.row_number}: the API refused this row in an earlier run, and "
+                        "it has not changed since (not sent again; `report` shows why; fix the "
+                        "row, or `retry --include-rejected`)", "refused earlier, unchanged"))
+                elif verdict is Verdict.ELSEWHERE:
+                    elsewhere += 1
                 else:
                     skipped += 1
-                if self._stopping.is_set():
-                    return
         finally:
             self._tally(Outcome.VALID, valid)
             self._tally(Outcome.SKIPPED, skipped)
+            self._tally(Outcome.OTHER_SHARD, elsewhere)
+            self._rows_read -= elsewhere
+
+    def _unknown_and_invalid(self, item: Prepared) -> None:
+        """An earlier upload of this row may have arrived (it was left ``uploading``), and the
+        row as the manifest has it now cannot be sent: neither guess is safe, so say so."""
+        adm = item.admission
+        problems = "; ".join(str(p) for p in item.problems)
+        self._emit(RowEvent(
+            adm.row_number, adm.key, Outcome.UNRESOLVED,
+            f"row {adm.row_number}: an earlier upload of this row has an unknown outcome, and "
+            f"the row is invalid now ({problems}); fix it, or `retry LEDGER --status uploading` "
+            "looks the call up with the data kept", "outcome unknown and row now invalid"),
+            item.cells, problems)
 
     def _invalid(self, item: Prepared) -> None:
         adm = item.admission
@@ -580,14 +594,25 @@ class ImportRun:
                     job.key, started_at, took(),
                     "unknown" if exc.outcome_unknown else "error", exc.status, exc.message,
                     exc.request_id)
-                if exc.outcome_unknown and await self._lookup(job, client):
+                found = await self._lookup(job, client) if exc.outcome_unknown else False
+                if found:
                     # It arrived although we saw no success: done, and never sent twice.
                     await ledger.call(ledger.ledger.record_attempt, attempt)
-                    found = AttemptRecord(job.key, _now_iso(), 0.0, "reconciled", None, None,
-                                          None)
-                    await ledger.call(ledger.ledger.finish, job.key, Status.SUCCEEDED, found)
+                    found_at = AttemptRecord(job.key, _now_iso(), 0.0, "reconciled", None, None,
+                                             None)
+                    await ledger.call(ledger.ledger.finish, job.key, Status.SUCCEEDED, found_at)
                     self._emit(RowEvent(job.row, job.key, Outcome.RECONCILED,
                                         size=info.size if info else 0))
+                    return
+                if found is None and self.settings.on_unknown == "skip":
+                    # It may have arrived and cannot be looked up: sending it again could
+                    # import it twice. The row stays 'uploading' for a later reconciliation.
+                    await ledger.call(ledger.ledger.record_attempt, attempt)
+                    self._emit(RowEvent(
+                        job.row, job.key, Outcome.UNRESOLVED,
+                        f"row {job.row}: {exc}; the upload may have arrived and the call cannot "
+                        "be looked up (no external_id); left 'uploading' (--on-unknown=resend "
+                        "sends it again)", "outcome unknown, not resent"))
                     return
                 delay = self.policy.decide(Attempt(number, exc))
                 if delay is None or self._stopping.is_set():

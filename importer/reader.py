@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from .errors import ManifestError, Problem, RowError, reason_of
-from .ledger import Admission, SettledKeys, Status
+from .ledger import OTHER_SHARD, SETTLED, Admission, SettledKeys, Status
 from .manifest import Manifest, ManifestRow
 from .records import (
     Identity,
@@ -71,14 +71,6 @@ class Prepared(NamedTuple):
     #: A worker has something to do for this row beyond uploading it: a file to probe, or
     #: (``--check-urls``) a URL to ask. ``validate`` passes the other valid rows at once.
     needs_worker: bool = False
-    #: Why the row goes no further than the reader: ``OTHER_SHARD`` (its key hashes to
-    #: another ``--shard``) or ``SETTLED`` (it succeeded in an earlier run); such a row is
-    #: neither normalized nor admitted, and its admission holds only who it is.
-    skip: str = ""
-
-
-OTHER_SHARD = "other shard"
-SETTLED = "settled"
 
 
 def _fingerprint(data: dict[str, Any]) -> str:
@@ -137,8 +129,8 @@ class RowPreparer:
                 prepared.append(Prepared(Admission(
                     key=key, external_id=identity.external_id, manifest=self.manifest_id,
                     row_number=row.number, source=identity.source, status=Status.PENDING,
-                    fingerprint="", recording=identity.recording), None, {},
-                    skip=SETTLED if key in done else OTHER_SHARD))
+                    fingerprint="", recording=identity.recording,
+                    passed_over=SETTLED if key in done else OTHER_SHARD), None, {}))
             else:
                 prepared.append(self._prepare(row, identity, key))
         return prepared

@@ -59,7 +59,8 @@ def summary_text(summary: RunSummary, *, reasons: int = 5) -> str:
         if len(summary.errors) > reasons:
             lines.append(f"  ... and {len(summary.errors) - reasons} other reasons")
     if summary.stopped:
-        lines.append(f"Stopped early: {summary.stopped}. Run the same command again to go on.")
+        then = "Fix the manifest, then run" if summary.exit_code == 2 else "Run"
+        lines.append(f"Stopped early: {summary.stopped}. {then} the same command again to go on.")
     if summary.ledger:
         lines.append(f"Ledger: {summary.ledger}")
     return "\n".join(lines)
