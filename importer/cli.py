@@ -147,8 +147,8 @@ def _add_upload_options(a: argparse._ArgumentGroup) -> None:
 def _add_budget_options(p: argparse.ArgumentParser) -> None:
     b = p.add_argument_group("budgets (a run they stop exits 4; run again to go on)")
     b.add_argument("--max-errors", metavar="N|N%",
-                   help="stop once N rows failed or were invalid, or N%% of the rows done "
-                        "(judged after 20 rows)")
+                   help="stop once N rows failed or were invalid, or N%% of the rows read "
+                        "so far (judged once 20 rows have an outcome)")
     b.add_argument("--max-uploads", type=int, metavar="N",
                    help="start no more than N uploads (e.g. a daily API quota)")
     b.add_argument("--max-consecutive-failures", type=int, metavar="N",
