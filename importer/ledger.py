@@ -311,7 +311,8 @@ class Ledger:
         """
         keys = [r.key for r in rows]
         found: dict[str, tuple[Any, ...]] = {rec[0]: rec for rec in self._select(
-            "SELECT key, status, fingerprint, retryable FROM recordings WHERE key IN ({})",
+            "SELECT key, status, fingerprint, retryable, last_outcome FROM recordings "
+            "WHERE key IN ({})",
             (), [r.key for r in rows if not r.passed_over])}
         seen_keys: dict[str, int] = {k: n for k, n in self._select(
             "SELECT key, row_number FROM run_rows WHERE run_id = ? AND key IN ({})",
@@ -360,7 +361,7 @@ class Ledger:
                         _check(key, decision.previous, row.status)
                     if record:
                         writes.append(self._upsert_params(run_id, row, now))
-                    found[key] = (key, row.status, row.fingerprint, 1)
+                    found[key] = (key, row.status, row.fingerprint, 1, None)
             if record:
                 self._conn.executemany(_UPSERT, writes)
             self._conn.executemany(
@@ -407,11 +408,15 @@ class Ledger:
     def _decide(row: Admission, rec: tuple[Any, ...] | None) -> Decision:
         if rec is None:
             return Decision(Verdict.INVALID if row.status is Status.INVALID else Verdict.SEND)
-        _, status, fingerprint, retryable = rec
+        _, status, fingerprint, retryable, last_outcome = rec
         previous = Status(status)
         if previous is Status.SUCCEEDED:
             return Decision(Verdict.DONE, previous)
         if previous is Status.UPLOADING:
+            return Decision(Verdict.UNKNOWN, previous)
+        if previous is Status.FAILED and last_outcome == "unknown" and \
+                row.status is Status.PENDING and fingerprint == row.fingerprint:
+            # Its last attempt may have arrived after all (as ``retry`` knows): look first.
             return Decision(Verdict.UNKNOWN, previous)
         if previous is Status.FAILED and not retryable and fingerprint == row.fingerprint:
             return Decision(Verdict.REJECTED, previous)

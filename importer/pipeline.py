@@ -457,11 +457,11 @@ class ImportRun:
                 return
             if self._stopping.is_set():
                 continue  # drain: the row stays pending for the next run
-            if self.upload and (budget := self._over_budget()) is not None:
-                self.stop(f"budget: {budget}")
-                continue
             if job.reconcile and self.upload and client is not None \
                     and await self._reconcile(job, client, ledger):
+                continue  # a lookup, not an upload: no budget spent
+            if self.upload and (budget := self._over_budget()) is not None:
+                self.stop(f"budget: {budget}")
                 continue
             fit, info = await self._vet(job, ledger, client, probes)
             if not fit:

@@ -161,3 +161,20 @@ def test_rows_the_api_refused_before_still_count_as_failed_on_a_rerun(
 
     assert "refused this row in an earlier run" in capsys.readouterr().err
     assert sandbox.store.count() == 0
+
+
+def test_a_run_looks_up_a_failed_row_whose_last_attempt_may_have_arrived(
+        workdir: Path, sandbox: SandboxThread, token_env: str) -> None:
+    """A 500 after the body was sent, and the call not found then: the row failed. If the
+    API shows the call later, the next run finds it instead of sending it a second time."""
+    sandbox.config.faults.fail_rate = 1.0
+    manifest = write_manifest(workdir / "manifests" / "m.csv", [good_row(external_id="U1")])
+    ledger = workdir / "ledger.sqlite"
+    assert main(["run", str(manifest), "--ledger", str(ledger), "--max-attempts", "1"]) == 1
+    assert statuses(ledger) == {"ext:U1": "failed"} and sandbox.store.count() == 0
+    sandbox.config.faults.fail_rate = 0.0
+    sandbox.store.add("late", {"external_id": "U1", "group_id": "12"}, "a.wav", 1, "0" * 64)
+
+    assert main(["run", str(manifest), "--ledger", str(ledger)]) == 0
+
+    assert statuses(ledger) == {"ext:U1": "succeeded"} and sandbox.store.count() == 1
