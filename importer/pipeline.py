@@ -471,6 +471,8 @@ class ImportRun:
                                     size=info.size if info else 0))
                 continue
             self._uploads_started += 1
+            if job.reconcile:  # looked up and not found (or --on-unknown=resend)
+                self._emit(RowEvent(job.row, job.key, Outcome.RESENDING))
             await ledger.call(ledger.ledger.mark_uploading, job.key,
                               info.size if info else None, self._run_id)
             await self._send(job, info, client, ledger)
@@ -507,7 +509,6 @@ class ImportRun:
             self._emit(RowEvent(job.row, job.key, Outcome.UNRESOLVED, error,
                                 "outcome unknown, not resent"))
             return True
-        self._emit(RowEvent(job.row, job.key, Outcome.RESENDING))
         return False
 
     async def _vet(self, job: Job, ledger: AsyncLedger, client: ConvirzaClient | None,
