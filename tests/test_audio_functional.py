@@ -5,7 +5,6 @@ loopback (a stand-in for the store that hosts the recordings, beside the API's s
 from __future__ import annotations
 
 import asyncio
-import csv
 import shutil
 import sqlite3
 import threading
@@ -22,19 +21,11 @@ from importer.errors import AudioError, TransportError
 from importer.settings import Settings
 
 from .conftest import SandboxThread, sample_files, sha256_of
+from .test_run_functional import write_manifest
 
 CORPUS = Path(__file__).resolve().parent / "audio_corpus"
 MP3 = (CORPUS / "mpeg1-cbr-notag.mp3").read_bytes()
 WAV = (CORPUS / "pcm-8k-mono.wav").read_bytes()
-
-
-def write_manifest(path: Path, rows: list[dict[str, str]]) -> Path:
-    fields = sorted({k for r in rows for k in r})
-    with path.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=fields)
-        writer.writeheader()
-        writer.writerows(rows)
-    return path
 
 
 def row(external_id: str, **source: str) -> dict[str, str]:
