@@ -61,10 +61,7 @@ class RunSummary:
         self.counts[_NOT_ROWS.get(outcome) or outcome.value] += n
 
     def add(self, event: RowEvent) -> None:
-        if event.outcome in _NOT_ROWS:
-            self.counts[_NOT_ROWS[event.outcome]] += 1
-            return
-        self.counts[event.outcome.value] += 1
+        self.add_many(event.outcome, 1)
         if event.outcome is Outcome.SUCCEEDED:
             self.bytes_sent += event.size
         if event.outcome in (Outcome.FAILED, Outcome.INVALID):

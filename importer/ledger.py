@@ -388,11 +388,7 @@ class Ledger:
 
     def _select(self, sql: str, params: tuple[Any, ...],
                 values: Sequence[str]) -> Iterator[tuple[Any, ...]]:
-        """``sql`` with its ``IN ({})`` filled in, over ``values`` in slices that stay within
-        SQLite's limit on parameters."""
-        for start in range(0, len(values), 500):
-            part = values[start:start + 500]
-            yield from self._conn.execute(sql.format(",".join("?" * len(part))), (*params, *part))
+        return _select_in(self._conn, sql, params, values)
 
     @staticmethod
     def _repeated(row: Admission, rec: tuple[Any, ...] | None, other: int) -> Decision:
@@ -651,6 +647,15 @@ class RunRecord:
     summary: dict[str, Any]
 
 
+def _select_in(conn: sqlite3.Connection, sql: str, params: tuple[Any, ...],
+               values: Sequence[str]) -> Iterator[tuple[Any, ...]]:
+    """``sql`` with its ``IN ({})`` filled in, over ``values`` in slices that stay within
+    SQLite's limit on parameters."""
+    for start in range(0, len(values), 500):
+        part = values[start:start + 500]
+        yield from conn.execute(sql.format(",".join("?" * len(part))), (*params, *part))
+
+
 class SettledKeys:
     """Which keys a ledger already holds as ``succeeded``, asked through a read-only connection
     of its own: the manifest reader (a thread, or a second process) asks before it normalizes
@@ -665,15 +670,11 @@ class SettledKeys:
             raise LedgerError(f"{path}: not a usable ledger ({exc})") from None
 
     def __call__(self, keys: Sequence[str]) -> set[str]:
-        done: set[str] = set()
-        for start in range(0, len(keys), 500):
-            part = keys[start:start + 500]
-            # Filter on status here, not in SQL: with a status condition SQLite may pick the
-            # status index and scan every succeeded row instead of probing the primary key.
-            done.update(k for k, status in self._conn.execute(
-                f"SELECT key, status FROM recordings WHERE key IN ({','.join('?' * len(part))})",
-                part) if status == "succeeded")
-        return done
+        # Filter on status here, not in SQL: with a status condition SQLite may pick the
+        # status index and scan every succeeded row instead of probing the primary key.
+        return {k for k, status in _select_in(
+            self._conn, "SELECT key, status FROM recordings WHERE key IN ({})", (), keys)
+            if status == "succeeded"}
 
     def close(self) -> None:
         self._conn.close()
