@@ -103,10 +103,14 @@ def _add_settings_options(p: argparse.ArgumentParser, *, upload: bool) -> None:
     g.add_argument("--max-recording-duration", metavar="DURATION",
                    help="refuse recordings longer than this: seconds, or e.g. 90m, 1h30m "
                         "(default: no limit)")
-    g.add_argument("--skip-duplicate-audio", action="store_const", const=True, default=None,
-                   help="mark invalid a row whose file has the same content (sha256) as an "
-                        "earlier row, of this run or, for run, one before in the same ledger "
-                        "(default: upload it, with a warning)")
+    g.add_argument("--send-same-audio", action="store_const", const=True, default=None,
+                   help="send a row whose audio bytes (sha256) are already imported under "
+                        "another key, or sent by another row of this run (default: not sent "
+                        "again, recorded as already imported; two short calls of silence can "
+                        "be byte-identical)")
+    g.add_argument("--skip-duplicate-audio", action="store_true",
+                   help="the default now (audio already imported is not sent again); "
+                        "accepted so that older scripts keep working")
     g.add_argument("--check-urls", action="store_const", const=True, default=None,
                    help="for recording_url rows, ask the URL's server (HEAD, or a one-byte "
                         "GET) and refuse a non-2xx answer or a type that is not mp3/wav audio "
@@ -372,7 +376,7 @@ def _settings(args: argparse.Namespace) -> Settings:
                      "summary_json", "connect_timeout", "backoff_base", "backoff_cap",
                      "progress_interval", "max_errors", "max_uploads", "max_duration",
                      "max_consecutive_failures",
-                     "skip_duplicate_audio", "check_urls", "columns_file", "sheet",
+                     "send_same_audio", "check_urls", "columns_file", "sheet",
                      "encoding", "dayfirst")
     }
     flags["preflight"] = getattr(args, "preflight", None)
@@ -431,6 +435,9 @@ def cmd_run(args: argparse.Namespace, upload: bool) -> int:
     upload = upload and not getattr(args, "dry_run", False)
     settings = _settings(args)
     _setup_logging(settings, args.verbose)
+    if args.skip_duplicate_audio:
+        log.warning("--skip-duplicate-audio is the default now (audio already imported is not "
+                    "sent again) and does nothing; --send-same-audio sends such rows")
     errors_out: Path | None = getattr(args, "errors_out", None)
     return _execute(ImportRun(settings, args.manifest, upload=upload,
                               observer=_observer(settings), errors_out=errors_out),

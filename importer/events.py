@@ -24,6 +24,9 @@ class Outcome(StrEnum):
     RESENDING = "resending"    # outcome was unknown; the call was not found: sent again
     UNRESOLVED = "unresolved"  # outcome unknown and no way to find out: left 'uploading'
     OTHER_SHARD = "other-shard"  # another shard's row (--shard): not this run's business
+    #: Its recording is imported under another key (the same file unchanged, or the same
+    #: audio bytes): recorded succeeded, naming that key; nothing sent.
+    ALREADY_IMPORTED = "already imported"
 
 
 @dataclass(frozen=True)
@@ -52,7 +55,8 @@ class RunSummary:
     elapsed: float = 0.0
     stopped: str | None = None
     expected: int | None = None  # rows the manifest holds, roughly (for progress), if known
-    #: Rows sent (or, in validate, found valid) although an earlier row has the same audio.
+    #: Rows sent (``--send-same-audio``; or, in validate, found valid) although another row has
+    #: the same audio.
     same_audio: int = 0
 
     def add_many(self, outcome: Outcome, n: int) -> None:

@@ -6,7 +6,9 @@ States of a recording and what each one promises::
     uploading  a request was (or was about to be) sent: the outcome is UNKNOWN. This is written
                durably before the request leaves, so after a crash a row found here may or may
                not exist at Convirza and must be reconciled before it is sent again.
-    succeeded  the API acknowledged the upload (final: never sent again)
+    succeeded  the API acknowledged the upload (final: never sent again), or the recording
+               was found already imported under another key (``same_as`` names it: the same
+               file unchanged, or the same audio bytes), so it was not sent again
     failed     every attempt failed; ``retryable`` says whether sending again could help
     invalid    never passed local validation (manifest cell or audio file); never sent
 
@@ -26,6 +28,7 @@ import asyncio
 import contextlib
 import functools
 import json
+import os
 import queue
 import sqlite3
 import threading
@@ -47,16 +50,19 @@ class Status(StrEnum):
     INVALID = "invalid"
 
 
+#: ``-> succeeded`` from anything but ``succeeded`` itself is also "found already imported under
+#: another key" (``same_as``): nothing is sent, so no request can be in doubt.
 TRANSITIONS: dict[Status | None, frozenset[Status]] = {
-    None: frozenset({Status.PENDING, Status.INVALID}),
-    Status.PENDING: frozenset({Status.PENDING, Status.UPLOADING, Status.INVALID}),
+    None: frozenset({Status.PENDING, Status.INVALID, Status.SUCCEEDED}),
+    Status.PENDING: frozenset({Status.PENDING, Status.UPLOADING, Status.INVALID,
+                               Status.SUCCEEDED}),
     # uploading -> uploading is the next attempt; -> pending is "reconciled: never arrived".
     Status.UPLOADING: frozenset({Status.UPLOADING, Status.SUCCEEDED, Status.FAILED,
                                  Status.PENDING, Status.INVALID}),
     # failed -> succeeded: an attempt of unknown outcome was found at Convirza (reconciled).
     Status.FAILED: frozenset({Status.PENDING, Status.UPLOADING, Status.INVALID,
                               Status.SUCCEEDED}),
-    Status.INVALID: frozenset({Status.PENDING, Status.INVALID}),
+    Status.INVALID: frozenset({Status.PENDING, Status.INVALID, Status.SUCCEEDED}),
     Status.SUCCEEDED: frozenset(),
 }
 
@@ -117,14 +123,58 @@ MIGRATIONS: tuple[tuple[str, str], ...] = (
     ("0003_recordings_sha256_index", """
         CREATE INDEX recordings_sha256 ON recordings(sha256);
     """),
+    # A recording is known by what it is (issue 11): a file by its absolute path (and, with its
+    # size and mtime, by the sha256 already computed for it), its audio by that sha256, and a
+    # row found already imported under another key names that key. Reconciliation looks a
+    # call up by the external_id that was sent, whatever the manifest says now.
+    ("0004_file_identity", """
+        ALTER TABLE recordings ADD COLUMN path TEXT;
+        ALTER TABLE recordings ADD COLUMN mtime_ns INTEGER;
+        ALTER TABLE recordings ADD COLUMN same_as TEXT;
+        ALTER TABLE recordings ADD COLUMN sent_external_id TEXT;
+        CREATE INDEX recordings_path ON recordings(path);
+        UPDATE recordings SET sent_external_id = external_id WHERE attempts > 0
+            OR status IN ('uploading', 'succeeded');
+        UPDATE recordings SET path = json_extract(fields, '$.recording_file')
+            WHERE fields IS NOT NULL AND json_valid(fields);
+    """),
 )
 
 
-#: The other rows with a file's content, oldest first; served by the ``recordings_sha256``
-#: index, so a ledger of millions of rows answers without a scan.
-SAME_AUDIO_QUERY = ("SELECT key, manifest, row_number, status FROM recordings "
-                    "WHERE sha256 = ? AND key != ? AND status != 'invalid' "
-                    "ORDER BY rowid LIMIT 1")
+def _absolute_file_keys(conn: sqlite3.Connection) -> None:
+    """Part of ``0004_file_identity``: keys of the form ``file:<path relative to the
+    manifest's folder>`` become ``file:<absolute path>``, so that two folders' ``a.wav`` are
+    two recordings. A row's attempts follow its key (the foreign key is checked at commit)."""
+    conn.execute("PRAGMA defer_foreign_keys = ON")
+    moves = []
+    for key, manifest in conn.execute(
+            "SELECT key, manifest FROM recordings WHERE key LIKE 'file:%'").fetchall():
+        written = key[5:]
+        if os.path.isabs(os.path.expanduser(written)) or not manifest:
+            absolute = os.path.abspath(os.path.expanduser(written))
+        else:
+            absolute = os.path.abspath(os.path.join(os.path.dirname(manifest),
+                                                    os.path.expanduser(written)))
+        moves.append(("file:" + absolute, absolute, key))
+    for new, path, old in moves:
+        if new != old:
+            conn.execute("UPDATE attempts SET key = ? WHERE key = ?", (new, old))
+        conn.execute("UPDATE recordings SET key = ?, path = ? WHERE key = ?", (new, path, old))
+
+
+#: Steps of a migration that SQL alone cannot do, run after its script in its transaction.
+_MIGRATION_STEPS: dict[str, Callable[[sqlite3.Connection], None]] = {
+    "0004_file_identity": _absolute_file_keys,
+}
+
+
+#: Another recording with a file's content that is imported (``succeeded``; an alias names the
+#: key it was imported under) or may be (``uploading``: its outcome is unknown), imported ones
+#: first, then the oldest; served by the ``recordings_sha256`` index, so a ledger of millions
+#: of rows answers without a scan.
+SAME_AUDIO_QUERY = ("SELECT COALESCE(same_as, key), manifest, row_number, status FROM recordings "
+                    "WHERE sha256 = ? AND key != ? AND status IN ('succeeded', 'uploading') "
+                    "ORDER BY status = 'succeeded' DESC, rowid LIMIT 1")
 
 
 def _now() -> str:
@@ -155,10 +205,14 @@ class Admission(NamedTuple):
     #: but it still takes its place in the run, so that a later row repeating its key or its
     #: recording is known as a duplicate.
     passed_over: str = ""
+    #: For a row passed over as ``ALREADY``: the key its recording was imported under.
+    same_as: str = ""
 
 
 SETTLED = "settled"
 OTHER_SHARD = "other shard"
+#: The row's file, unchanged (path, size, mtime), was imported under another key.
+ALREADY = "already imported"
 
 
 #: The reason recorded for a row that repeats an earlier row of its run.
@@ -175,6 +229,7 @@ class Verdict(StrEnum):
     DUPLICATE = "duplicate"  # the same key or recording was already admitted in this run
     INVALID = "invalid"      # recorded as invalid
     ELSEWHERE = "elsewhere"  # another shard's row
+    ALREADY = "already"      # its file was imported under another key: recorded succeeded
 
 
 class Decision(NamedTuple):
@@ -185,6 +240,22 @@ class Decision(NamedTuple):
     duplicate_of: int | None = None
     #: For a row recorded ``invalid`` because it repeats another row's recording: why.
     error: str | None = None
+    #: ``ALREADY``: the key its recording was imported under.
+    same_as: str | None = None
+    #: What the ledger already knows of the row's file, so that an unchanged file is not hashed
+    #: again: ``FileFacts`` from an earlier probe of this key.
+    known: FileFacts | None = None
+    #: ``UNKNOWN``: the external_id the request of unknown outcome carried (the call is looked
+    #: up by it, whatever the manifest says now).
+    sent_external_id: str | None = None
+
+
+class FileFacts(NamedTuple):
+    """A file as last probed: when its size and mtime are still these, so is its sha256."""
+
+    size: int
+    mtime_ns: int
+    sha256: str
 
 
 @dataclass(frozen=True)
@@ -227,6 +298,8 @@ class LedgerRow:
     duration: float | None
     size: int | None
     sha256: str | None
+    #: A row found already imported under another key names it here (nothing was sent).
+    same_as: str | None = None
 
 
 class Ledger:
@@ -275,6 +348,9 @@ class Ledger:
             with self._transaction():
                 for statement in statements:
                     self._conn.execute(statement)
+                step = _MIGRATION_STEPS.get(name)
+                if step is not None:
+                    step(self._conn)
                 self._conn.execute("INSERT INTO migrations VALUES (?, ?)", (name, _now()))
 
     def _transaction(self) -> _Transaction:
@@ -304,16 +380,16 @@ class Ledger:
         One transaction per chunk: a chunk of a thousand rows costs one fsync, not a thousand.
         A row whose key, or whose recording, an earlier row of the same run already had is a
         ``DUPLICATE`` of that row; when only the recording repeats, the row has a key of its
-        own and is recorded ``invalid`` under it.
+        own and is recorded ``invalid`` under it. A row the reader found already imported under
+        another key (``ALREADY``) is recorded ``succeeded``, naming that key.
 
         ``record=False`` decides the same but writes nothing of the rows (``validate``: its
         ledger is thrown away, and writing every row was most of its cost).
         """
         keys = [r.key for r in rows]
-        found: dict[str, tuple[Any, ...]] = {rec[0]: rec for rec in self._select(
-            "SELECT key, status, fingerprint, retryable, last_outcome FROM recordings "
-            "WHERE key IN ({})",
-            (), [r.key for r in rows if not r.passed_over])}
+        found: dict[str, _Known] = {rec[0]: _Known._make(rec) for rec in self._select(
+            f"SELECT {_KNOWN_COLUMNS} FROM recordings WHERE key IN ({{}})",
+            (), [r.key for r in rows if r.passed_over in ("", ALREADY)])}
         seen_keys: dict[str, int] = {k: n for k, n in self._select(
             "SELECT key, row_number FROM run_rows WHERE run_id = ? AND key IN ({})",
             (run_id,), keys)}
@@ -322,14 +398,20 @@ class Ledger:
             (run_id,), [r.recording for r in rows if r.recording])}
         decisions: list[Decision] = []
         writes: list[tuple[Any, ...]] = []
+        aliases: list[tuple[Any, ...]] = []
         seen: list[tuple[Any, ...]] = []
         now = _now()
         with self._transaction():
             for row in rows:
                 key, number, recording = row.key, row.row_number, row.recording
                 if row.passed_over:
-                    decisions.append(self._pass_over(run_id, row, seen_keys, seen_recordings,
-                                                     seen))
+                    decision = self._pass_over(run_id, row, seen_keys, seen_recordings, seen)
+                    if row.passed_over == ALREADY:
+                        rec = found.get(key)
+                        decision = decision._replace(previous=_status(rec))
+                        if record:
+                            self._write_passed(run_id, row, decision, rec, now, writes, aliases)
+                    decisions.append(decision)
                     continue
                 rec = found.get(key)
                 first = seen_keys.get(key)
@@ -361,9 +443,11 @@ class Ledger:
                         _check(key, decision.previous, row.status)
                     if record:
                         writes.append(self._upsert_params(run_id, row, now))
-                    found[key] = (key, row.status, row.fingerprint, 1, None)
+                    found[key] = _Known(key, row.status.value, row.fingerprint, 1, None, None,
+                                        None, None, None)
             if record:
                 self._conn.executemany(_UPSERT, writes)
+                self._conn.executemany(_ALIAS, aliases)
             self._conn.executemany(
                 "INSERT OR IGNORE INTO run_rows (run_id, key, recording, row_number) "
                 "VALUES (?, ?, ?, ?)", seen)
@@ -372,26 +456,58 @@ class Ledger:
     @staticmethod
     def _pass_over(run_id: int, row: Admission, seen_keys: dict[str, int],
                    seen_recordings: dict[str, int], seen: list[tuple[Any, ...]]) -> Decision:
-        """A row the reader passed over takes its place in the run, and nothing else."""
+        """A row the reader passed over takes its place in the run (a later row repeating its
+        key or its recording is a duplicate of it), and nothing else; one found already
+        imported under another key is itself a duplicate when an earlier row of this run
+        listed its recording, as it was when that recording was first sent."""
         first = seen_keys.get(row.key)
         if first is not None and first != row.row_number:
-            if row.passed_over == SETTLED:  # a repeat of a row done before: still a repeat
+            if row.passed_over in (SETTLED, ALREADY):  # a repeat of a row done before
                 return Decision(Verdict.DUPLICATE, Status.SUCCEEDED, duplicate_of=first)
             return _PASSED[row.passed_over]
+        other = seen_recordings.get(row.recording) if row.recording else None
+        if other == row.row_number:
+            other = None  # the same row offered again, not a repeat
         if first is None:
             seen_keys[row.key] = row.row_number
-            claims = bool(row.recording) and row.recording not in seen_recordings
+            claims = bool(row.recording) and other is None
             if claims:
                 seen_recordings[row.recording] = row.row_number
             seen.append((run_id, row.key, row.recording if claims else None, row.row_number))
+        if row.passed_over == ALREADY:
+            if other is not None:
+                return Decision(Verdict.DUPLICATE, duplicate_of=other, error=(
+                    f"row {row.row_number}: duplicate of row {other}: the same recording "
+                    f"({row.source})"))
+            return Decision(Verdict.ALREADY, same_as=row.same_as)
         return _PASSED[row.passed_over]
+
+    def _write_passed(self, run_id: int, row: Admission, decision: Decision, rec: _Known | None,
+                      now: str, writes: list[tuple[Any, ...]],
+                      aliases: list[tuple[Any, ...]]) -> None:
+        """A row passed over as already imported is recorded as if it had been read: succeeded
+        under the key its recording was imported under, or, when it repeats a recording listed
+        earlier in this run, invalid under its own key (a repeat of a key: nothing)."""
+        if decision.verdict is Verdict.ALREADY:
+            to = Status.SUCCEEDED
+        elif decision.verdict is Verdict.DUPLICATE and decision.error:
+            to = Status.INVALID
+        else:
+            return
+        if rec is not None:
+            _check(row.key, decision.previous, to)
+        if to is Status.SUCCEEDED:
+            aliases.append(self._alias_params(run_id, row, now))
+        else:
+            writes.append(self._upsert_params(run_id, row._replace(
+                status=Status.INVALID, error=decision.error, reason=DUPLICATE), now))
 
     def _select(self, sql: str, params: tuple[Any, ...],
                 values: Sequence[str]) -> Iterator[tuple[Any, ...]]:
         return _select_in(self._conn, sql, params, values)
 
     @staticmethod
-    def _repeated(row: Admission, rec: tuple[Any, ...] | None, other: int) -> Decision:
+    def _repeated(row: Admission, rec: _Known | None, other: int) -> Decision:
         """A row whose recording an earlier row of this run already listed, under another key."""
         previous = _status(rec)
         if previous is Status.SUCCEEDED:
@@ -401,29 +517,36 @@ class Ledger:
         return Decision(Verdict.DUPLICATE, previous, duplicate_of=other, error=error)
 
     @staticmethod
-    def _decide(row: Admission, rec: tuple[Any, ...] | None) -> Decision:
-        if rec is None:
-            return Decision(Verdict.INVALID if row.status is Status.INVALID else Verdict.SEND)
-        _, status, fingerprint, retryable, last_outcome = rec
-        previous = Status(status)
+    def _decide(row: Admission, rec: _Known) -> Decision:
+        previous = Status(rec.status)
         if previous is Status.SUCCEEDED:
             return Decision(Verdict.DONE, previous)
         if previous is Status.UPLOADING:
-            return Decision(Verdict.UNKNOWN, previous)
-        if previous is Status.FAILED and last_outcome == "unknown" and \
-                row.status is Status.PENDING and fingerprint == row.fingerprint:
+            return Decision(Verdict.UNKNOWN, previous, known=rec.facts,
+                            sent_external_id=rec.sent_external_id)
+        same_data = rec.fingerprint == row.fingerprint
+        if previous is Status.FAILED and rec.last_outcome == "unknown" and \
+                row.status is Status.PENDING and same_data:
             # Its last attempt may have arrived after all (as ``retry`` knows): look first.
-            return Decision(Verdict.UNKNOWN, previous)
-        if previous is Status.FAILED and not retryable and fingerprint == row.fingerprint:
+            return Decision(Verdict.UNKNOWN, previous, known=rec.facts,
+                            sent_external_id=rec.sent_external_id)
+        if previous is Status.FAILED and not rec.retryable and same_data:
             return Decision(Verdict.REJECTED, previous)
-        return Decision(Verdict.INVALID if row.status is Status.INVALID else Verdict.SEND, previous)
+        if row.status is Status.INVALID:
+            return Decision(Verdict.INVALID, previous)
+        return Decision(Verdict.SEND, previous, known=rec.facts)
 
     @staticmethod
     def _upsert_params(run_id: int, row: Admission, now: str) -> tuple[Any, ...]:
         return (row.key, row.external_id, row.manifest, row.row_number, row.source,
                 row.status.value, row.fingerprint,
                 None if row.fields is None else row.fields_json or json.dumps(row.fields),
-                row.error, row.reason, run_id, now)
+                row.error, row.reason, run_id, now, _path_of(row.recording))
+
+    @staticmethod
+    def _alias_params(run_id: int, row: Admission, now: str) -> tuple[Any, ...]:
+        return (row.key, row.external_id, row.manifest, row.row_number, row.source, run_id, now,
+                _path_of(row.recording), row.same_as)
 
     # --- transitions --------------------------------------------------------------------
 
@@ -442,14 +565,19 @@ class Ledger:
                     raise LedgerError(f"{key}: no such recording in the ledger")
                 _check(key, Status(rec[0]), to)
 
-    def mark_uploading(self, key: str, size: int | None, run_id: int) -> None:
-        """Durable before the request leaves: a crash after this leaves the outcome unknown."""
-        self._move(key, Status.UPLOADING, ", size = ?, run_id = ?", (size, run_id))
+    def mark_uploading(self, key: str, size: int | None, run_id: int, *,
+                       external_id: str | None = None) -> None:
+        """Durable before the request leaves: a crash after this leaves the outcome unknown,
+        and ``external_id`` (what the request carries) is how the call is looked up then."""
+        self._move(key, Status.UPLOADING, ", size = ?, run_id = ?, sent_external_id = ?",
+                   (size, run_id, external_id))
 
     def record_audio(self, key: str, size: int, sha256: str | None, *, run_id: int = 0,
-                     row_number: int = 0, record: bool = True) -> SameAudio | None:
-        """Store what probing learned of the row's file, and return the first other row (in
-        admission order) that holds the same content and is not ``invalid``, if any.
+                     row_number: int = 0, record: bool = True, path: str | None = None,
+                     mtime_ns: int | None = None) -> SameAudio | None:
+        """Store what probing learned of the row's file, and return another recording with
+        the same content that is imported (``succeeded``; the key it was imported under) or
+        may be (``uploading``: outcome unknown), if any.
 
         One transaction, and the ledger is written by one thread: of two rows with the same
         file, the one recorded second always sees the first. ``record=False`` (``validate``,
@@ -468,12 +596,19 @@ class Ledger:
                     return None
             return SameAudio(rec[0], None, rec[1], Status.PENDING)
         with self._transaction():
-            self._conn.execute("UPDATE recordings SET size = ?, sha256 = ?, updated_at = ? "
-                               "WHERE key = ?", (size, sha256, _now(), key))
+            self._conn.execute("UPDATE recordings SET size = ?, sha256 = ?, path = ?, "
+                               "mtime_ns = ?, updated_at = ? WHERE key = ?",
+                               (size, sha256, path, mtime_ns, _now(), key))
             if sha256 is None:
                 return None
             rec = self._conn.execute(SAME_AUDIO_QUERY, (sha256, key)).fetchone()
         return None if rec is None else SameAudio(rec[0], rec[1], rec[2], Status(rec[3]))
+
+    def mark_already_imported(self, key: str, same_as: str) -> None:
+        """The row's recording is imported under ``same_as`` (the same audio): done, and
+        nothing was sent for it."""
+        self._move(key, Status.SUCCEEDED, ", same_as = ?, last_outcome = 'already imported', "
+                   "error = NULL, reason = NULL", (same_as,))
 
     def mark_invalid(self, key: str, error: str, reason: str | None = None) -> None:
         self._move(key, Status.INVALID, ", error = ?, reason = ?", (error, reason or error))
@@ -541,10 +676,12 @@ class Ledger:
             clauses.append("last_attempt_at >= ?")
             params.append(since)
         cur = self._conn.execute(
-            "SELECT rowid, key, row_number, status, fields, last_outcome FROM recordings "
+            "SELECT rowid, key, row_number, status, fields, last_outcome, sent_external_id, "
+            "size, mtime_ns, sha256 FROM recordings "
             f"WHERE {' AND '.join(clauses)} ORDER BY rowid LIMIT ?", [*params, limit])
         return [Candidate(r[0], r[1], r[2], Status(r[3]), json.loads(r[4]) if r[4] else None,
-                          r[5]) for r in cur]
+                          r[5], r[6], _facts(r[7], r[8], r[9]))
+                for r in cur]
 
     def runs(self) -> list[RunRecord]:
         cur = self._conn.execute("SELECT id, command, manifest, started_at, finished_at, "
@@ -588,21 +725,68 @@ class Ledger:
 
 
 _ROW_FIELDS = tuple(f.name for f in fields(LedgerRow))
+
+
+class _Known(NamedTuple):
+    """What ``admit`` reads of a key the ledger holds."""
+
+    key: str
+    status: str
+    fingerprint: str | None
+    retryable: int
+    last_outcome: str | None
+    size: int | None
+    mtime_ns: int | None
+    sha256: str | None
+    sent_external_id: str | None
+
+    @property
+    def facts(self) -> FileFacts | None:
+        return _facts(self.size, self.mtime_ns, self.sha256)
+
+
+def _facts(size: int | None, mtime_ns: int | None, sha256: str | None) -> FileFacts | None:
+    if size is None or mtime_ns is None or sha256 is None:
+        return None
+    return FileFacts(size, mtime_ns, sha256)
+
+
+_KNOWN_COLUMNS = ", ".join(_Known._fields)
+
+
+def _path_of(recording: str) -> str | None:
+    return recording[5:] if recording.startswith("file:") else None
 _RECORDED = frozenset({Verdict.SEND, Verdict.INVALID, Verdict.DUPLICATE})
 _FIRST_SEEN = {Status.PENDING: Decision(Verdict.SEND), Status.INVALID: Decision(Verdict.INVALID)}
 _PASSED = {SETTLED: Decision(Verdict.DONE, Status.SUCCEEDED),
            OTHER_SHARD: Decision(Verdict.ELSEWHERE)}
 
 _UPSERT = """INSERT INTO recordings (key, external_id, manifest, row_number, source, status,
-                 retryable, fingerprint, fields, error, reason, run_id, updated_at)
-             VALUES (?, ?, ?, ?, ?, ?, 1, ?, ?, ?, ?, ?, ?)
+                 retryable, fingerprint, fields, error, reason, run_id, updated_at, path)
+             VALUES (?, ?, ?, ?, ?, ?, 1, ?, ?, ?, ?, ?, ?, ?)
              ON CONFLICT(key) DO UPDATE SET external_id = excluded.external_id,
                  manifest = excluded.manifest, row_number = excluded.row_number,
                  source = excluded.source, status = excluded.status, retryable = 1,
                  fingerprint = excluded.fingerprint, fields = excluded.fields,
                  error = excluded.error, reason = excluded.reason, http_status = NULL,
-                 request_id = NULL, run_id = excluded.run_id,
-                 updated_at = excluded.updated_at"""
+                 request_id = NULL, run_id = excluded.run_id, same_as = NULL,
+                 path = excluded.path, updated_at = excluded.updated_at"""
+
+#: A row found already imported under another key (``same_as``): succeeded, with the file's
+#: facts of the recording it repeats. (``WHERE true`` lets SQLite read ``ON CONFLICT`` after a
+#: ``SELECT``.)
+_ALIAS = """INSERT INTO recordings (key, external_id, manifest, row_number, source, status,
+                 retryable, fingerprint, run_id, updated_at, path, same_as, size, mtime_ns,
+                 sha256, last_outcome)
+             SELECT ?, ?, ?, ?, ?, 'succeeded', 1, '', ?, ?, ?, key, size, mtime_ns, sha256,
+                 'already imported'
+             FROM recordings WHERE key = ? AND true
+             ON CONFLICT(key) DO UPDATE SET external_id = excluded.external_id,
+                 manifest = excluded.manifest, row_number = excluded.row_number,
+                 source = excluded.source, status = 'succeeded', error = NULL, reason = NULL,
+                 run_id = excluded.run_id, path = excluded.path, same_as = excluded.same_as,
+                 size = excluded.size, mtime_ns = excluded.mtime_ns, sha256 = excluded.sha256,
+                 last_outcome = excluded.last_outcome, updated_at = excluded.updated_at"""
 
 #: The rows each run has admitted: what duplicates are looked up in. It lives in SQLite's
 #: temporary database (a file, not memory: a run of ten million rows stays small), for as
@@ -620,8 +804,8 @@ _RUN_ROWS = (
 )
 
 
-def _status(rec: tuple[Any, ...] | None) -> Status | None:
-    return None if rec is None else Status(rec[1])
+def _status(rec: _Known | None) -> Status | None:
+    return None if rec is None else Status(rec.status)
 
 
 @dataclass(frozen=True)
@@ -634,6 +818,9 @@ class Candidate:
     status: Status
     fields: dict[str, Any] | None
     last_outcome: str | None
+    #: The external_id of the last request sent for it: how a call of unknown outcome is found.
+    sent_external_id: str | None = None
+    known: FileFacts | None = None
 
 
 @dataclass(frozen=True)
@@ -675,6 +862,20 @@ class SettledKeys:
         return {k for k, status in _select_in(
             self._conn, "SELECT key, status FROM recordings WHERE key IN ({})", (), keys)
             if status == "succeeded"}
+
+    def imported_files(self, paths: Sequence[str]) -> dict[str, tuple[str, FileFacts]]:
+        """The files, by absolute path, that the ledger holds as imported with their size and
+        mtime: path -> (the key it was imported under, its facts then). A row whose key is new
+        (an ``external_id`` added or edited) but whose file is one of these, unchanged, is the
+        same recording: it is not hashed again, let alone sent."""
+        found: dict[str, tuple[str, FileFacts]] = {}
+        for path, key, status, size, mtime_ns, sha256 in _select_in(
+                self._conn, "SELECT path, COALESCE(same_as, key), status, size, mtime_ns, "
+                "sha256 FROM recordings WHERE path IN ({})", (), paths):
+            facts = _facts(size, mtime_ns, sha256)
+            if status == "succeeded" and facts is not None:
+                found.setdefault(path, (key, facts))
+        return found
 
     def close(self) -> None:
         self._conn.close()

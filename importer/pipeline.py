@@ -45,6 +45,7 @@ from .ledger import (
     AsyncLedger,
     AttemptRecord,
     Decision,
+    FileFacts,
     Ledger,
     SameAudio,
     Status,
@@ -87,6 +88,11 @@ class Job:
     record: UploadRecord
     cells: dict[str, str] = field(default_factory=dict)  # as read, for ``--errors-out``
     reconcile: bool = False
+    #: What the ledger knows of the file from an earlier probe (not hashed again if unchanged).
+    known: FileFacts | None = None
+    #: ``reconcile``: the external_id the earlier request carried (the call is looked up by
+    #: it, whatever the manifest says now).
+    sent_external_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -109,6 +115,24 @@ def _row_error(row: int, problems: list[Problem]) -> str:
 
 def _now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+@dataclass
+class _Claim:
+    """A worker's hold on one audio content (sha256) while its row is on its way: other rows
+    of the run with the same audio wait for ``done``, which gives the key the audio was
+    imported under, or None when it was not."""
+
+    key: str
+    row: int = 0
+    sha256: str | None = None
+    imported: str | None = None
+    done: asyncio.Future[str | None] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future())
+
+    def take(self, sha256: str, row: int, claims: dict[str, _Claim]) -> None:
+        self.sha256, self.row = sha256, row
+        claims[sha256] = self
 
 
 class ImportRun:
@@ -144,6 +168,8 @@ class ImportRun:
         self._row_warnings = 0
         self._failing = 0  # rows in a row failed for the API's sake (the circuit breaker)
         self._rows_read = 0  # rows the reader has handed over (for a percentage budget)
+        #: Audio (sha256) on its way in this run, and the worker that holds it.
+        self._claims: dict[str, _Claim] = {}
         origin = manifest if manifest is not None else self.ledger_path()
         self._manifest_id = str(origin.resolve())
         try:
@@ -334,7 +360,7 @@ class ImportRun:
         counted per chunk. After a stop no row is queued (it stays pending), but what the
         ledger recorded of the chunk's other rows is still reported."""
         self._rows_read += len(prepared)
-        valid = skipped = elsewhere = 0
+        valid = skipped = elsewhere = already = 0
         try:
             for item, decision in zip(prepared, decisions, strict=True):
                 adm, verdict = item.admission, decision.verdict
@@ -344,7 +370,9 @@ class ImportRun:
                     elif not self._stopping.is_set():
                         # UNKNOWN: left 'uploading' by a crash: looked up, or sent again.
                         await queue.put(Job(adm.row_number, adm.key, build_record(item.clean),
-                                            item.cells, reconcile=verdict is Verdict.UNKNOWN))
+                                            item.cells, reconcile=verdict is Verdict.UNKNOWN,
+                                            known=decision.known,
+                                            sent_external_id=decision.sent_external_id))
                 elif verdict is Verdict.INVALID:
                     self._invalid(item)
                 elif verdict is Verdict.DUPLICATE:
@@ -359,11 +387,14 @@ class ImportRun:
                         "row, or `retry --include-rejected`)", "refused earlier, unchanged"))
                 elif verdict is Verdict.ELSEWHERE:
                     elsewhere += 1
+                elif verdict is Verdict.ALREADY:
+                    already += 1
                 else:
                     skipped += 1
         finally:
             self._tally(Outcome.VALID, valid)
             self._tally(Outcome.SKIPPED, skipped)
+            self._tally(Outcome.ALREADY_IMPORTED, already)
             self._tally(Outcome.OTHER_SHARD, elsewhere)
             self._rows_read -= elsewhere
 
@@ -427,7 +458,8 @@ class ImportRun:
                                         "; ".join(reasons), reasons=reasons))
                     continue
                 unknown = cand.status is Status.UPLOADING or cand.last_outcome == "unknown"
-                await queue.put(Job(row, cand.key, record, reconcile=unknown))
+                await queue.put(Job(row, cand.key, record, reconcile=unknown, known=cand.known,
+                                    sent_external_id=cand.sent_external_id))
                 if self._stopping.is_set():
                     return
 
@@ -463,24 +495,32 @@ class ImportRun:
             if self.upload and (budget := self._over_budget()) is not None:
                 self.stop(f"budget: {budget}")
                 continue
-            fit, info = await self._vet(job, ledger, client, probes)
-            if not fit:
-                continue
-            if not self.upload or client is None:
-                self._emit(RowEvent(job.row, job.key, Outcome.VALID,
-                                    size=info.size if info else 0))
-                continue
-            self._uploads_started += 1
-            if job.reconcile:  # looked up and not found (or --on-unknown=resend)
-                self._emit(RowEvent(job.row, job.key, Outcome.RESENDING))
-            await ledger.call(ledger.ledger.mark_uploading, job.key,
-                              info.size if info else None, self._run_id)
-            await self._send(job, info, client, ledger)
+            claim = _Claim(job.key)
+            try:
+                fit, info = await self._vet(job, ledger, client, probes, claim)
+                if not fit:
+                    continue
+                if not self.upload or client is None:
+                    self._emit(RowEvent(job.row, job.key, Outcome.VALID,
+                                        size=info.size if info else 0))
+                    continue
+                self._uploads_started += 1
+                if job.reconcile:  # looked up and not found (or --on-unknown=resend)
+                    self._emit(RowEvent(job.row, job.key, Outcome.RESENDING))
+                await ledger.call(ledger.ledger.mark_uploading, job.key,
+                                  info.size if info else None, self._run_id,
+                                  external_id=job.record.external_id)
+                if await self._send(job, info, client, ledger):
+                    claim.imported = job.key
+            finally:
+                self._release(claim)
 
-    async def _lookup(self, job: Job, client: ConvirzaClient) -> bool | None:
-        """Whether Convirza has this row's call (found by its external_id), or None when that
-        cannot be known (no external_id, or the lookup failed)."""
-        external_id = job.record.external_id
+    async def _lookup(self, job: Job, client: ConvirzaClient,
+                      external_id: str | None = None) -> bool | None:
+        """Whether Convirza has this row's call (found by ``external_id``: by default the one
+        an earlier request carried, else the row's), or None when that cannot be known (no
+        external_id, or the lookup failed)."""
+        external_id = external_id or job.sent_external_id or job.record.external_id
         if external_id is None:
             return None
         try:
@@ -501,7 +541,7 @@ class ImportRun:
             await ledger.call(ledger.ledger.finish, job.key, Status.SUCCEEDED, attempt)
             self._emit(RowEvent(job.row, job.key, Outcome.RECONCILED))
             log.info("row %d: an earlier attempt did arrive (found by external_id %s)",
-                     job.row, job.record.external_id)
+                     job.row, job.sent_external_id or job.record.external_id)
             return True
         if found is None and self.settings.on_unknown == "skip":
             error = (f"row {job.row}: outcome of an earlier upload unknown and the call cannot "
@@ -512,36 +552,22 @@ class ImportRun:
         return False
 
     async def _vet(self, job: Job, ledger: AsyncLedger, client: ConvirzaClient | None,
-                   probes: ThreadPoolExecutor) -> tuple[bool, AudioInfo | None]:
+                   probes: ThreadPoolExecutor, claim: _Claim) -> tuple[bool, AudioInfo | None]:
         """Check the row's recording before anything is sent, and say whether it may go.
 
-        A file is probed and hashed in the probe pool; its size and sha256 go to the ledger,
-        which names any other row with the same content. A URL has its form checked and, with
-        ``--check-urls``, its server asked. A refusal marks the row invalid here.
+        A file is probed and hashed in the probe pool (not hashed again when the ledger knows
+        it unchanged); its audio may already be imported under another key (``_same_audio``).
+        A URL has its form checked and, with ``--check-urls``, its server asked. A refusal
+        marks the row invalid here.
         """
         s = self.settings
         path, url = job.record.recording_file, job.record.recording_url
         try:
             if path is not None:
                 check = functools.partial(probe, path, s.max_file_size,
-                                          max_duration=s.max_recording_duration)
+                                          max_duration=s.max_recording_duration, known=job.known)
                 info = await asyncio.get_running_loop().run_in_executor(probes, check)
-                same = await ledger.call(ledger.ledger.record_audio, job.key, info.size,
-                                         info.sha256, run_id=self._run_id,
-                                         row_number=job.row, record=self.upload)
-                if same is None:
-                    return True, info
-                note = f"{path}: {self._same_audio(same, info.sha256 or '')}"
-                if not s.skip_duplicate_audio:
-                    self.summary.same_audio += 1
-                    self._log_row_problem(
-                        f"row {job.row}: {note}; {'uploading' if self.upload else 'run uploads'}"
-                        " it anyway (--skip-duplicate-audio skips such rows)")
-                    return True, info
-                await self._refuse(job, ledger, f"{note}; skipped "
-                                   "(--skip-duplicate-audio)", "same audio as an earlier row "
-                                   "(--skip-duplicate-audio)")
-                return False, info
+                return await self._same_audio(job, info, ledger, claim), info
             if url is not None:
                 check_url_form(url)
                 if s.check_urls and client is not None:
@@ -555,13 +581,78 @@ class ImportRun:
             return False, None
         return True, None
 
-    def _same_audio(self, same: SameAudio, sha256: str) -> str:
+    async def _same_audio(self, job: Job, info: AudioInfo, ledger: AsyncLedger,
+                          claim: _Claim) -> bool:
+        """Whether the row may be sent, given the other recordings with the same audio bytes.
+
+        By default, audio imported before under another key is not sent again (the row is
+        recorded as already imported under that key), and of rows of this run with the same
+        audio one is sent while the others wait for its outcome. Audio whose upload elsewhere
+        has an unknown outcome is not sent either: it may be there already. With
+        ``--send-same-audio`` (two short calls of silence can be byte-identical) such rows are
+        sent, with a warning; ``validate`` says which rows of its manifest share their audio.
+        """
+        sha = info.sha256
+        record = functools.partial(ledger.ledger.record_audio, job.key, info.size, sha,
+                                   run_id=self._run_id, row_number=job.row,
+                                   path=str(info.path), mtime_ns=info.mtime_ns)
+        if not self.upload or self.settings.send_same_audio or sha is None:
+            same = await ledger.call(record, record=self.upload)
+            if same is not None:
+                self.summary.same_audio += 1
+                self._log_row_problem(
+                    f"row {job.row}: {info.path}: {self._twin(same, sha or '')}; "
+                    + ("sending it anyway (--send-same-audio)" if self.upload else
+                       "run sends only one of them (--send-same-audio sends both)"))
+            return True
+        while (owner := self._claims.get(sha)) is not None:
+            imported_as = await asyncio.shield(owner.done)
+            if imported_as is not None:
+                await self._already(job, ledger, imported_as, f"row {owner.row} of this run")
+                claim.imported = imported_as
+                return False
+        claim.take(sha, job.row, self._claims)
+        same = await ledger.call(record)
+        if same is None:
+            return True
+        if same.status is Status.SUCCEEDED:
+            await self._already(job, ledger, same.key, self._where(same))
+            claim.imported = same.key
+            return False
+        self._emit(RowEvent(
+            job.row, job.key, Outcome.UNRESOLVED,
+            f"row {job.row}: {info.path}: {self._twin(same, sha)}: not sent, since it may be "
+            "imported already; it is sent or found imported on a later run, once that upload "
+            "is reconciled (--send-same-audio sends it now)",
+            "same audio as an upload of unknown outcome"))
+        return False
+
+    async def _already(self, job: Job, ledger: AsyncLedger, same_as: str, where: str) -> None:
+        await ledger.call(ledger.ledger.mark_already_imported, job.key, same_as)
+        log.info("row %d: %s: the same audio is already imported, as %s (%s); not sent again "
+                 "(--send-same-audio sends it)", job.row, job.record.recording_file, same_as,
+                 where)
+        self._emit(RowEvent(job.row, job.key, Outcome.ALREADY_IMPORTED))
+
+    def _release(self, claim: _Claim) -> None:
+        """The row's outcome is known (or the run is stopping): rows waiting on the same audio
+        learn whether it is imported."""
+        if claim.sha256 is not None and self._claims.get(claim.sha256) is claim:
+            del self._claims[claim.sha256]
+        if not claim.done.done():
+            claim.done.set_result(claim.imported)
+
+    def _where(self, same: SameAudio) -> str:
         where = f"row {same.row_number}"
         if same.manifest != self._manifest_id and same.manifest:
             where += f" of {Path(same.manifest).name}"
-        state = {Status.SUCCEEDED: "already uploaded", Status.UPLOADING: "being uploaded",
-                 Status.FAILED: "whose upload failed"}.get(same.status, "not sent yet")
-        return f"same audio (sha256 {sha256[:12]}...) as {where} ({same.key}), {state}"
+        return where
+
+    def _twin(self, same: SameAudio, sha256: str) -> str:
+        state = {Status.SUCCEEDED: "already uploaded", Status.UPLOADING: "whose upload has an "
+                 "unknown outcome", Status.FAILED: "whose upload failed"}.get(same.status,
+                                                                               "not sent yet")
+        return f"same audio (sha256 {sha256[:12]}...) as {self._where(same)} ({same.key}), {state}"
 
     async def _refuse(self, job: Job, ledger: AsyncLedger, detail: str, reason: str) -> None:
         """The row's recording is refused: ``detail`` says why, ``reason`` the same without
@@ -572,8 +663,9 @@ class ImportRun:
         self._emit(RowEvent(job.row, job.key, Outcome.INVALID, error, reason), job.cells, detail)
 
     async def _send(self, job: Job, info: AudioInfo | None, client: ConvirzaClient,
-                    ledger: AsyncLedger) -> None:
-        """Attempts until success, a final error, the attempt limit, or a stop."""
+                    ledger: AsyncLedger) -> bool:
+        """Attempts until success, a final error, the attempt limit, or a stop; True when the
+        recording is now imported (sent, or found to have arrived)."""
         number = 0
         while True:
             number += 1
@@ -586,16 +678,20 @@ class ImportRun:
                 answer = await client.upload(job.record, info)
             except AuthError as exc:
                 await self._auth_refused(job, exc, started_at, took(), ledger)
-                return
-            except AudioError as exc:  # the file changed or vanished since it was probed
-                await self._refuse(job, ledger, str(exc), exc.reason)
-                return
+                return False
+            except AudioError as exc:  # changed or gone since it was checked: nothing sent
+                attempt = AttemptRecord(job.key, started_at, took(), "not sent", None, str(exc))
+                await ledger.call(ledger.ledger.finish, job.key, Status.FAILED, attempt)
+                self._emit(RowEvent(job.row, job.key, Outcome.FAILED, f"row {job.row}: {exc}",
+                                    exc.reason))
+                return False
             except ApiError as exc:
                 attempt = AttemptRecord(
                     job.key, started_at, took(),
                     "unknown" if exc.outcome_unknown else "error", exc.status, exc.message,
                     exc.request_id)
-                found = await self._lookup(job, client) if exc.outcome_unknown else False
+                found = await self._lookup(job, client, job.record.external_id) \
+                    if exc.outcome_unknown else False
                 if found:
                     # It arrived although we saw no success: done, and never sent twice.
                     await ledger.call(ledger.ledger.record_attempt, attempt)
@@ -604,7 +700,7 @@ class ImportRun:
                     await ledger.call(ledger.ledger.finish, job.key, Status.SUCCEEDED, found_at)
                     self._emit(RowEvent(job.row, job.key, Outcome.RECONCILED,
                                         size=info.size if info else 0))
-                    return
+                    return True
                 if found is None and self.settings.on_unknown == "skip":
                     # It may have arrived and cannot be looked up: sending it again could
                     # import it twice. The row stays 'uploading' for a later reconciliation.
@@ -614,7 +710,7 @@ class ImportRun:
                         f"row {job.row}: {exc}; the upload may have arrived and the call cannot "
                         "be looked up (no external_id); left 'uploading' (--on-unknown=resend "
                         "sends it again)", "outcome unknown, not resent"))
-                    return
+                    return False
                 delay = self.policy.decide(Attempt(number, exc))
                 if delay is None or self._stopping.is_set():
                     await ledger.call(ledger.ledger.finish, job.key, Status.FAILED, attempt,
@@ -623,7 +719,7 @@ class ImportRun:
                     self._emit(RowEvent(job.row, job.key, Outcome.FAILED, f"row {job.row}: {exc}",
                                         reason))
                     self._api_failed(exc.retryable, reason)
-                    return
+                    return False
                 await ledger.call(ledger.ledger.record_attempt, attempt)
                 self._emit(RowEvent(job.row, job.key, Outcome.RETRYING, str(exc)))
                 log.info("row %d: attempt %d failed (%s); retrying in %.1fs", job.row, number,
@@ -635,7 +731,7 @@ class ImportRun:
             await ledger.call(ledger.ledger.finish, job.key, Status.SUCCEEDED, attempt)
             self._emit(RowEvent(job.row, job.key, Outcome.SUCCEEDED, size=info.size if info else 0))
             self._failing = 0
-            return
+            return True
 
     async def _auth_refused(self, job: Job, exc: AuthError, started_at: str, duration: float,
                             ledger: AsyncLedger) -> None:

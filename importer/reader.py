@@ -21,6 +21,7 @@ import contextlib
 import hashlib
 import json
 import logging
+import os
 import pickle
 import signal
 import subprocess
@@ -32,7 +33,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from .errors import ManifestError, Problem, RowError, reason_of
-from .ledger import OTHER_SHARD, SETTLED, Admission, SettledKeys, Status
+from .ledger import ALREADY, OTHER_SHARD, SETTLED, Admission, SettledKeys, Status
 from .manifest import Manifest, ManifestRow
 from .records import (
     Identity,
@@ -71,6 +72,21 @@ class Prepared(NamedTuple):
     #: A worker has something to do for this row beyond uploading it: a file to probe, or
     #: (``--check-urls``) a URL to ask. ``validate`` passes the other valid rows at once.
     needs_worker: bool = False
+
+
+def _imported_files(settled: SettledKeys, paths: list[str]) -> dict[str, str]:
+    """Of ``paths``, those the ledger holds as imported and that are unchanged since (size
+    and mtime, from one ``stat`` each), with the key each was imported under."""
+    known = settled.imported_files(paths) if paths else {}
+    unchanged = {}
+    for path, (key, facts) in known.items():
+        try:
+            st = os.stat(path)
+        except OSError:
+            continue  # gone or unreadable: the row is checked, and refused, as usual
+        if st.st_size == facts.size and st.st_mtime_ns == facts.mtime_ns:
+            unchanged[path] = key
+    return unchanged
 
 
 def _fingerprint(data: dict[str, Any]) -> str:
@@ -112,25 +128,38 @@ class RowPreparer:
     def prepare_chunk(self, rows: list[ManifestRow], settled: SettledKeys | None) -> list[Prepared]:
         """The chunk's rows, each identified first (cheap), so that a row of another shard, or
         one that ``settled`` says already succeeded, costs no normalizing: a resumed run of a
-        million rows with a thousand left mostly asks the ledger about keys."""
+        million rows with a thousand left mostly asks the ledger about keys. A row whose key
+        is new but whose file the ledger holds as imported, unchanged (same size and mtime),
+        is passed over too: an ``external_id`` added to an imported manifest, or edited,
+        re-uploads nothing and re-hashes nothing."""
         if settled is None and self.shard is None:  # nothing to pass over: one pass
             prepare = self._prepare
             return [prepare(row) for row in rows]
+        shard = self.shard
         identified = []
         for row in rows:
             identity = identify(row.values, self.ctx.base_dir, self.auto_external_id)
             key = identity.key or f"row:{self.manifest_id}:{row.number}"
-            identified.append((row, identity, key))
-        done = settled([key for _, _, key in identified]) if settled is not None else ()
-        shard = self.shard
+            mine = shard is None or in_shard(identity.shard_key or key, shard)
+            identified.append((row, identity, key, mine))
+        done: set[str] = set()
+        already: dict[str, str] = {}
+        if settled is not None:
+            done = settled([key for _, _, key, mine in identified if mine])
+            already = _imported_files(settled, [
+                identity.path for _, identity, key, mine in identified
+                if mine and key not in done and identity.path])
         prepared = []
-        for row, identity, key in identified:
-            if (shard is not None and not in_shard(key, shard)) or key in done:
+        for row, identity, key, mine in identified:
+            path = identity.path or ""
+            passed_over = OTHER_SHARD if not mine else SETTLED if key in done else \
+                ALREADY if path in already else ""
+            if passed_over:
                 prepared.append(Prepared(Admission(
                     key=key, external_id=identity.external_id, manifest=self.manifest_id,
                     row_number=row.number, source=identity.source, status=Status.PENDING,
-                    fingerprint="", recording=identity.recording,
-                    passed_over=SETTLED if key in done else OTHER_SHARD), None, {}))
+                    fingerprint="", recording=identity.recording, passed_over=passed_over,
+                    same_as=already.get(path, "")), None, {}))
             else:
                 prepared.append(self._prepare(row, identity, key))
         return prepared

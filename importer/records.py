@@ -498,48 +498,56 @@ class RowInvalid(ValueError):
 
 
 class Identity(NamedTuple):
-    """How the ledger knows a row: ``key`` (stable across runs), ``source`` (file or URL as the
-    user wrote it, for reports), ``recording`` (the file's absolute path or the URL, so that
-    the same recording listed twice is found whatever the spelling) and the ``external_id``
-    sent with the upload."""
+    """How the ledger knows a row: ``key`` (stable across runs and across manifests: the
+    ``external_id``, else the file by its absolute path, else the URL), ``source`` (the file or
+    URL as the user wrote it, for reports), ``recording`` (``file:`` and the absolute path, or
+    ``url:`` and the URL, so that the same recording listed twice is found whatever the
+    spelling), the ``external_id`` sent with the upload, and ``shard_key``, what ``--shard``
+    hashes."""
 
     key: str
     source: str
     external_id: str | None
     recording: str = ""
+    #: ``--shard`` hashes a file's path as the manifest writes it (relative to its folder), as
+    #: it did when keys were relative, so that no row moves to another shard's ledger.
+    shard_key: str = ""
+
+    @property
+    def path(self) -> str | None:
+        """The recording's absolute path, for a file row."""
+        return self.recording[5:] if self.recording.startswith("file:") else None
 
 
 def identify(values: Mapping[str, str], base_dir: Path, auto_external_id: bool) -> Identity:
     """The row's identity from its raw cells, so that even an invalid row keeps its key after
-    the user fixes it: the ``external_id`` if given, else the recording's path relative to the
-    manifest's folder, else its URL. Without an ``external_id``, one is derived from the key
+    the user fixes it: the ``external_id`` if given, else the recording file's absolute path
+    (the file itself, not a path relative to whichever manifest names it: two folders' ``a.wav``
+    are two recordings), else its URL. Without an ``external_id``, one is derived from the key
     (``cvzimp-`` and 24 hex digits of its sha256) so the call can be found again."""
     source_file = values.get("recording_file")
     source_file = source_file.strip() if source_file else None
     source_url = values.get("recording_url")
     source_url = source_url.strip() if source_url else None
     source = source_file or source_url or ""
-    recording = ""
+    recording = shard_key = ""
     if source_file:
         recording = "file:" + os.path.abspath(os.path.join(base_dir, os.path.expanduser(
             source_file)))
+        shard_key = "file:" + _relative_posix(Path(source_file).expanduser(), base_dir)
     elif source_url:
-        recording = "url:" + source_url
+        recording = shard_key = "url:" + source_url
     given = values.get("external_id")
     given = given.strip() if given else None
     if given:
         external = undo_excel_number(given)
-        return Identity(f"ext:{external}", source, external, recording)
-    if source_file:
-        path = Path(source_file).expanduser()
-        key = "file:" + _relative_posix(path, base_dir)
-    elif source_url:
-        key = "url:" + source_url
-    else:
+        return Identity(f"ext:{external}", source, external, recording, f"ext:{external}")
+    if not recording:
         return Identity(key="", source="", external_id=None)
+    key = recording
     derived = AUTO_EXTERNAL_ID_PREFIX + hashlib.sha256(key.encode()).hexdigest()[:24]
     return Identity(key=key, source=source, external_id=derived if auto_external_id else None,
-                    recording=recording)
+                    recording=recording, shard_key=shard_key)
 
 
 def in_shard(key: str, shard: tuple[int, int]) -> bool:

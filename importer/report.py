@@ -48,10 +48,14 @@ def summary_text(summary: RunSummary, *, reasons: int = 5) -> str:
                      f"{done / seconds:.1f} files/s.")
     if c["retries"]:
         lines.append(f"{c['retries']} attempts were retried.")
+    if c["already imported"]:
+        lines.append(f"{c['already imported']} row{'s' if c['already imported'] != 1 else ''} "
+                     "named a recording already imported under another key (the same file "
+                     "unchanged, or the same audio): not sent again (`report --status "
+                     "succeeded` shows each with same_as; --send-same-audio sends same audio).")
     if summary.same_audio:
         lines.append(f"{summary.same_audio} row{'s' if summary.same_audio != 1 else ''} had the "
-                     "same audio as an earlier row, and went on (--skip-duplicate-audio refuses "
-                     "such rows).")
+                     "same audio as another row, and went on (--send-same-audio).")
     if summary.errors:
         lines.append("Top errors:" if reasons <= 5 else
                      "Problems by reason (a row may have several):")

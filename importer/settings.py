@@ -107,7 +107,9 @@ class Settings(BaseModel):
                                  description="bytes/s that an upload's deadline allows for")
     max_file_size: int = Field(50_000_000, gt=0)
     max_recording_duration: float | None = Field(None, gt=0, description="seconds; None: no limit")
-    skip_duplicate_audio: bool = False
+    #: Send a row whose audio bytes are already imported under another key (by default it is
+    #: recorded as already imported and not sent).
+    send_same_audio: bool = False
     check_urls: bool = False
 
     defaults: dict[str, str] = Field(default_factory=dict)

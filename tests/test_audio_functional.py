@@ -70,20 +70,41 @@ def twin_manifest(workdir: Path) -> Path:
     ])
 
 
-def test_same_audio_is_uploaded_with_a_warning(twin_manifest: Path, workdir: Path,
-                                               sandbox: SandboxThread, token_env: str,
-                                               capsys: pytest.CaptureFixture[str]) -> None:
+def test_same_audio_in_one_run_is_sent_once(twin_manifest: Path, workdir: Path,
+                                            sandbox: SandboxThread, token_env: str,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
     ledger = workdir / "ledger.sqlite"
 
     code = run(twin_manifest, ledger, "--concurrency", "1")
+
+    assert code == 0
+    assert sorted(c.external_id or "" for c in sandbox.store.calls()) == ["X-1", "X-3"]
+    sha = sha256_of(workdir / "sample_data" / "call-0001-pcm8k.wav")
+    copy = (workdir / "sample_data" / "copy of 0001.wav").resolve()
+    captured = capsys.readouterr()
+    assert f"row 3: {copy}: the same audio is already imported, as ext:X-1 (row 2); not sent " \
+           "again (--send-same-audio sends it)" in captured.err
+    assert "1 already imported, 2 succeeded" in captured.out
+    with sqlite3.connect(ledger) as conn:
+        twin = conn.execute("SELECT status, sha256, same_as, last_outcome, attempts FROM "
+                            "recordings WHERE key = 'ext:X-2'").fetchone()
+    assert twin == ("succeeded", sha, "ext:X-1", "already imported", 0)
+
+
+def test_send_same_audio_sends_it_with_a_warning(twin_manifest: Path, workdir: Path,
+                                                 sandbox: SandboxThread, token_env: str,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    ledger = workdir / "ledger.sqlite"
+
+    code = run(twin_manifest, ledger, "--concurrency", "1", "--send-same-audio")
 
     assert code == 0 and sandbox.store.count() == 3
     sha = sha256_of(workdir / "sample_data" / "call-0001-pcm8k.wav")
     copy = (workdir / "sample_data" / "copy of 0001.wav").resolve()
     captured = capsys.readouterr()
     assert f"row 3: {copy}: same audio (sha256 {sha[:12]}...) as row 2 (ext:X-1), already " \
-           "uploaded; uploading it anyway" in captured.err
-    assert "1 row had the same audio as an earlier row, and went on" in captured.out
+           "uploaded; sending it anyway (--send-same-audio)" in captured.err
+    assert "1 row had the same audio as another row, and went on" in captured.out
     rows = ledger_rows(ledger)
     assert rows["ext:X-1"][:2] == rows["ext:X-2"][:2] == ("succeeded", sha)
 
@@ -94,31 +115,13 @@ def test_validate_finds_the_same_audio_within_its_manifest(
     assert main(["validate", str(twin_manifest), "--timezone", "UTC",
                  "--concurrency", "1"]) == 0
     captured = capsys.readouterr()
-    assert "as row 2 (ext:X-1), not sent yet; run uploads it anyway" in captured.err
+    assert "as row 2 (ext:X-1), not sent yet; run sends only one of them" in captured.err
     assert "1 row had the same audio" in captured.out
-
-    assert main(["validate", str(twin_manifest), "--timezone", "UTC", "--concurrency", "1",
-                 "--skip-duplicate-audio"]) == 1
-    assert "1 invalid, 2 valid" in capsys.readouterr().out
-
-
-def test_skip_duplicate_audio_makes_the_later_row_invalid(
-        twin_manifest: Path, workdir: Path, sandbox: SandboxThread, token_env: str) -> None:
-    ledger = workdir / "ledger.sqlite"
-
-    code = run(twin_manifest, ledger, "--concurrency", "1", "--skip-duplicate-audio")
-
-    assert code == 1
-    assert sorted(c.external_id or "" for c in sandbox.store.calls()) == ["X-1", "X-3"]
-    status, sha, _, error = ledger_rows(ledger)["ext:X-2"]
-    copy = (workdir / "sample_data" / "copy of 0001.wav").resolve()
-    assert status == "invalid" and sha is not None
-    assert error == f"row 3: {copy}: same audio (sha256 {sha[:12]}...) as row 2 (ext:X-1), " \
-                    "already uploaded; skipped (--skip-duplicate-audio)"
 
 
 def test_same_audio_is_found_in_an_earlier_nights_manifest(
-        workdir: Path, sandbox: SandboxThread, token_env: str) -> None:
+        workdir: Path, sandbox: SandboxThread, token_env: str,
+        capsys: pytest.CaptureFixture[str]) -> None:
     ledger = workdir / "ledger.sqlite"
     night1 = write_manifest(workdir / "manifests" / "night1.csv", [
         row("N1-1", recording_file="../sample_data/call-0005-cbr.mp3")])
@@ -127,13 +130,15 @@ def test_same_audio_is_found_in_an_earlier_nights_manifest(
                 workdir / "sample_data" / "export-again.mp3")
     night2 = write_manifest(workdir / "manifests" / "night2.csv", [
         row("N2-7", recording_file="../sample_data/export-again.mp3")])
+    capsys.readouterr()
 
-    assert run(night2, ledger, "--skip-duplicate-audio") == 1
+    assert run(night2, ledger) == 0
 
     assert sandbox.store.count() == 1
-    status, _, _, error = ledger_rows(ledger)["ext:N2-7"]
-    assert status == "invalid" and error is not None
-    assert "as row 2 of night1.csv (ext:N1-1), already uploaded; skipped" in error
+    assert "already imported, as ext:N1-1 (row 2 of night1.csv)" in capsys.readouterr().err
+    with sqlite3.connect(ledger) as conn:
+        assert conn.execute("SELECT status, same_as FROM recordings WHERE key = 'ext:N2-7'"
+                            ).fetchone() == ("succeeded", "ext:N1-1")
 
 
 def test_max_duration_refuses_long_recordings(workdir: Path, sandbox: SandboxThread,

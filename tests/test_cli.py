@@ -57,7 +57,8 @@ def test_readme_architecture_lists_every_module() -> None:
 def test_run_flags_have_environment_variables() -> None:
     run = subcommands()["run"]
     fields = set(Settings.model_fields)
-    no_env = {"--help", "--verbose", "--token-file", "--dry-run"}  # --dry-run: a command
+    # --dry-run picks a command; --skip-duplicate-audio is kept only for old scripts.
+    no_env = {"--help", "--verbose", "--token-file", "--dry-run", "--skip-duplicate-audio"}
     for action in run._actions:
         flag = next((o for o in action.option_strings if o.startswith("--")), None)
         if flag is None or flag in no_env:
@@ -81,13 +82,14 @@ def test_environment_feeds_settings() -> None:
 
 def test_audio_check_settings_from_flags_and_environment() -> None:
     s = Settings.load({}, environ={"CONVIRZA_MAX_RECORDING_DURATION": "90m",
-                                   "CONVIRZA_SKIP_DUPLICATE_AUDIO": "true",
+                                   "CONVIRZA_SEND_SAME_AUDIO": "true",
                                    "CONVIRZA_CHECK_URLS": "1"})
-    assert (s.max_recording_duration, s.skip_duplicate_audio, s.check_urls) == (5400.0, True, True)
+    assert (s.max_recording_duration, s.send_same_audio, s.check_urls) == (5400.0, True, True)
     assert Settings.load({}, environ={}).max_recording_duration is None  # no limit unless asked
+    assert Settings.load({}, environ={}).send_same_audio is False
     args = build_parser().parse_args(["validate", "m.csv", "--max-recording-duration", "2h",
-                                      "--skip-duplicate-audio", "--check-urls"])
-    assert (args.max_recording_duration, args.skip_duplicate_audio, args.check_urls) == \
+                                      "--send-same-audio", "--check-urls"])
+    assert (args.max_recording_duration, args.send_same_audio, args.check_urls) == \
         ("2h", True, True)
     assert parse_duration("3600") == parse_duration("60m") == parse_duration("1h") == 3600.0
     assert parse_duration("1h30m") == 5400.0

@@ -173,20 +173,31 @@ def test_an_older_ledger_is_upgraded_and_keeps_its_rows(tmp_path: Path) -> None:
     assert kept == [("ext:1", "succeeded", "ab")]
 
 
-def test_record_audio_names_another_row_with_the_same_content(ledger: Ledger) -> None:
+def test_record_audio_names_a_recording_imported_or_in_doubt_with_the_same_content(
+        ledger: Ledger) -> None:
     run = ledger.begin_run("run", "/m.csv")
-    ledger.admit(run, [admission(k, n) for n, k in enumerate("abcd", start=2)])
+    ledger.admit(run, [admission(k, n) for n, k in enumerate("abcde", start=2)])
     same = "5" * 64
 
     assert ledger.record_audio("a", 100, same) is None
-    assert ledger.record_audio("b", 100, same) == SameAudio("a", "/m.csv", 2, Status.PENDING)
-    assert ledger.record_audio("c", 200, "6" * 64) is None
-    ledger.mark_invalid("a", "skipped")  # an invalid row holds nothing: the next one does
-    assert ledger.record_audio("d", 100, same) == SameAudio("b", "/m.csv", 3, Status.PENDING)
-    assert ledger.record_audio("d", 100, None) is None  # not hashed: nothing to compare
+    assert ledger.record_audio("b", 100, same) is None  # "a" is only pending: not a twin yet
+    ledger.mark_uploading("a", 100, run)
+    assert ledger.record_audio("b", 100, same) == SameAudio("a", "/m.csv", 2, Status.UPLOADING)
+    ledger.mark_uploading("c", 100, run)
+    ledger.finish("c", Status.SUCCEEDED, AttemptRecord("c", "t", 0.1, "succeeded"))
+    ledger.record_audio("c", 100, same)
+    # Imported beats in doubt, whatever the order.
+    assert ledger.record_audio("d", 100, same) == SameAudio("c", "/m.csv", 4, Status.SUCCEEDED)
+    ledger.mark_already_imported("d", "c")
+    # A row found already imported stands for the key it was imported under.
+    assert ledger.record_audio("e", 100, "6" * 64) is None
+    ledger.record_audio("d", 100, "6" * 64)
+    assert ledger.record_audio("e", 100, "6" * 64) == SameAudio("c", "/m.csv", 5,
+                                                              Status.SUCCEEDED)
+    assert ledger.record_audio("e", 100, None) is None  # not hashed: nothing to compare
 
-    stored = {r.key: (r.size, r.sha256) for r in ledger.rows()}
-    assert stored["b"] == (100, same) and stored["c"] == (200, "6" * 64)
+    stored = {r.key: (r.size, r.sha256, r.same_as) for r in ledger.rows()}
+    assert stored["b"] == (100, same, None) and stored["d"] == (100, "6" * 64, "c")
 
 
 def test_same_audio_lookup_uses_the_index(ledger: Ledger) -> None:

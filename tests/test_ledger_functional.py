@@ -12,6 +12,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+import zlib
 from collections import Counter
 from pathlib import Path
 
@@ -20,15 +21,16 @@ import pytest
 from importer.cli import main
 from importer.ledger import Admission, Ledger, Status
 
-from .conftest import ROOT, SAMPLES, SandboxThread
+from .conftest import ROOT, SAMPLES, SandboxThread, distinct_copy
 from .test_run_functional import good_row, write_manifest
 
 SAMPLE_FILES = sorted(p.name for p in SAMPLES.iterdir() if p.suffix in (".wav", ".mp3"))
 
 
 def many_rows(workdir: Path, n: int, prefix: str = "E") -> list[dict[str, str]]:
-    """``n`` valid rows, each with a recording of its own path (a hard link to one of the
-    sample recordings under ``workdir``): one path listed twice would be a duplicate row."""
+    """``n`` valid rows, each with a recording of its own (a copy of one of the sample
+    recordings under ``workdir``, with audio bytes of its own): one path listed twice would be
+    a duplicate row, and the same audio twice is sent once."""
     folder = workdir / "sample_data" / "many"
     folder.mkdir(exist_ok=True)
     rows = []
@@ -36,7 +38,8 @@ def many_rows(workdir: Path, n: int, prefix: str = "E") -> list[dict[str, str]]:
         sample = SAMPLE_FILES[i % len(SAMPLE_FILES)]
         name = f"{prefix}-{i:04d}-{sample}"
         if not (folder / name).exists():
-            os.link(workdir / "sample_data" / sample, folder / name)
+            distinct_copy(workdir / "sample_data" / sample, folder / name,
+                          zlib.crc32(name.encode()))
         rows.append(good_row(external_id=f"{prefix}-{i:04d}",
                              recording_file=f"../sample_data/many/{name}"))
     return rows
@@ -139,7 +142,7 @@ def test_on_unknown_when_the_call_cannot_be_looked_up(
     rows = [good_row(external_id="")]
     manifest = write_manifest(workdir / "manifests" / "m.csv", rows)
     ledger = workdir / "ledger.sqlite"
-    key = "file:../sample_data/call-0001-pcm8k.wav"
+    key = "file:" + str(workdir / "sample_data" / "call-0001-pcm8k.wav")
     crash_leftovers(ledger, manifest, rows, [key])
 
     assert main(["run", str(manifest), "--ledger", str(ledger), "--no-auto-external-id",

@@ -198,7 +198,12 @@ def test_identity() -> None:
     given = identify({"external_id": "1234.0", "recording_file": "a.wav"}, base, True)
     assert (given.key, given.external_id) == ("ext:1234", "1234")
     by_path = identify({"recording_file": "../audio/a.wav"}, base, True)
-    assert by_path.key == "file:../audio/a.wav"
+    # The file itself: not a path relative to whichever manifest names it.
+    assert by_path.key == "file:/data/audio/a.wav" == by_path.recording
+    assert by_path.shard_key == "file:../audio/a.wav"  # shards as before keys were absolute
+    elsewhere = identify({"recording_file": "a.wav"}, Path("/data/night2"), True)
+    assert elsewhere.key == "file:/data/night2/a.wav" != \
+        identify({"recording_file": "a.wav"}, Path("/data/night1"), True).key
     assert by_path.external_id is not None and by_path.external_id.startswith("cvzimp-")
     # Stable: the same source always gives the same id; another source another one.
     same = identify({"recording_file": "../audio/./a.wav"}, base, True)
