@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -256,7 +257,7 @@ class ConvirzaClient:
         size = audio.size if audio else 0
         timeout = aiohttp.ClientTimeout(total=s.read_timeout + size / s.min_upload_rate,
                                         connect=s.connect_timeout, sock_read=s.read_timeout)
-        handle = await _open(audio.path) if audio else None
+        handle = await _open(audio) if audio else None
         try:
             form = aiohttp.FormData(default_to_multipart=True)
             for name, value in record.form_fields():
@@ -322,8 +323,23 @@ class ConvirzaClient:
         return result
 
 
-async def _open(path: Path) -> io.BufferedReader:
+async def _open(audio: AudioInfo) -> io.BufferedReader:
+    """The file to send, opened anew for this attempt, after checking that it is still the file
+    that was checked (size and mtime): a file emptied or replaced during a backoff is not sent
+    as other bytes than those probed and hashed."""
+    return await asyncio.to_thread(_open_checked, audio)
+
+
+def _open_checked(audio: AudioInfo) -> io.BufferedReader:
     try:
-        return await asyncio.to_thread(path.open, "rb")
+        handle = audio.path.open("rb")
     except OSError as exc:
-        raise AudioError(str(path), f"cannot open for upload: {exc.strerror}") from None
+        raise AudioError(str(audio.path), f"cannot open for upload: {exc.strerror}") from None
+    st = os.fstat(handle.fileno())
+    if st.st_size != audio.size or (audio.mtime_ns and st.st_mtime_ns != audio.mtime_ns):
+        handle.close()
+        change = f"{audio.size:,} bytes then, {st.st_size:,} now" \
+            if st.st_size != audio.size else "modified since"
+        raise AudioError(str(audio.path), f"changed since it was checked ({change}); not sent: "
+                         "run again to check it anew")
+    return handle
