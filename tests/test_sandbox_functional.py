@@ -13,6 +13,7 @@ from aiohttp.test_utils import TestClient
 from aiohttp.web import Application
 
 from importer.sandbox import STORE, SandboxConfig, make_app
+from importer.sandbox.disposition import parse_disposition
 
 from .conftest import SAMPLES, sha256_of
 
@@ -186,3 +187,53 @@ async def test_unknown_group_is_refused_on_upload(client: Client) -> None:
                              headers=AUTH)
     assert resp.status == 400
     assert "You are unauthorized for this group." in (await resp.json())["details"]
+
+
+BOUNDARY = b"sbx-7f3a9c"
+MULTIPART = {"Content-Type": f"multipart/form-data; boundary={BOUNDARY.decode()}"}
+
+
+def raw_multipart(disposition: bytes) -> bytes:
+    """An upload body built by hand, its file part's Content-Disposition exactly ``disposition``
+    (bytes as they go on the wire), so no client library decides how a name is quoted."""
+    crlf, boundary = b"\r\n", BOUNDARY
+    body = b""
+    for name, value in FIELDS.items():
+        body += (b"--" + boundary + crlf
+                 + b'Content-Disposition: form-data; name="' + name.encode() + b'"' + crlf + crlf
+                 + value.encode() + crlf)
+    body += (b"--" + boundary + crlf + b"Content-Disposition: " + disposition + crlf
+             + b"Content-Type: audio/wav" + crlf + crlf
+             + (SAMPLES / "call-0001-pcm8k.wav").read_bytes() + crlf)
+    return body + b"--" + boundary + b"--" + crlf
+
+
+@pytest.mark.parametrize(("sent", "stored"), [
+    ('filename="Llamada José ñ.wav"'.encode(), "Llamada José ñ.wav"),  # raw UTF-8 bytes
+    (b'filename="call recording 2024-05-01 0930.wav"', "call recording 2024-05-01 0930.wav"),
+    (b'filename="a\\"b\\\\c.wav"', 'a"b\\c.wav'),  # quoted-pairs undone
+    (b'filename="Llamada%20Jos%C3%A9.wav"', "Llamada%20Jos%C3%A9.wav"),  # not percent-decoded
+    (b"filename=\"fallback.wav\"; filename*=UTF-8''Llamada%20Jos%C3%A9%20%C3%B1.wav",
+     "Llamada José ñ.wav"),  # RFC 5987 wins over the plain form
+    (b'filename="C:\\dir\\x.wav"', "C:\\dir\\x.wav"),  # unescaped backslashes, as browsers send
+    (b'filename="/exports/x.wav"', "/exports/x.wav"),  # a leading slash kept (aiohttp drops it)
+])
+async def test_file_name_is_stored_as_sent(client: Client, sent: bytes, stored: str) -> None:
+    resp = await client.post(
+        "/v2/call/upload", data=raw_multipart(b'form-data; name="recording_file"; ' + sent),
+        headers={**AUTH, **MULTIPART})
+    assert resp.status == 200, await resp.text()
+    [call] = client.app[STORE].calls()
+    assert call.file_name == stored
+    assert call.file_sha256 == sha256_of(SAMPLES / "call-0001-pcm8k.wav")
+    listed = await (await client.get("/v2/call/list", headers=AUTH)).json()
+    assert listed["data"][0]["recording_file_name"] == stored
+
+
+def test_file_names_decoded_as_latin_1_are_read_as_utf_8() -> None:
+    """Servers that decode header bytes as latin-1 (not aiohttp 3.14) end at the same text."""
+    sent = 'form-data; name="recording_file"; filename="Llamada José ñ.wav"'.encode()
+    assert parse_disposition(sent.decode("latin-1")).filename == "Llamada José ñ.wav"
+    # Bytes that are not UTF-8 end as U+FFFD, not as surrogates SQLite would refuse.
+    broken = b'form-data; name="recording_file"; filename="x\xff.wav"'
+    assert parse_disposition(broken.decode("utf-8", "surrogateescape")).filename == "x\ufffd.wav"

@@ -25,8 +25,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from aiohttp import BodyPartReader, web
+from aiohttp import BodyPartReader, hdrs, web
 
+from .disposition import parse_disposition
 from .lookups import lookup
 from .rules import FILE_FIELDS, audio_kind, check_fields
 from .seed import Seed, default_seed
@@ -229,12 +230,18 @@ async def upload_handler(request: web.Request) -> web.Response:
     files = 0
     reader = await request.multipart()
     async for part in reader:
-        if not isinstance(part, BodyPartReader) or not part.name:
+        if not isinstance(part, BodyPartReader):
             problems.append("nested or unnamed multipart part")
             continue
-        if part.name in FILE_FIELDS and part.filename is not None:
+        # The name and file name as sent (RFC 7578), not as aiohttp's reader would retell them.
+        disposition = parse_disposition(part.headers.get(hdrs.CONTENT_DISPOSITION))
+        name = disposition.name
+        if not name:
+            problems.append("nested or unnamed multipart part")
+            continue
+        if name in FILE_FIELDS and disposition.filename is not None:
             files += 1
-            file_name = part.filename
+            file_name = disposition.filename
             while chunk := await part.read_chunk(1 << 16):
                 if len(head) < 12:
                     head += chunk[: 12 - len(head)]
@@ -246,11 +253,11 @@ async def upload_handler(request: web.Request) -> web.Response:
             continue
         raw = await part.read(decode=True)
         if len(raw) > MAX_TEXT_FIELD:
-            problems.append(f"Invalid parameter ({part.name}): value too long")
+            problems.append(f"Invalid parameter ({name}): value too long")
             continue
-        if part.name in fields:
-            problems.append(f"Invalid parameter ({part.name}): sent more than once")
-        fields[part.name] = raw.decode("utf-8", errors="replace")
+        if name in fields:
+            problems.append(f"Invalid parameter ({name}): sent more than once")
+        fields[name] = raw.decode("utf-8", errors="replace")
     if files > 1:
         problems.append("only one recording_file may be sent")
     problems.extend(check_fields(fields, has_file=files > 0))
