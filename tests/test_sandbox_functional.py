@@ -9,16 +9,18 @@ from collections.abc import Awaitable, Callable
 import aiohttp
 import pytest
 from aiohttp import FormData
-from aiohttp.test_utils import TestClient
+from aiohttp.test_utils import TestClient, TestServer
 from aiohttp.web import Application
 
-from importer.sandbox import STORE, SandboxConfig, make_app
+from importer.cli import main
+from importer.sandbox import STATE, STORE, Faults, SandboxConfig, make_app
 from importer.sandbox.disposition import parse_disposition
 
 from .conftest import SAMPLES, sha256_of
 
 Client = TestClient  # type: ignore[type-arg]
 MakeClient = Callable[[Application], Awaitable[Client]]
+MakeServer = Callable[[Application], Awaitable[TestServer]]
 AUTH = {"Authorization": "Bearer fixed"}
 FIELDS = {"call_date": "2025-03-04T09:15:22-05:00", "group_id": "12", "caller_id": "6175550142"}
 
@@ -237,3 +239,78 @@ def test_file_names_decoded_as_latin_1_are_read_as_utf_8() -> None:
     # Bytes that are not UTF-8 end as U+FFFD, not as surrogates SQLite would refuse.
     broken = b'form-data; name="recording_file"; filename="x\xff.wav"'
     assert parse_disposition(broken.decode("utf-8", "surrogateescape")).filename == "x\ufffd.wav"
+
+
+def faulty(faults: Faults) -> Application:
+    """A sandbox with these faults, that takes the token ``fixed``."""
+    return make_app(SandboxConfig(static_tokens=frozenset({"fixed"}), faults=faults))
+
+
+LOGIN = {"grant_type": "password", "client_id": "system", "client_secret": "s",
+         "username": "demo@example.com", "password": "demo-password"}
+
+
+@pytest.mark.parametrize("status", [301, 302, 303, 307, 308])
+async def test_redirect_answers_before_anything_is_read(aiohttp_server: MakeServer,
+                                                        status: int) -> None:
+    target = await aiohttp_server(faulty(Faults()))
+    front = await aiohttp_server(faulty(Faults(redirect_to=str(target.make_url("/")),
+                                               redirect_status=status)))
+    async with aiohttp.ClientSession(str(front.make_url(""))) as session:
+        upload = await session.post("/v2/call/upload?probe=1&x=%20", data=raw_multipart(
+            b'form-data; name="recording_file"; filename="x.wav"'),
+            headers={**AUTH, **MULTIPART}, allow_redirects=False)
+        login = await session.post("/oauth/token", data=LOGIN, allow_redirects=False)
+        lookup = await session.get("/v2/group/list", allow_redirects=False)  # no token at all
+    base = str(target.make_url(""))
+    assert [r.status for r in (upload, login, lookup)] == [status] * 3
+    assert upload.headers["Location"] == base + "/v2/call/upload?probe=1&x=%20"
+    assert login.headers["Location"] == base + "/oauth/token"
+    assert lookup.headers["Location"] == base + "/v2/group/list"
+    state = front.app[STATE]
+    assert front.app[STORE].count() == 0 and state.uploads == 0
+    assert state.logins == state.refused_logins == 0 and not state.login_times
+    assert state.unauthorized == 0 and not state.arrivals and state.received == 3
+    assert target.app[STATE].received == 0  # nothing was followed
+
+
+async def test_a_redirect_target_counts_every_request_it_receives(
+        aiohttp_server: MakeServer) -> None:
+    target = await aiohttp_server(faulty(Faults()))
+    front = await aiohttp_server(faulty(Faults(redirect_to=str(target.make_url("")))))
+    async with aiohttp.ClientSession(str(front.make_url(""))) as session:
+        # A client that follows: the lookup arrives (without the token aiohttp drops on the
+        # way to another origin), and the login's POST arrives as a GET the route refuses.
+        followed = await session.get("/v2/group/list?limit=5", headers=AUTH)
+        login = await session.post("/oauth/token", data=LOGIN)
+    assert (followed.status, login.status) == (401, 405)
+    state = target.app[STATE]
+    assert state.received == 2 and state.logins == 0
+    assert list(state.received_log) == ["GET /v2/group/list?limit=5", "GET /oauth/token"]
+    async with aiohttp.ClientSession(str(target.make_url(""))) as session:
+        assert (await session.get("/nowhere")).status == 404
+        stats = await (await session.get("/_sandbox/stats?received=1")).json()
+    assert stats["received"] == 3  # the 404 counts; the stats request itself does not
+    assert stats["received_log"][-1] == "GET /nowhere"
+
+
+async def test_html_200_stands_in_for_every_answer(aiohttp_client: MakeClient) -> None:
+    client = await aiohttp_client(faulty(Faults(html_200=True)))
+    answers = [await client.post("/v2/call/upload", data=form(FIELDS), headers=AUTH),
+               await client.post("/oauth/token", data=LOGIN),
+               await client.get("/v2/group/list", headers=AUTH),
+               await client.get("/v2/call/list")]  # no token: still the page
+    for resp in answers:
+        assert resp.status == 200 and resp.content_type == "text/html"
+        assert "<title>Welcome to nginx!</title>" in await resp.text()
+    state = client.app[STATE]
+    assert client.app[STORE].count() == 0 and state.uploads == 0 and state.logins == 0
+    assert state.received == 4
+
+
+@pytest.mark.parametrize("flags", [["--redirect-to", "ftp://x"],
+                                   ["--redirect-to", "apicfa.convirza.com"]])
+def test_sandbox_refuses_nonsense_fault_flags(flags: list[str]) -> None:
+    assert main(["sandbox", "--port", "0", *flags]) == 2
+    with pytest.raises(ValueError, match="redirect_to"):
+        Faults(redirect_to="apicfa.convirza.com")

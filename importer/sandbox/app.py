@@ -8,8 +8,11 @@ chunk, never held whole), answering 200 with no body, or 400 with
 details its validation failures; the sandbox adds them as ``details`` (a GUESS, marked so).
 
 The lookup endpoints (``lookups.py``) serve a seeded account (``seed.py``) and the calls
-received. Faults for tests are switched on in ``Faults``: random 5xx, latency. Build with
-``make_app(SandboxConfig(...))``; the received calls are in ``app[STORE]``.
+received. Faults for tests are switched on in ``Faults``: random 5xx, dropped connections,
+latency, a rate limit, and what a wrong or broken server in front of the API does (redirects,
+an HTML page with 200). Build with ``make_app(SandboxConfig(...))``; the received calls are
+in ``app[STORE]``, and ``app[STATE].received`` counts every request that reached the server, so
+a sandbox used as a redirect's target shows whether anything followed the redirect.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import uuid
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from http import HTTPStatus
 from typing import Any
 
 from aiohttp import BodyPartReader, hdrs, web
@@ -36,11 +40,18 @@ from .store import CallStore
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 MAX_TEXT_FIELD = 64 * 1024
 LOGINS_PER_MINUTE = 10
+REDIRECT_STATUSES = (301, 302, 303, 307, 308)
 
 
 @dataclass
 class Faults:
-    """Failures to inject, reproducible with ``seed``."""
+    """Failures to inject, reproducible with ``seed``.
+
+    ``redirect_to`` and ``html_200`` stand for what can answer in the API's place (a moved
+    host, a captive portal), so tests can show that the importer takes none of it for the
+    API's answer. They apply to the API's routes (``/v2/*`` and ``/oauth/token``), never to
+    the sandbox's own ``/_sandbox/*``.
+    """
 
     fail_rate: float = 0.0       # share of uploads answered 500 before anything is stored
     ambiguous_rate: float = 0.0  # share of uploads stored, then answered 500 anyway
@@ -50,6 +61,19 @@ class Faults:
     rate_limit: float = 0.0      # /v2 requests a second (token bucket); over it: 429
     rate_burst: int = 0          # the bucket's size; 0: a fifth of a second's worth, at least 2
     seed: int | None = None
+    # Every API request answered redirect_status with Location: redirect_to + its path and
+    # query, before anything is read, checked, counted (logins, rate limit) or stored.
+    redirect_to: str | None = None
+    redirect_status: int = 302
+    html_200: bool = False       # every API request answered 200 with nginx's welcome page
+
+    def __post_init__(self) -> None:
+        if self.redirect_status not in REDIRECT_STATUSES:
+            raise ValueError(f"redirect_status must be one of {REDIRECT_STATUSES}, "
+                             f"not {self.redirect_status}")
+        if self.redirect_to is not None and not self.redirect_to.startswith(
+                ("http://", "https://")):
+            raise ValueError(f"redirect_to must be an http(s) URL, not {self.redirect_to!r}")
 
 
 @dataclass
@@ -78,6 +102,10 @@ class SandboxState:
     early: int = 0            # arrived before the Retry-After we gave had passed
     login_times: deque[float] = field(default_factory=lambda: deque(maxlen=1000))
     arrivals: list[float] = field(default_factory=list)  # monotonic times of /v2 requests
+    # Every request that reached the server, on any route (a 404 or 405 too), before any fault
+    # answered it; only the sandbox's own /_sandbox/* routes are left out.
+    received: int = 0
+    received_log: deque[str] = field(default_factory=lambda: deque(maxlen=1000))  # "GET /path?q"
     tokens: float = -1.0      # the rate limit's bucket (-1: not started)
     refilled_at: float = 0.0
     retry_at: float = 0.0     # the moment our last 429 told clients to come back
@@ -102,6 +130,64 @@ def _error(status: int, message: str, error: str, request_id: str,
 def _bearer(request: web.Request) -> str | None:
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
     return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+
+
+def _is_api(request: web.Request) -> bool:
+    """The API's own routes, the ones faults apply to (not the sandbox's ``/_sandbox/*``)."""
+    return request.path.startswith("/v2/") or request.path == "/oauth/token"
+
+
+@web.middleware
+async def count_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Count every request before anything can answer it (a fault, a 404), so that a sandbox
+    standing as a redirect's target shows whether a client followed the redirect."""
+    if not request.path.startswith("/_sandbox/"):
+        state = request.app[STATE]
+        state.received += 1
+        state.received_log.append(f"{request.method} {request.raw_path}")
+    return await handler(request)
+
+
+NGINX_WELCOME = """<!DOCTYPE html>
+<html>
+<head>
+<title>Welcome to nginx!</title>
+</head>
+<body>
+<h1>Welcome to nginx!</h1>
+<p>If you see this page, the nginx web server is successfully installed and
+working. Further configuration is required.</p>
+<p><em>Thank you for using nginx.</em></p>
+</body>
+</html>
+"""
+
+
+def _nginx_status_page(status: HTTPStatus) -> str:
+    """The page nginx itself sends with a redirect, so the answer looks like the real thing."""
+    title = f"{status.value} {status.phrase}"
+    return (f"<html>\r\n<head><title>{title}</title></head>\r\n<body>\r\n"
+            f"<center><h1>{title}</h1></center>\r\n<hr><center>nginx</center>\r\n"
+            "</body>\r\n</html>\r\n")
+
+
+@web.middleware
+async def front_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Another server in the API's place: a redirect (a moved host, an http-to-https hop) or a
+    200 HTML page (a captive portal, a default site). It answers before the body is read, so
+    nothing is stored, no login counted and no rate limit spent: whatever the client makes of
+    the answer, the API never saw the request."""
+    faults = request.app[CONFIG].faults
+    if not _is_api(request):
+        return await handler(request)
+    if faults.redirect_to:
+        status = HTTPStatus(faults.redirect_status)
+        location = faults.redirect_to.rstrip("/") + request.raw_path
+        return web.Response(status=status.value, text=_nginx_status_page(status),
+                            content_type="text/html", headers={"Location": location})
+    if faults.html_200:
+        return web.Response(status=200, text=NGINX_WELCOME, content_type="text/html")
+    return await handler(request)
 
 
 @web.middleware
@@ -166,9 +252,11 @@ async def stats_handler(request: web.Request) -> web.Response:
     state = request.app[STATE]
     body: dict[str, Any] = {"uploads": state.uploads, "throttled": state.throttled,
                             "early": state.early, "logins": state.logins,
-                            "requests": len(state.arrivals)}
+                            "requests": len(state.arrivals), "received": state.received}
     if "arrivals" in request.query:
         body["arrivals"] = state.arrivals
+    if "received" in request.query:
+        body["received_log"] = list(state.received_log)
     return web.json_response(body)
 
 
@@ -342,7 +430,9 @@ def _add_lookups(app: web.Application, seed: Seed) -> None:
 def make_app(config: SandboxConfig | None = None) -> web.Application:
     """The sandbox as an aiohttp application, for ``aiohttp_server`` or ``web.AppRunner``."""
     cfg = config or SandboxConfig()
-    app = web.Application(middlewares=[fault_middleware, auth_middleware],
+    # Outermost first: every request is counted, then a front may answer in the API's place.
+    app = web.Application(middlewares=[count_middleware, front_middleware,
+                                       fault_middleware, auth_middleware],
                           client_max_size=cfg.max_file_size + (1 << 20))
     app[CONFIG] = cfg
     app[STORE] = CallStore(cfg.store_path)
