@@ -343,6 +343,9 @@ def build_parser() -> argparse.ArgumentParser:
     sbx.add_argument("--html-200", action="store_true",
                      help="answer every /v2 and /oauth/token request with 200 and an HTML "
                           "page (\"Welcome to nginx!\"), storing nothing")
+    sbx.add_argument("--echo-secrets", action="store_true",
+                     help="put the request's headers (Authorization too, also in base64) and "
+                          "the token endpoint's raw login body into error answers")
     sbx.add_argument("--seed", type=int, help="seed for the injected faults (reproducible)")
     sbx.add_argument("--seed-data", metavar="FILE",
                      help="JSON file of groups, campaigns, custom_sources, callflows, "
@@ -572,7 +575,8 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
                       lost_answer_rate=args.lost_answer_rate, reset_rate=args.reset_rate,
                       rate_limit=args.rate_limit, rate_burst=args.rate_burst,
                       latency=args.latency, seed=args.seed, redirect_to=args.redirect_to,
-                      redirect_status=args.redirect_status, html_200=args.html_200))
+                      redirect_status=args.redirect_status, html_200=args.html_200,
+                      echo_secrets=args.echo_secrets))
 
     def announce(url: str) -> None:
         print(f"Sandbox listening on {url}", flush=True)

@@ -4,6 +4,7 @@ multipart only, bearer tokens that expire, the documented error body."""
 from __future__ import annotations
 
 import asyncio
+import base64
 from collections.abc import Awaitable, Callable
 
 import aiohttp
@@ -306,6 +307,53 @@ async def test_html_200_stands_in_for_every_answer(aiohttp_client: MakeClient) -
     state = client.app[STATE]
     assert client.app[STORE].count() == 0 and state.uploads == 0 and state.logins == 0
     assert state.received == 4
+
+
+async def test_echoed_secrets_in_error_answers(aiohttp_client: MakeClient) -> None:
+    client = await aiohttp_client(faulty(Faults(echo_secrets=True)))
+
+    def shows(text: str, authorization: str) -> bool:
+        encoded = base64.b64encode(authorization.encode()).decode()
+        return f"Authorization: {authorization}" in text and encoded in text
+
+    refused = await client.post("/v2/call/upload", data=form(FIELDS),
+                                headers={"Authorization": "Bearer wrong-s3cret-token"})
+    body = await refused.json()
+    assert refused.status == 401 and body["statusCode"] == 401
+    assert body["message"].startswith("Unauthorized") and shows(body["message"],
+                                                                "Bearer wrong-s3cret-token")
+    invalid = await client.post("/v2/call/upload", data=form({**FIELDS, "ring_to": "1"}),
+                                headers=AUTH)
+    body = await invalid.json()
+    assert invalid.status == 400 and shows(body["message"], "Bearer fixed") and body["details"]
+    lookup = await client.get("/v2/group/list?filter=colour=red", headers=AUTH)
+    body = await lookup.json()
+    assert lookup.status == 400 and body["err"].startswith("Invalid column")
+    assert shows(body["err"], "Bearer fixed") and shows(body["message"], "Bearer fixed")
+    # The token endpoint's refusal repeats the login body byte for byte, URL-encoded.
+    raw = ("grant_type=password&client_id=system&client_secret=cl%21ent"
+           "&username=demo%40example.com&password=p%40ss+w%C3%B6rd%26x")
+    login = await client.post("/oauth/token", data=raw.encode(), headers={
+        "Content-Type": "application/x-www-form-urlencoded", "Authorization": "Basic c3lz"})
+    body = await login.json()
+    assert login.status == 401 and body["error"] == "invalid_grant"
+    assert f"request body: {raw}" in body["error_description"]
+    assert shows(body["error_description"], "Basic c3lz") and shows(body["message"], "Basic c3lz")
+    # Answers that are not errors repeat nothing.
+    ok = await client.post("/oauth/token", data=LOGIN)
+    assert ok.status == 200 and "message" not in await ok.json()
+
+
+async def test_echoed_secrets_in_throttled_and_failed_answers(
+        aiohttp_client: MakeClient) -> None:
+    client = await aiohttp_client(faulty(Faults(echo_secrets=True, fail_rate=1.0,
+                                                rate_limit=0.01, rate_burst=1)))
+    failed = await client.post("/v2/call/upload", data=form(FIELDS), headers=AUTH)
+    throttled = await client.post("/v2/call/upload", data=form(FIELDS), headers=AUTH)
+    assert (failed.status, throttled.status) == (500, 429)
+    for resp in (failed, throttled):
+        assert "Authorization: Bearer fixed" in (await resp.json())["message"]
+    assert throttled.headers["Retry-After"]
 
 
 @pytest.mark.parametrize("flags", [["--redirect-to", "ftp://x"],

@@ -10,15 +10,18 @@ details its validation failures; the sandbox adds them as ``details`` (a GUESS, 
 The lookup endpoints (``lookups.py``) serve a seeded account (``seed.py``) and the calls
 received. Faults for tests are switched on in ``Faults``: random 5xx, dropped connections,
 latency, a rate limit, and what a wrong or broken server in front of the API does (redirects,
-an HTML page with 200). Build with ``make_app(SandboxConfig(...))``; the received calls are
-in ``app[STORE]``, and ``app[STATE].received`` counts every request that reached the server, so
-a sandbox used as a redirect's target shows whether anything followed the redirect.
+an HTML page with 200, error bodies that repeat the request's secrets). Build with
+``make_app(SandboxConfig(...))``; the received calls are in ``app[STORE]``, and
+``app[STATE].received`` counts every request that reached the server, so a sandbox used as a
+redirect's target shows whether anything followed the redirect.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
+import json
 import math
 import random
 import time
@@ -47,10 +50,11 @@ REDIRECT_STATUSES = (301, 302, 303, 307, 308)
 class Faults:
     """Failures to inject, reproducible with ``seed``.
 
-    ``redirect_to`` and ``html_200`` stand for what can answer in the API's place (a moved
-    host, a captive portal), so tests can show that the importer takes none of it for the
-    API's answer. They apply to the API's routes (``/v2/*`` and ``/oauth/token``), never to
-    the sandbox's own ``/_sandbox/*``.
+    ``redirect_to``, ``html_200`` and ``echo_secrets`` stand for what can answer in the API's
+    place or badly (a moved host, a captive portal, a careless server), so tests can show that
+    the importer takes none of it for the API's answer and leaks no secret through it. They
+    apply to the API's routes (``/v2/*`` and ``/oauth/token``), never to the sandbox's own
+    ``/_sandbox/*``.
     """
 
     fail_rate: float = 0.0       # share of uploads answered 500 before anything is stored
@@ -66,6 +70,9 @@ class Faults:
     redirect_to: str | None = None
     redirect_status: int = 302
     html_200: bool = False       # every API request answered 200 with nginx's welcome page
+    # Error answers (status >= 400, JSON) repeat the request's headers, Authorization verbatim
+    # and in base64, and the token endpoint's refusals its raw body (the password with it).
+    echo_secrets: bool = False
 
     def __post_init__(self) -> None:
         if self.redirect_status not in REDIRECT_STATUSES:
@@ -188,6 +195,45 @@ async def front_middleware(request: web.Request, handler: Handler) -> web.Stream
     if faults.html_200:
         return web.Response(status=200, text=NGINX_WELCOME, content_type="text/html")
     return await handler(request)
+
+
+def _echo(request: web.Request) -> str:
+    """The request's headers as a careless server logs them into its answer: verbatim, and the
+    Authorization value once more in base64."""
+    text = "request headers: " + ", ".join(f"{k}: {v}" for k, v in request.headers.items())
+    authorization = request.headers.get("Authorization")
+    if authorization is not None:
+        encoded = base64.b64encode(authorization.encode("utf-8", "surrogateescape"))
+        text += f"; authorization (base64): {encoded.decode('ascii')}"
+    return text
+
+
+@web.middleware
+async def echo_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Error answers that repeat the request's secrets, for tests of the importer's scrubbing:
+    the headers go into ``message`` (and ``err`` when the body has one), and the token
+    endpoint's raw body, the password URL-encoded in it, into ``error_description``."""
+    if not request.app[CONFIG].faults.echo_secrets or not _is_api(request):
+        return await handler(request)
+    login = await request.read() if request.path == "/oauth/token" else None  # kept for post()
+    response = await handler(request)
+    if (not isinstance(response, web.Response) or response.status < 400
+            or response.content_type != "application/json"
+            or not isinstance(response.body, bytes)):
+        return response
+    body = json.loads(response.body)
+    if not isinstance(body, dict):
+        return response
+    echo = _echo(request)
+    body["message"] = f"{body['message']} | {echo}" if "message" in body else echo
+    if isinstance(body.get("err"), str):
+        body["err"] += f" | {echo}"
+    if login is not None:
+        said = f"{body['error_description']} | " if body.get("error_description") else ""
+        body["error_description"] = (f"{said}request body: {login.decode('utf-8', 'replace')}"
+                                     f" | {echo}")
+    response.body = json.dumps(body).encode()
+    return response
 
 
 @web.middleware
@@ -430,8 +476,9 @@ def _add_lookups(app: web.Application, seed: Seed) -> None:
 def make_app(config: SandboxConfig | None = None) -> web.Application:
     """The sandbox as an aiohttp application, for ``aiohttp_server`` or ``web.AppRunner``."""
     cfg = config or SandboxConfig()
-    # Outermost first: every request is counted, then a front may answer in the API's place.
-    app = web.Application(middlewares=[count_middleware, front_middleware,
+    # Outermost first: every request is counted, a front may answer in the API's place, and
+    # the API's error answers are then echoed into on their way out.
+    app = web.Application(middlewares=[count_middleware, front_middleware, echo_middleware,
                                        fault_middleware, auth_middleware],
                           client_max_size=cfg.max_file_size + (1 << 20))
     app[CONFIG] = cfg
