@@ -346,6 +346,8 @@ def build_parser() -> argparse.ArgumentParser:
     sbx.add_argument("--echo-secrets", action="store_true",
                      help="put the request's headers (Authorization too, also in base64) and "
                           "the token endpoint's raw login body into error answers")
+    sbx.add_argument("--split-answers", type=int, default=0, metavar="N",
+                     help="write every JSON answer in N >= 2 flushed pieces, 20 ms apart")
     sbx.add_argument("--seed", type=int, help="seed for the injected faults (reproducible)")
     sbx.add_argument("--seed-data", metavar="FILE",
                      help="JSON file of groups, campaigns, custom_sources, callflows, "
@@ -566,6 +568,8 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
         seed = load_seed(args.seed_data) if args.seed_data else default_seed()
     except (OSError, ValueError) as exc:
         raise UsageError(f"--seed-data: {exc}") from None
+    if args.split_answers and args.split_answers < 2:
+        raise UsageError(f"--split-answers expects N >= 2, got {args.split_answers}")
     if args.redirect_to and not args.redirect_to.startswith(("http://", "https://")):
         raise UsageError(f"--redirect-to expects an http(s) URL, got {args.redirect_to!r}")
     config = SandboxConfig(
@@ -576,7 +580,7 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
                       rate_limit=args.rate_limit, rate_burst=args.rate_burst,
                       latency=args.latency, seed=args.seed, redirect_to=args.redirect_to,
                       redirect_status=args.redirect_status, html_200=args.html_200,
-                      echo_secrets=args.echo_secrets))
+                      echo_secrets=args.echo_secrets, split_answers=args.split_answers))
 
     def announce(url: str) -> None:
         print(f"Sandbox listening on {url}", flush=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 from collections.abc import Awaitable, Callable
 
 import aiohttp
@@ -356,9 +357,48 @@ async def test_echoed_secrets_in_throttled_and_failed_answers(
     assert throttled.headers["Retry-After"]
 
 
-@pytest.mark.parametrize("flags", [["--redirect-to", "ftp://x"],
+@pytest.mark.parametrize(("method", "path", "headers", "data", "status"), [
+    ("GET", "/v2/group/list", AUTH, None, 200),
+    ("GET", "/v2/call/list", AUTH, None, 200),  # "no records found."
+    ("POST", "/v2/call/upload", AUTH, b"x", 400),
+    ("GET", "/v2/group/list", {}, None, 401),
+    ("POST", "/oauth/token", {}, {**LOGIN, "password": "x"}, 401),
+])
+async def test_split_answers_arrive_in_pieces(aiohttp_client: MakeClient, method: str,
+                                              path: str, headers: dict[str, str],
+                                              data: bytes | dict[str, str] | None,
+                                              status: int) -> None:
+    plain = await aiohttp_client(faulty(Faults()))
+    split = await aiohttp_client(faulty(Faults(split_answers=10)))
+    expected = await (await plain.request(method, path, headers=headers, data=data)).json()
+    resp = await split.request(method, path, headers=headers, data=data)
+    assert resp.status == status and resp.content_type == "application/json"
+    first = await resp.content.readany()
+    whole = first + await resp.read()
+    assert 0 < len(first) < len(whole) == int(resp.headers["Content-Length"])
+    answer = json.loads(whole)
+    answer.pop("requestId", None)  # a fresh uuid in every error answer
+    expected.pop("requestId", None)
+    assert answer == expected
+
+
+async def test_split_token_answers_still_log_in(aiohttp_client: MakeClient) -> None:
+    client = await aiohttp_client(faulty(Faults(split_answers=3)))
+    resp = await client.post("/oauth/token", data=LOGIN)
+    first = await resp.content.readany()
+    body = json.loads(first + await resp.read())
+    assert len(first) < int(resp.headers["Content-Length"])
+    assert body["token_type"] == "Bearer" and body["expires_in"] == 3600
+    auth = {"Authorization": f"Bearer {body['access_token']}"}
+    assert (await client.get("/v2/group/list", headers=auth)).status == 200
+
+
+@pytest.mark.parametrize("flags", [["--split-answers", "1"], ["--split-answers", "-2"],
+                                   ["--redirect-to", "ftp://x"],
                                    ["--redirect-to", "apicfa.convirza.com"]])
 def test_sandbox_refuses_nonsense_fault_flags(flags: list[str]) -> None:
     assert main(["sandbox", "--port", "0", *flags]) == 2
+    with pytest.raises(ValueError, match="split_answers"):
+        Faults(split_answers=1)
     with pytest.raises(ValueError, match="redirect_to"):
         Faults(redirect_to="apicfa.convirza.com")

@@ -10,10 +10,10 @@ details its validation failures; the sandbox adds them as ``details`` (a GUESS, 
 The lookup endpoints (``lookups.py``) serve a seeded account (``seed.py``) and the calls
 received. Faults for tests are switched on in ``Faults``: random 5xx, dropped connections,
 latency, a rate limit, and what a wrong or broken server in front of the API does (redirects,
-an HTML page with 200, error bodies that repeat the request's secrets). Build with
-``make_app(SandboxConfig(...))``; the received calls are in ``app[STORE]``, and
-``app[STATE].received`` counts every request that reached the server, so a sandbox used as a
-redirect's target shows whether anything followed the redirect.
+an HTML page with 200, error bodies that repeat the request's secrets, answers written in
+pieces). Build with ``make_app(SandboxConfig(...))``; the received calls are in
+``app[STORE]``, and ``app[STATE].received`` counts every request that reached the server, so a
+sandbox used as a redirect's target shows whether anything followed the redirect.
 """
 
 from __future__ import annotations
@@ -44,17 +44,20 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 MAX_TEXT_FIELD = 64 * 1024
 LOGINS_PER_MINUTE = 10
 REDIRECT_STATUSES = (301, 302, 303, 307, 308)
+#: The pause between the pieces of a split answer: long enough for a client's first read to
+#: return with only the first piece.
+SPLIT_PAUSE = 0.02
 
 
 @dataclass
 class Faults:
     """Failures to inject, reproducible with ``seed``.
 
-    ``redirect_to``, ``html_200`` and ``echo_secrets`` stand for what can answer in the API's
-    place or badly (a moved host, a captive portal, a careless server), so tests can show that
-    the importer takes none of it for the API's answer and leaks no secret through it. They
-    apply to the API's routes (``/v2/*`` and ``/oauth/token``), never to the sandbox's own
-    ``/_sandbox/*``.
+    ``redirect_to``, ``html_200``, ``echo_secrets`` and ``split_answers`` stand for what can
+    answer in the API's place, badly or slowly (a moved host, a captive portal, a careless
+    server, a slow proxy), so tests can show that the importer takes none of it for the API's
+    answer, reads answers whole and leaks no secret through them. They apply to the API's
+    routes (``/v2/*`` and ``/oauth/token``), never to the sandbox's own ``/_sandbox/*``.
     """
 
     fail_rate: float = 0.0       # share of uploads answered 500 before anything is stored
@@ -73,6 +76,7 @@ class Faults:
     # Error answers (status >= 400, JSON) repeat the request's headers, Authorization verbatim
     # and in base64, and the token endpoint's refusals its raw body (the password with it).
     echo_secrets: bool = False
+    split_answers: int = 0       # JSON answers written in this many flushed pieces (0: whole)
 
     def __post_init__(self) -> None:
         if self.redirect_status not in REDIRECT_STATUSES:
@@ -81,6 +85,9 @@ class Faults:
         if self.redirect_to is not None and not self.redirect_to.startswith(
                 ("http://", "https://")):
             raise ValueError(f"redirect_to must be an http(s) URL, not {self.redirect_to!r}")
+        if self.split_answers < 0 or self.split_answers == 1:
+            raise ValueError(f"split_answers must be 0 (off) or at least 2, "
+                             f"not {self.split_answers}")
 
 
 @dataclass
@@ -234,6 +241,32 @@ async def echo_middleware(request: web.Request, handler: Handler) -> web.StreamR
                                      f" | {echo}")
     response.body = json.dumps(body).encode()
     return response
+
+
+@web.middleware
+async def split_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """JSON answers written in ``split_answers`` flushed pieces with a pause between them, as
+    a slow proxy or a long network delivers them, so that a client reading the body with one
+    ``content.read(n)`` gets only the first piece. Status and headers stay as they were,
+    Content-Length included."""
+    pieces = request.app[CONFIG].faults.split_answers
+    response = await handler(request)
+    if (pieces < 2 or not _is_api(request) or not isinstance(response, web.Response)
+            or response.prepared or response.content_type != "application/json"
+            or not isinstance(response.body, bytes) or not response.body):
+        return response
+    body = response.body
+    stream = web.StreamResponse(status=response.status, reason=response.reason,
+                                headers=response.headers)
+    stream.content_length = len(body)
+    await stream.prepare(request)
+    count = min(pieces, len(body))
+    for i in range(count):
+        if i:
+            await asyncio.sleep(SPLIT_PAUSE)
+        await stream.write(body[len(body) * i // count:len(body) * (i + 1) // count])
+    await stream.write_eof()
+    return stream
 
 
 @web.middleware
@@ -477,9 +510,9 @@ def make_app(config: SandboxConfig | None = None) -> web.Application:
     """The sandbox as an aiohttp application, for ``aiohttp_server`` or ``web.AppRunner``."""
     cfg = config or SandboxConfig()
     # Outermost first: every request is counted, a front may answer in the API's place, and
-    # the API's error answers are then echoed into on their way out.
-    app = web.Application(middlewares=[count_middleware, front_middleware, echo_middleware,
-                                       fault_middleware, auth_middleware],
+    # the API's answers are then echoed into and split on their way out.
+    app = web.Application(middlewares=[count_middleware, front_middleware, split_middleware,
+                                       echo_middleware, fault_middleware, auth_middleware],
                           client_max_size=cfg.max_file_size + (1 << 20))
     app[CONFIG] = cfg
     app[STORE] = CallStore(cfg.store_path)
