@@ -339,6 +339,19 @@ def build_parser() -> argparse.ArgumentParser:
                           "worth, at least 2)")
     sbx.add_argument("--latency", type=float, default=0.0, metavar="SECONDS",
                      help="delay added to every /v2 answer")
+    sbx.add_argument("--redirect-to", metavar="URL",
+                     help="answer every /v2 and /oauth/token request with a redirect to URL "
+                          "plus the request's path and query, reading and storing nothing")
+    sbx.add_argument("--redirect-status", type=int, choices=[301, 302, 303, 307, 308],
+                     default=302, help="the status of --redirect-to's answers (default 302)")
+    sbx.add_argument("--html-200", action="store_true",
+                     help="answer every /v2 and /oauth/token request with 200 and an HTML "
+                          "page (\"Welcome to nginx!\"), storing nothing")
+    sbx.add_argument("--echo-secrets", action="store_true",
+                     help="put the request's headers (Authorization too, also in base64) and "
+                          "the token endpoint's raw login body into error answers")
+    sbx.add_argument("--split-answers", type=int, default=0, metavar="N",
+                     help="write every JSON answer in N >= 2 flushed pieces, 20 ms apart")
     sbx.add_argument("--seed", type=int, help="seed for the injected faults (reproducible)")
     sbx.add_argument("--seed-data", metavar="FILE",
                      help="JSON file of groups, campaigns, custom_sources, callflows, "
@@ -562,13 +575,19 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
         seed = load_seed(args.seed_data) if args.seed_data else default_seed()
     except (OSError, ValueError) as exc:
         raise UsageError(f"--seed-data: {exc}") from None
+    if args.split_answers and args.split_answers < 2:
+        raise UsageError(f"--split-answers expects N >= 2, got {args.split_answers}")
+    if args.redirect_to and not args.redirect_to.startswith(("http://", "https://")):
+        raise UsageError(f"--redirect-to expects an http(s) URL, got {args.redirect_to!r}")
     config = SandboxConfig(
         seed=seed, users=users, static_tokens=frozenset(args.token), token_ttl=args.token_ttl,
         max_file_size=parse_size(args.max_file_size), store_path=args.store,
         faults=Faults(fail_rate=args.fail_rate, ambiguous_rate=args.ambiguous_rate,
                       lost_answer_rate=args.lost_answer_rate, reset_rate=args.reset_rate,
                       rate_limit=args.rate_limit, rate_burst=args.rate_burst,
-                      latency=args.latency, seed=args.seed))
+                      latency=args.latency, seed=args.seed, redirect_to=args.redirect_to,
+                      redirect_status=args.redirect_status, html_200=args.html_200,
+                      echo_secrets=args.echo_secrets, split_answers=args.split_answers))
 
     def announce(url: str) -> None:
         print(f"Sandbox listening on {url}", flush=True)

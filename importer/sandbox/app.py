@@ -8,14 +8,20 @@ chunk, never held whole), answering 200 with no body, or 400 with
 details its validation failures; the sandbox adds them as ``details`` (a GUESS, marked so).
 
 The lookup endpoints (``lookups.py``) serve a seeded account (``seed.py``) and the calls
-received. Faults for tests are switched on in ``Faults``: random 5xx, latency. Build with
-``make_app(SandboxConfig(...))``; the received calls are in ``app[STORE]``.
+received. Faults for tests are switched on in ``Faults``: random 5xx, dropped connections,
+latency, a rate limit, and what a wrong or broken server in front of the API does (redirects,
+an HTML page with 200, error bodies that repeat the request's secrets, answers written in
+pieces). Build with ``make_app(SandboxConfig(...))``; the received calls are in
+``app[STORE]``, and ``app[STATE].received`` counts every request that reached the server, so a
+sandbox used as a redirect's target shows whether anything followed the redirect.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
+import json
 import math
 import random
 import time
@@ -23,10 +29,12 @@ import uuid
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from http import HTTPStatus
 from typing import Any
 
-from aiohttp import BodyPartReader, web
+from aiohttp import BodyPartReader, hdrs, web
 
+from .disposition import parse_disposition
 from .lookups import lookup
 from .rules import FILE_FIELDS, audio_kind, check_fields
 from .seed import Seed, default_seed
@@ -35,11 +43,22 @@ from .store import CallStore
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 MAX_TEXT_FIELD = 64 * 1024
 LOGINS_PER_MINUTE = 10
+REDIRECT_STATUSES = (301, 302, 303, 307, 308)
+#: The pause between the pieces of a split answer: long enough for a client's first read to
+#: return with only the first piece.
+SPLIT_PAUSE = 0.02
 
 
 @dataclass
 class Faults:
-    """Failures to inject, reproducible with ``seed``."""
+    """Failures to inject, reproducible with ``seed``.
+
+    ``redirect_to``, ``html_200``, ``echo_secrets`` and ``split_answers`` stand for what can
+    answer in the API's place, badly or slowly (a moved host, a captive portal, a careless
+    server, a slow proxy), so tests can show that the importer takes none of it for the API's
+    answer, reads answers whole and leaks no secret through them. They apply to the API's
+    routes (``/v2/*`` and ``/oauth/token``), never to the sandbox's own ``/_sandbox/*``.
+    """
 
     fail_rate: float = 0.0       # share of uploads answered 500 before anything is stored
     ambiguous_rate: float = 0.0  # share of uploads stored, then answered 500 anyway
@@ -49,6 +68,26 @@ class Faults:
     rate_limit: float = 0.0      # /v2 requests a second (token bucket); over it: 429
     rate_burst: int = 0          # the bucket's size; 0: a fifth of a second's worth, at least 2
     seed: int | None = None
+    # Every API request answered redirect_status with Location: redirect_to + its path and
+    # query, before anything is read, checked, counted (logins, rate limit) or stored.
+    redirect_to: str | None = None
+    redirect_status: int = 302
+    html_200: bool = False       # every API request answered 200 with nginx's welcome page
+    # Error answers (status >= 400, JSON) repeat the request's headers, Authorization verbatim
+    # and in base64, and the token endpoint's refusals its raw body (the password with it).
+    echo_secrets: bool = False
+    split_answers: int = 0       # JSON answers written in this many flushed pieces (0: whole)
+
+    def __post_init__(self) -> None:
+        if self.redirect_status not in REDIRECT_STATUSES:
+            raise ValueError(f"redirect_status must be one of {REDIRECT_STATUSES}, "
+                             f"not {self.redirect_status}")
+        if self.redirect_to is not None and not self.redirect_to.startswith(
+                ("http://", "https://")):
+            raise ValueError(f"redirect_to must be an http(s) URL, not {self.redirect_to!r}")
+        if self.split_answers < 0 or self.split_answers == 1:
+            raise ValueError(f"split_answers must be 0 (off) or at least 2, "
+                             f"not {self.split_answers}")
 
 
 @dataclass
@@ -77,6 +116,10 @@ class SandboxState:
     early: int = 0            # arrived before the Retry-After we gave had passed
     login_times: deque[float] = field(default_factory=lambda: deque(maxlen=1000))
     arrivals: list[float] = field(default_factory=list)  # monotonic times of /v2 requests
+    # Every request that reached the server, on any route (a 404 or 405 too), before any fault
+    # answered it; only the sandbox's own /_sandbox/* routes are left out.
+    received: int = 0
+    received_log: deque[str] = field(default_factory=lambda: deque(maxlen=1000))  # "GET /path?q"
     tokens: float = -1.0      # the rate limit's bucket (-1: not started)
     refilled_at: float = 0.0
     retry_at: float = 0.0     # the moment our last 429 told clients to come back
@@ -101,6 +144,129 @@ def _error(status: int, message: str, error: str, request_id: str,
 def _bearer(request: web.Request) -> str | None:
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
     return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+
+
+def _is_api(request: web.Request) -> bool:
+    """The API's own routes, the ones faults apply to (not the sandbox's ``/_sandbox/*``)."""
+    return request.path.startswith("/v2/") or request.path == "/oauth/token"
+
+
+@web.middleware
+async def count_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Count every request before anything can answer it (a fault, a 404), so that a sandbox
+    standing as a redirect's target shows whether a client followed the redirect."""
+    if not request.path.startswith("/_sandbox/"):
+        state = request.app[STATE]
+        state.received += 1
+        state.received_log.append(f"{request.method} {request.raw_path}")
+    return await handler(request)
+
+
+NGINX_WELCOME = """<!DOCTYPE html>
+<html>
+<head>
+<title>Welcome to nginx!</title>
+</head>
+<body>
+<h1>Welcome to nginx!</h1>
+<p>If you see this page, the nginx web server is successfully installed and
+working. Further configuration is required.</p>
+<p><em>Thank you for using nginx.</em></p>
+</body>
+</html>
+"""
+
+
+def _nginx_status_page(status: HTTPStatus) -> str:
+    """The page nginx itself sends with a redirect, so the answer looks like the real thing."""
+    title = f"{status.value} {status.phrase}"
+    return (f"<html>\r\n<head><title>{title}</title></head>\r\n<body>\r\n"
+            f"<center><h1>{title}</h1></center>\r\n<hr><center>nginx</center>\r\n"
+            "</body>\r\n</html>\r\n")
+
+
+@web.middleware
+async def front_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Another server in the API's place: a redirect (a moved host, an http-to-https hop) or a
+    200 HTML page (a captive portal, a default site). It answers before the body is read, so
+    nothing is stored, no login counted and no rate limit spent: whatever the client makes of
+    the answer, the API never saw the request."""
+    faults = request.app[CONFIG].faults
+    if not _is_api(request):
+        return await handler(request)
+    if faults.redirect_to:
+        status = HTTPStatus(faults.redirect_status)
+        location = faults.redirect_to.rstrip("/") + request.raw_path
+        return web.Response(status=status.value, text=_nginx_status_page(status),
+                            content_type="text/html", headers={"Location": location})
+    if faults.html_200:
+        return web.Response(status=200, text=NGINX_WELCOME, content_type="text/html")
+    return await handler(request)
+
+
+def _echo(request: web.Request) -> str:
+    """The request's headers as a careless server logs them into its answer: verbatim, and the
+    Authorization value once more in base64."""
+    text = "request headers: " + ", ".join(f"{k}: {v}" for k, v in request.headers.items())
+    authorization = request.headers.get("Authorization")
+    if authorization is not None:
+        encoded = base64.b64encode(authorization.encode("utf-8", "surrogateescape"))
+        text += f"; authorization (base64): {encoded.decode('ascii')}"
+    return text
+
+
+@web.middleware
+async def echo_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Error answers that repeat the request's secrets, for tests of the importer's scrubbing:
+    the headers go into ``message`` (and ``err`` when the body has one), and the token
+    endpoint's raw body, the password URL-encoded in it, into ``error_description``."""
+    if not request.app[CONFIG].faults.echo_secrets or not _is_api(request):
+        return await handler(request)
+    login = await request.read() if request.path == "/oauth/token" else None  # kept for post()
+    response = await handler(request)
+    if (not isinstance(response, web.Response) or response.status < 400
+            or response.content_type != "application/json"
+            or not isinstance(response.body, bytes)):
+        return response
+    body = json.loads(response.body)
+    if not isinstance(body, dict):
+        return response
+    echo = _echo(request)
+    body["message"] = f"{body['message']} | {echo}" if "message" in body else echo
+    if isinstance(body.get("err"), str):
+        body["err"] += f" | {echo}"
+    if login is not None:
+        said = f"{body['error_description']} | " if body.get("error_description") else ""
+        body["error_description"] = (f"{said}request body: {login.decode('utf-8', 'replace')}"
+                                     f" | {echo}")
+    response.body = json.dumps(body).encode()
+    return response
+
+
+@web.middleware
+async def split_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """JSON answers written in ``split_answers`` flushed pieces with a pause between them, as
+    a slow proxy or a long network delivers them, so that a client reading the body with one
+    ``content.read(n)`` gets only the first piece. Status and headers stay as they were,
+    Content-Length included."""
+    pieces = request.app[CONFIG].faults.split_answers
+    response = await handler(request)
+    if (pieces < 2 or not _is_api(request) or not isinstance(response, web.Response)
+            or response.prepared or response.content_type != "application/json"
+            or not isinstance(response.body, bytes) or not response.body):
+        return response
+    body = response.body
+    stream = web.StreamResponse(status=response.status, reason=response.reason,
+                                headers=response.headers)
+    stream.content_length = len(body)
+    await stream.prepare(request)
+    count = min(pieces, len(body))
+    for i in range(count):
+        if i:
+            await asyncio.sleep(SPLIT_PAUSE)
+        await stream.write(body[len(body) * i // count:len(body) * (i + 1) // count])
+    await stream.write_eof()
+    return stream
 
 
 @web.middleware
@@ -165,9 +331,11 @@ async def stats_handler(request: web.Request) -> web.Response:
     state = request.app[STATE]
     body: dict[str, Any] = {"uploads": state.uploads, "throttled": state.throttled,
                             "early": state.early, "logins": state.logins,
-                            "requests": len(state.arrivals)}
+                            "requests": len(state.arrivals), "received": state.received}
     if "arrivals" in request.query:
         body["arrivals"] = state.arrivals
+    if "received" in request.query:
+        body["received_log"] = list(state.received_log)
     return web.json_response(body)
 
 
@@ -229,12 +397,18 @@ async def upload_handler(request: web.Request) -> web.Response:
     files = 0
     reader = await request.multipart()
     async for part in reader:
-        if not isinstance(part, BodyPartReader) or not part.name:
+        if not isinstance(part, BodyPartReader):
             problems.append("nested or unnamed multipart part")
             continue
-        if part.name in FILE_FIELDS and part.filename is not None:
+        # The name and file name as sent (RFC 7578), not as aiohttp's reader would retell them.
+        disposition = parse_disposition(part.headers.get(hdrs.CONTENT_DISPOSITION))
+        name = disposition.name
+        if not name:
+            problems.append("nested or unnamed multipart part")
+            continue
+        if name in FILE_FIELDS and disposition.filename is not None:
             files += 1
-            file_name = part.filename
+            file_name = disposition.filename
             while chunk := await part.read_chunk(1 << 16):
                 if len(head) < 12:
                     head += chunk[: 12 - len(head)]
@@ -246,11 +420,11 @@ async def upload_handler(request: web.Request) -> web.Response:
             continue
         raw = await part.read(decode=True)
         if len(raw) > MAX_TEXT_FIELD:
-            problems.append(f"Invalid parameter ({part.name}): value too long")
+            problems.append(f"Invalid parameter ({name}): value too long")
             continue
-        if part.name in fields:
-            problems.append(f"Invalid parameter ({part.name}): sent more than once")
-        fields[part.name] = raw.decode("utf-8", errors="replace")
+        if name in fields:
+            problems.append(f"Invalid parameter ({name}): sent more than once")
+        fields[name] = raw.decode("utf-8", errors="replace")
     if files > 1:
         problems.append("only one recording_file may be sent")
     problems.extend(check_fields(fields, has_file=files > 0))
@@ -335,7 +509,10 @@ def _add_lookups(app: web.Application, seed: Seed) -> None:
 def make_app(config: SandboxConfig | None = None) -> web.Application:
     """The sandbox as an aiohttp application, for ``aiohttp_server`` or ``web.AppRunner``."""
     cfg = config or SandboxConfig()
-    app = web.Application(middlewares=[fault_middleware, auth_middleware],
+    # Outermost first: every request is counted, a front may answer in the API's place, and
+    # the API's answers are then echoed into and split on their way out.
+    app = web.Application(middlewares=[count_middleware, front_middleware, split_middleware,
+                                       echo_middleware, fault_middleware, auth_middleware],
                           client_max_size=cfg.max_file_size + (1 << 20))
     app[CONFIG] = cfg
     app[STORE] = CallStore(cfg.store_path)
