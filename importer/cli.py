@@ -138,6 +138,10 @@ def _add_settings_options(p: argparse.ArgumentParser, *, upload: bool) -> None:
 
 
 def _add_upload_options(a: argparse._ArgumentGroup) -> None:
+    a.add_argument("--wait-for-ledger", nargs="?", const="forever", metavar="TIME",
+                   help="when another run or retry is writing the ledger, wait for it (at "
+                        "most TIME, e.g. 30m; without TIME, as long as it takes) instead of "
+                        "stopping at once (exit 2, naming the holder)")
     a.add_argument("--burst", type=int, metavar="B",
                    help="requests allowed back to back (default 1: evenly spaced)")
     a.add_argument("--file-field", choices=["recording_file", "file"],
@@ -388,6 +392,7 @@ def _settings(args: argparse.Namespace) -> Settings:
                      "auto_external_id", "quiet", "log_format", "on_unknown", "shard",
                      "summary_json", "connect_timeout", "backoff_base", "backoff_cap",
                      "progress_interval", "max_errors", "max_uploads", "max_duration",
+                     "wait_for_ledger",
                      "max_consecutive_failures",
                      "send_same_audio", "check_urls", "columns_file", "sheet",
                      "encoding", "dayfirst")
@@ -510,7 +515,7 @@ def _write_summary(path: Path, summary: RunSummary) -> None:
 def cmd_report(args: argparse.Namespace) -> int:
     if args.run is not None and len(args.ledgers) > 1:
         raise UsageError("--run numbers are per ledger: give one ledger with --run")
-    ledgers = [Ledger.open(path, create=False) for path in args.ledgers]
+    ledgers = [Ledger.open_readonly(path) for path in args.ledgers]
     try:
         with _output(args.output) as out:
             if args.summary or args.format == "summary":

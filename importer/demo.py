@@ -39,7 +39,7 @@ async def run_demo(ledger: Path, manifest: Path, concurrency: int,
         logins = app[STATE].logins
         say(f"The sandbox received {app[STORE].count()} uploads in this demo "
             f"({logins} login{'' if logins == 1 else 's'}).")
-        opened = Ledger.open(ledger, create=False)
+        opened = Ledger.open_readonly(ledger)
         try:
             say("Ledger by state:\n" + counts_text(opened))
         finally:

@@ -16,7 +16,8 @@ branches to exit codes in one place (``cli.exit_code_for``)::
     │   ├── UnexpectedAnswer    an answer in a shape we do not know
     │   └── TransportError      no usable answer: refused, reset, garbage
     │       └── RequestTimeout  also a TimeoutError
-    └── LedgerError             the ledger is unusable, or a transition is illegal
+    └── LedgerError             the ledger is unusable, or a transition is illegal   exit 2
+        └── LedgerBusy          another process is writing the ledger                exit 2
 
 Errors carry their facts as attributes and build their message from them, so callers (the
 ledger, reports, tests) never parse ``str(exc)``. No error ever holds a token.
@@ -150,3 +151,15 @@ class RequestTimeout(TransportError, TimeoutError):
 
 class LedgerError(ImporterError):
     """The ledger file cannot be used, or a row was asked to make an illegal state change."""
+
+
+class LedgerBusy(LedgerError):
+    """Another run or retry holds the ledger: two writers would send the same rows twice.
+    ``holder`` says who (pid, host, since when, what command), as its lock file tells."""
+
+    def __init__(self, ledger: object, holder: str, *, waited: bool = False) -> None:
+        self.ledger = str(ledger)
+        self.holder = holder
+        hint = "it was still held when --wait-for-ledger ran out" if waited else \
+            "wait for it to finish, or pass --wait-for-ledger to wait"
+        super().__init__(f"the ledger {ledger} is in use by {holder}: {hint}")

@@ -29,6 +29,32 @@ class Outcome(StrEnum):
     ALREADY_IMPORTED = "already imported"
 
 
+class StopReason(StrEnum):
+    """Why a run stopped before the end of its rows; each decides the exit code (one table,
+    ``EXIT_CODES``), never the text that describes it."""
+
+    INTERRUPTED = "interrupted"                  # Ctrl-C, SIGTERM
+    BUDGET = "budget"                            # --max-errors, --max-uploads, --max-duration
+    FAILING = "the API kept failing"             # --max-consecutive-failures
+    UNAVAILABLE = "the API is unavailable"       # the check before the first row failed
+    CREDENTIALS = "credentials refused"          # 401/403, or a refused login
+    NOT_THE_API = "not the API"                  # a redirect, an HTML page: a wrong --api-url
+    MANIFEST = "manifest unreadable"             # the manifest broke part-way
+    SETUP = "could not start"                    # settings, ledger: before the first row
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_CODES[self]
+
+
+#: The exit code of a run that stopped for each reason (see cli.py's table).
+EXIT_CODES: dict[StopReason, int] = {
+    StopReason.INTERRUPTED: 130, StopReason.BUDGET: 4, StopReason.FAILING: 4,
+    StopReason.UNAVAILABLE: 4, StopReason.CREDENTIALS: 3, StopReason.NOT_THE_API: 2,
+    StopReason.MANIFEST: 2, StopReason.SETUP: 2,
+}
+
+
 @dataclass(frozen=True)
 class RowEvent:
     row: int
@@ -53,7 +79,8 @@ class RunSummary:
     bytes_sent: int = 0
     started: float = field(default_factory=time.monotonic)
     elapsed: float = 0.0
-    stopped: str | None = None
+    stopped: str | None = None  # why, in words: the reason and its particulars
+    stop_reason: StopReason | None = None
     expected: int | None = None  # rows the manifest holds, roughly (for progress), if known
     #: Rows sent (``--send-same-audio``; or, in validate, found valid) although another row has
     #: the same audio.
@@ -85,18 +112,17 @@ class RunSummary:
         """Rows that reached an outcome in this run (skipped ones excluded)."""
         return self.rows - self.counts["skipped"]
 
+    def stop(self, reason: StopReason, detail: str | None = None) -> None:
+        """Say why the run stops; the first reason given stands."""
+        if self.stop_reason is None:
+            self.stop_reason = reason
+            self.stopped = detail or reason.value
+
     @property
     def exit_code(self) -> int:
-        """0 all done, 1 some rows failed or invalid, 2 the manifest broke part-way, 3
-        credentials refused, 4 stopped by a budget, 130 interrupted."""
-        if self.stopped == "credentials refused":
-            return 3
-        if self.stopped == "interrupted":
-            return 130
-        if self.stopped is not None and self.stopped.startswith("budget"):
-            return 4
-        if self.stopped is not None and self.stopped.startswith("manifest unreadable"):
-            return 2
+        """0 all done, 1 some rows failed or invalid, else the stop reason's code."""
+        if self.stop_reason is not None:
+            return self.stop_reason.exit_code
         return 1 if self.problems else 0
 
     def as_dict(self) -> dict[str, object]:
@@ -106,6 +132,7 @@ class RunSummary:
             "bytes_sent": self.bytes_sent, "same_audio": self.same_audio,
             "elapsed_seconds": round(self.elapsed, 3),
             "stopped": self.stopped,
+            "stop_reason": self.stop_reason.name.lower() if self.stop_reason else None,
         }
 
 

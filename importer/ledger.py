@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any, NamedTuple, ParamSpec, TypeVar
 
 from .errors import LedgerError
+from .lock import LedgerLock, describe
 
 
 class Status(StrEnum):
@@ -331,8 +332,50 @@ class Ledger:
             for statement in _RUN_ROWS:
                 conn.execute(statement)
         except sqlite3.DatabaseError as exc:
-            raise LedgerError(f"{path}: not a usable ledger ({exc})") from None
+            raise _unusable(path, exc) from None
         return ledger
+
+    @classmethod
+    def open_readonly(cls, path: Path) -> Ledger:
+        """The ledger at ``path`` for reading only (``report``): it never blocks a run writing
+        it (WAL readers do not), and it reads a ledger on read-only media: when SQLite cannot
+        create the WAL's shared-memory file there, the file is read as immutable, which is
+        what it is. A ledger of an older layout is upgraded first, when nobody writes it."""
+        if not path.is_file():
+            raise LedgerError(f"{path}: no such ledger file")
+        uri = path.resolve().as_uri()
+        conn: sqlite3.Connection | None = None
+        failure: sqlite3.DatabaseError | None = None
+        for mode in ("mode=ro", "immutable=1"):
+            try:
+                conn = sqlite3.connect(f"{uri}?{mode}", uri=True, check_same_thread=False,
+                                       timeout=30)
+                applied = {r[0] for r in conn.execute("SELECT name FROM migrations")}
+                break
+            except sqlite3.DatabaseError as exc:
+                failure = exc
+                if conn is not None:
+                    conn.close()
+                    conn = None
+        if conn is None:
+            raise _unusable(path, failure or sqlite3.DatabaseError("cannot open")) from None
+        if applied >= {name for name, _ in MIGRATIONS}:
+            return cls(conn, path)
+        conn.close()
+        return cls._upgraded(path)
+
+    @classmethod
+    def _upgraded(cls, path: Path) -> Ledger:
+        lock = LedgerLock(path)
+        holder = lock.try_acquire(f"report {path} (upgrading its layout)")
+        if holder is not None:
+            raise LedgerError(f"{path}: written by an older version of convirza-import and in "
+                              f"use by {describe(holder)}; report it once that run has ended")
+        try:
+            cls.open(path, create=False).close()
+        finally:
+            lock.release()
+        return cls.open_readonly(path)
 
     def close(self) -> None:
         self._conn.close()
@@ -879,6 +922,19 @@ class SettledKeys:
 
     def close(self) -> None:
         self._conn.close()
+
+
+def _unusable(path: Path, exc: sqlite3.DatabaseError) -> LedgerError:
+    """The one-line error for a ledger SQLite cannot use, saying what to do where we can."""
+    text = str(exc)
+    if "readonly" in text or "read-only" in text:
+        return LedgerError(f"{path}: cannot write the ledger: the file or its folder is "
+                           "read-only (or immutable); a run needs to write it (copy it "
+                           "somewhere writable), while `report` only reads it")
+    if "unable to open" in text:
+        return LedgerError(f"{path}: cannot open the ledger ({text}; check the permissions "
+                           "of the file and its folder)")
+    return LedgerError(f"{path}: not a usable ledger ({text})")
 
 
 def _check(key: str, current: Status | None, to: Status) -> None:

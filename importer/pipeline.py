@@ -33,13 +33,14 @@ from .errors import (
     AudioError,
     AuthError,
     ImporterError,
+    LedgerError,
     ManifestError,
     Problem,
     RowError,
     UsageError,
     reason_of,
 )
-from .events import NullObserver, Observer, Outcome, RowEvent, RunSummary
+from .events import NullObserver, Observer, Outcome, RowEvent, RunSummary, StopReason
 from .ledger import (
     DUPLICATE,
     AsyncLedger,
@@ -52,6 +53,7 @@ from .ledger import (
     Verdict,
 )
 from .limits import Attempt, RetryPolicy
+from .lock import LedgerLock
 from .manifest import Manifest, open_manifest
 from .preflight import Preflight
 from .reader import Prepared, RowPreparer, open_reader
@@ -68,8 +70,6 @@ from .settings import Settings
 
 log = logging.getLogger(__name__)
 
-#: ``RunSummary.stopped`` begins so when the manifest broke part-way (exit 2).
-MANIFEST_BROKEN = "manifest unreadable"
 #: A percentage error budget is judged only once this many rows have an outcome.
 MIN_ROWS_FOR_PERCENT = 20
 #: Rows whose problem is logged one by one; past this, a line says where the rest are (a
@@ -111,6 +111,18 @@ def _row_error(row: int, problems: list[Problem]) -> str:
     """The ledger's error text for an invalid row: its number as the sheet shows it, then every
     problem (column, value, what was expected)."""
     return RowError("", row, problems).detail
+
+
+def _reason_for(exc: BaseException) -> StopReason:
+    """The stop reason of an error that ends a run (its exit code, as ``cli`` maps it)."""
+    if isinstance(exc, BaseExceptionGroup):
+        ours = [e for e in exc.exceptions if isinstance(e, ImporterError)]
+        return _reason_for(ours[0]) if ours else StopReason.SETUP
+    if isinstance(exc, AuthError):
+        return StopReason.CREDENTIALS
+    if isinstance(exc, (KeyboardInterrupt, asyncio.CancelledError)):
+        return StopReason.INTERRUPTED
+    return StopReason.SETUP
 
 
 def _now_iso() -> str:
@@ -181,12 +193,13 @@ class ImportRun:
         self._naive_warned = False
         self.summary = RunSummary(manifest=str(origin), ledger=None)
 
-    def stop(self, reason: str = "interrupted") -> None:
+    def stop(self, reason: StopReason = StopReason.INTERRUPTED,
+             detail: str | None = None) -> None:
         """Finish what is in flight, start nothing new (the first Ctrl-C, or a budget)."""
         if not self._stopping.is_set():
             log.warning("stopping (%s): letting uploads in flight finish; rows not started "
-                        "stay pending for the next run", reason)
-            self.summary.stopped = self.summary.stopped or reason
+                        "stay pending for the next run", detail or reason.value)
+            self.summary.stop(reason, detail)
             self._stopping.set()
 
     def _over_budget(self) -> str | None:
@@ -220,7 +233,8 @@ class ImportRun:
             reached = f"{errors} rows failed or invalid"
         else:
             return
-        self.stop(f"budget: --max-errors {self.settings.max_errors} reached ({reached})")
+        self.stop(StopReason.BUDGET,
+                  f"budget: --max-errors {self.settings.max_errors} reached ({reached})")
 
     def _warn_naive_once(self) -> None:
         if not self._naive_warned:
@@ -237,7 +251,36 @@ class ImportRun:
 
     async def execute(self) -> RunSummary:
         """Run to the end (or to a stop) and return the summary; ``AuthError`` if the API
-        refused our credentials, after the ledger is consistent."""
+        refused our credentials, after the ledger is consistent. A run or retry holds the
+        ledger's lock throughout: a second writer is refused (``LedgerBusy``) or waits."""
+        lock = None
+        if self.upload:
+            lock = LedgerLock(self._writable_ledger())
+            wait = self.settings.wait_for_ledger
+            await lock.acquire(self._command, wait=None if wait == float("inf") else wait or 0,
+                               on_wait=log.warning)
+        try:
+            return await self._execute_locked()
+        finally:
+            if lock is not None:
+                lock.release()
+
+    @property
+    def _command(self) -> str:
+        name = "retry" if self.manifest is None else "run" if self.upload else "validate"
+        return f"{name} {self.manifest or self.ledger_path()}"
+
+    def _writable_ledger(self) -> Path:
+        """The ledger a run or retry will write, after the checks that need no lock: its
+        folder exists, and a retry's ledger exists (a run creates its own)."""
+        path = self.ledger_path()
+        if not path.parent.is_dir():
+            raise LedgerError(f"{path}: the folder {path.parent} does not exist")
+        if self.manifest is None and not path.is_file():
+            raise LedgerError(f"{path}: no such ledger file")
+        return path
+
+    async def _execute_locked(self) -> RunSummary:
         s = self.settings
         manifest = None
         if self.manifest is not None:
@@ -276,9 +319,11 @@ class ImportRun:
         command = "retry" if manifest is None else "run" if self.upload else "validate"
         run_id = await ledger.call(ledger.ledger.begin_run, command, self._manifest_id)
         self._run_id = run_id
-        self.observer.started(self.summary)
         queue: asyncio.Queue[Job | None] = asyncio.Queue(self.settings.effective_queue_size)
         async with contextlib.AsyncExitStack() as stack:
+            # Whatever ends the run from here on, the ledger records how it ended.
+            stack.push_async_exit(functools.partial(self._finish, ledger, run_id))
+            self.observer.started(self.summary)
             client = None
             if self.upload or self.settings.preflight or self.settings.check_urls:
                 client = await stack.enter_async_context(ConvirzaClient(self.settings))
@@ -288,7 +333,6 @@ class ImportRun:
             # the reader's, and a 50 MB hash never holds up another worker's upload.
             probes = ThreadPoolExecutor(self.settings.concurrency, thread_name_prefix="probe")
             stack.callback(probes.shutdown, wait=False, cancel_futures=True)
-            stack.push_async_callback(self._finish, ledger, run_id)
             # A worker or reader that fails unexpectedly cancels the others (TaskGroup);
             # every ledger write is a transaction, so the ledger stays consistent.
             async with asyncio.TaskGroup() as tasks:
@@ -296,13 +340,18 @@ class ImportRun:
                     tasks.create_task(self._work(queue, ledger, client, probes))
                 tasks.create_task(self._feed(queue, ledger, run_id, manifest))
 
-    async def _finish(self, ledger: AsyncLedger, run_id: int) -> None:
+    async def _finish(self, ledger: AsyncLedger, run_id: int, exc_type: type[BaseException] | None,
+                      exc: BaseException | None, tb: object) -> bool:
+        """Record how the run ended, also when an error ends it before its first row (a
+        refused setting, no credentials: exit 2, not a run left looking "running or killed");
+        the error itself goes on."""
         self.summary.elapsed = time.monotonic() - self.summary.started
-        if self._fatal is not None:
-            self.summary.stopped = "credentials refused"
+        if exc is not None:
+            self.summary.stop(_reason_for(exc), str(exc) or type(exc).__name__)
         await ledger.call(ledger.ledger.end_run, run_id, self.summary.exit_code,
                           self.summary.as_dict())
         self.observer.finished(self.summary)
+        return False
 
     # --- reader -------------------------------------------------------------------------
 
@@ -318,7 +367,7 @@ class ImportRun:
                 await self._read(queue, ledger, run_id, manifest)
         except ManifestError as exc:
             self._broken = exc
-            self.stop(f"{MANIFEST_BROKEN}: {exc}")
+            self.stop(StopReason.MANIFEST, f"{StopReason.MANIFEST.value}: {exc}")
         for _ in range(self.settings.concurrency):
             await queue.put(None)
 
@@ -493,7 +542,7 @@ class ImportRun:
                     and await self._reconcile(job, client, ledger):
                 continue  # a lookup, not an upload: no budget spent
             if self.upload and (budget := self._over_budget()) is not None:
-                self.stop(f"budget: {budget}")
+                self.stop(StopReason.BUDGET, f"budget: {budget}")
                 continue
             claim = _Claim(job.key)
             try:
@@ -743,6 +792,7 @@ class ImportRun:
         await ledger.call(ledger.ledger.mark_pending, job.key)
         if self._fatal is None:
             self._fatal = exc  # reported once, by the caller, when the run has stopped
+            self.summary.stop(StopReason.CREDENTIALS, "credentials refused")
             log.warning("credentials refused: stopping; uploads in flight finish first")
         self._stopping.set()
 
@@ -761,7 +811,8 @@ class ImportRun:
         self._failing += 1
         limit = self.settings.max_consecutive_failures
         if limit and self._failing >= limit:
-            self.stop(f"budget: --max-consecutive-failures {limit} reached ({self._failing} "
+            self.stop(StopReason.FAILING,
+                      f"budget: --max-consecutive-failures {limit} reached ({self._failing} "
                       f"rows in a row failed for the API's sake; last: {reason})")
 
     def _log_row_problem(self, error: str) -> None:

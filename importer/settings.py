@@ -133,6 +133,9 @@ class Settings(BaseModel):
     #: (the API unreachable, 5xx, throttled past every attempt) stop the run; 0 turns it off.
     max_consecutive_failures: int = Field(25, ge=0)
     max_duration: float | None = Field(None, gt=0)
+    #: Seconds to wait for a ledger another run holds (``inf``: as long as it takes); None:
+    #: refuse at once, naming the holder.
+    wait_for_ledger: float | None = Field(None, ge=0)
 
     chunk_rows: int = Field(1000, ge=1)
     queue_size: int = Field(0, ge=0, description="0: twice the concurrency")
@@ -213,6 +216,10 @@ class Settings(BaseModel):
                 values[name] = parse_size(values[name])
         if isinstance(values.get("max_duration"), str):
             values["max_duration"] = parse_duration(values["max_duration"])
+        if isinstance(values.get("wait_for_ledger"), str):
+            text = values["wait_for_ledger"].strip().lower()
+            values["wait_for_ledger"] = float("inf") if text in ("forever", "true", "yes") \
+                else parse_duration(text)
         if isinstance(values.get("max_recording_duration"), str):
             values["max_recording_duration"] = parse_duration(values["max_recording_duration"])
         for name in ("defaults", "column_map"):
