@@ -31,8 +31,8 @@ from typing import Any
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from . import demo, logs
-from .errors import AuthError, ImporterError, LedgerError, ManifestError, UsageError
-from .events import Observer, RunSummary
+from .errors import ImporterError, UsageError
+from .events import Observer, RunSummary, stop_reason_for
 from .ledger import Ledger, Status
 from .lookup import run_lookup
 from .pipeline import ImportRun, RetrySelection
@@ -63,14 +63,10 @@ consistent)."""
 
 
 def exit_code_for(exc: BaseException) -> int:
-    """The one mapping from errors to exit codes (see the module docstring)."""
-    if isinstance(exc, AuthError):
-        return 3
-    if isinstance(exc, (UsageError, ManifestError, LedgerError)):
-        return 2
-    if isinstance(exc, (KeyboardInterrupt, asyncio.CancelledError)):
-        return 130
-    return 1
+    """The exit code of an error (see the module docstring; ``events.stop_reason_for`` holds
+    the one mapping)."""
+    reason = stop_reason_for(exc)
+    return reason.exit_code if reason is not None else 1
 
 
 # --- parser ---------------------------------------------------------------------------------
@@ -356,6 +352,9 @@ def build_parser() -> argparse.ArgumentParser:
                           "the token endpoint's raw login body into error answers")
     sbx.add_argument("--split-answers", type=int, default=0, metavar="N",
                      help="write every JSON answer in N >= 2 flushed pieces, 20 ms apart")
+    sbx.add_argument("--login-error", type=int, default=0, metavar="STATUS",
+                     help="the token endpoint answers every login with this HTTP status, "
+                          "e.g. 500")
     sbx.add_argument("--seed", type=int, help="seed for the injected faults (reproducible)")
     sbx.add_argument("--seed-data", metavar="FILE",
                      help="JSON file of groups, campaigns, custom_sources, callflows, "
@@ -592,7 +591,8 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
                       rate_limit=args.rate_limit, rate_burst=args.rate_burst,
                       latency=args.latency, seed=args.seed, redirect_to=args.redirect_to,
                       redirect_status=args.redirect_status, html_200=args.html_200,
-                      echo_secrets=args.echo_secrets, split_answers=args.split_answers))
+                      echo_secrets=args.echo_secrets, split_answers=args.split_answers,
+                      login_error=args.login_error))
 
     def announce(url: str) -> None:
         print(f"Sandbox listening on {url}", flush=True)

@@ -24,10 +24,14 @@ from .audio import AudioInfo, UrlAnswer
 from .auth import PasswordLogin, StaticToken, TokenProvider
 from .errors import (
     ApiError,
+    ApiUnavailable,
     AudioError,
     AuthError,
+    NotTheApi,
     RateLimited,
+    RequestRejected,
     RequestTimeout,
+    ServerError,
     TransportError,
     UnexpectedAnswer,
     UsageError,
@@ -46,8 +50,18 @@ from .settings import Settings
 
 UPLOAD_PATH = "/v2/call/upload"
 TOKEN_PATH = "/oauth/token"
-#: Error bodies are small; anything longer is cut, so a misbehaving server cannot fill memory.
-MAX_ANSWER_BYTES = 1 << 20
+#: The cheap authenticated request that shows, before the first row, that the API answers and
+#: takes our credentials: the first group the account sees.
+CHECK_PATH = "/v2/group/list"
+#: Answers are read whole (a body can arrive in many pieces), up to this: a page of lookups
+#: is far smaller, and a misbehaving server cannot fill memory.
+MAX_ANSWER_BYTES = 8 << 20
+#: The check before the first row: attempts, the pause between them, and its own timeouts, so
+#: that an API that is not there stops the run in seconds, not after many rows' retries.
+CHECK_ATTEMPTS = 3
+CHECK_PAUSE = 1.0
+CHECK_CONNECT_TIMEOUT = 10.0
+CHECK_READ_TIMEOUT = 30.0
 #: Seconds every request waits after a 429 that names no Retry-After.
 THROTTLE_PAUSE = 1.0
 #: The V2 lookups' own default page size.
@@ -150,9 +164,12 @@ class ConvirzaClient:
         if s.client_secret is not None:
             form["client_secret"] = s.client_secret.get_secret_value()
         try:
-            async with self.session.post(s.base_url + TOKEN_PATH, data=form) as resp:
-                body = await resp.content.read(MAX_ANSWER_BYTES)
+            async with self.session.post(s.base_url + TOKEN_PATH, data=form,
+                                         allow_redirects=False) as resp:
+                body = await _read_body(resp)
                 return interpret_token(resp.status, resp.headers, body)
+        except NotTheApi as exc:
+            raise _answered("POST", s.base_url + TOKEN_PATH, exc) from None
         except AuthError as exc:
             raise AuthError(f"the token endpoint refused {self.auth.credential} "
                             f"(client_id {s.client_id}): {exc.message}", status=exc.status,
@@ -243,12 +260,62 @@ class ConvirzaClient:
         page = await self.fetch(resource.path, {"id": object_id})
         return _model(resource, page[0]) if page else None
 
-    async def find_calls(self, external_id: str) -> list[Call]:
-        """Calls carrying this ``external_id``: how an upload with an unknown outcome (the
-        API returns no call id) is found again."""
-        rule = build_filter({"external_id": external_id})
+    async def find_calls(self, external_id: str,
+                         narrow: Mapping[str, str] | None = None) -> list[Call]:
+        """Calls carrying exactly this ``external_id``: how an upload with an unknown outcome
+        (the API returns no call id) is found again.
+
+        The API's filter separates rules with commas and has no escape for one, so an id with
+        a comma is looked for among the calls that ``narrow`` selects (the row's group and
+        caller, say) and matched here; without ``narrow`` such an id cannot be looked up
+        (``UsageError``). Every match is exact, whatever the filter lets through.
+        """
+        if "," not in external_id and external_id.strip() == external_id:
+            rule = build_filter({"external_id": external_id})
+        elif narrow:
+            rule = build_filter(narrow)
+        else:
+            raise UsageError(f"the external_id {external_id!r} cannot be written in the API's "
+                             "filter (a comma separates its rules)")
         return [c async for c in self.iterate(RESOURCES["calls"], filter=rule)
-                if isinstance(c, Call)]
+                if isinstance(c, Call) and c.external_id == external_id]
+
+    async def check_api(self) -> None:
+        """Before the first row: one cheap authenticated request (the first group) shows that
+        the API answers, as the API, and takes our credentials (a login first, when that is
+        how we get a token). A few quick tries with short timeouts, so that an API that is
+        not there stops the run in seconds (``ApiUnavailable``) instead of failing rows;
+        ``AuthError`` and ``NotTheApi`` as for any request."""
+        url = self.settings.base_url
+        timeout = aiohttp.ClientTimeout(
+            total=None, connect=min(self.settings.connect_timeout, CHECK_CONNECT_TIMEOUT),
+            sock_read=min(self.settings.read_timeout, CHECK_READ_TIMEOUT))
+        for attempt in range(1, CHECK_ATTEMPTS + 1):
+            try:
+                await self._authorized(lambda token: self._request(
+                    "GET", CHECK_PATH, token, interpret_lookup,
+                    params={"limit": "1"}, timeout=timeout))
+                return
+            except RateLimited as exc:  # it answers: wait as asked, and ask again
+                await self._sleep(exc.retry_after or THROTTLE_PAUSE)
+            except (AuthError, NotTheApi):
+                raise
+            except RequestRejected as exc:
+                if exc.status == 404:
+                    raise NotTheApi(f"{url}{CHECK_PATH} answered HTTP 404: check --api-url "
+                                    "(the API's root, such as https://apicfa.convirza.com)",
+                                    status=404) from None
+                return  # it answered as the API does, and took the credentials
+            except UnexpectedAnswer as exc:
+                raise NotTheApi(f"{url}{CHECK_PATH} answered, but not as the API does "
+                                f"({exc.message}): check --api-url", status=exc.status) \
+                    from None
+            except (TransportError, ServerError) as exc:
+                if attempt == CHECK_ATTEMPTS:
+                    raise ApiUnavailable(f"the API at {url} does not answer ({exc}; "
+                                         f"{CHECK_ATTEMPTS} tries): nothing was sent; run again "
+                                         "once it is back", status=exc.status) from None
+                await self._sleep(CHECK_PAUSE * attempt)
 
     async def _upload_once(self, record: UploadRecord, audio: AudioInfo | None,
                            token: str) -> UploadAnswer:
@@ -258,11 +325,13 @@ class ConvirzaClient:
                                         connect=s.connect_timeout, sock_read=s.read_timeout)
         handle = await _open(audio) if audio else None
         try:
-            form = aiohttp.FormData(default_to_multipart=True)
+            # Names as RFC 7578 has them: UTF-8 in a quoted string, quotes and backslashes
+            # escaped (aiohttp's default percent-encodes them: "Jos%C3%A9%20n.wav").
+            form = aiohttp.FormData(default_to_multipart=True, quote_fields=False)
             for name, value in record.form_fields():
                 form.add_field(name, value)
             if audio and handle:
-                form.add_field(s.file_field, handle, filename=audio.path.name,
+                form.add_field(s.file_field, handle, filename=form_filename(audio.path.name),
                                content_type=audio.content_type)
             return await self._request("POST", UPLOAD_PATH, token, interpret_upload,
                                        data=form, timeout=timeout)
@@ -280,10 +349,12 @@ class ConvirzaClient:
             async with self.limiter:
                 sent = True
                 async with self.session.request(
-                        method, self.settings.base_url + path,
+                        method, self.settings.base_url + path, allow_redirects=False,
                         headers={"Authorization": f"Bearer {token}"}, **kwargs) as resp:
-                    body = await resp.content.read(MAX_ANSWER_BYTES)
+                    body = await _read_body(resp)
                     return self._paced(interpret, resp.status, resp.headers, body)
+        except NotTheApi as exc:
+            raise _answered(method, self.settings.base_url + path, exc) from None
         except ApiError:
             raise
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
@@ -320,6 +391,37 @@ class ConvirzaClient:
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             raise translate(exc, body_sent=False) from exc
         return result
+
+
+def _answered(method: str, url: str, exc: NotTheApi) -> NotTheApi:
+    """``exc`` naming the request that met it: which URL, and what answered in the API's
+    place."""
+    return NotTheApi(f"{method} {url} was answered with {exc.message}", status=exc.status,
+                     request_id=exc.request_id)
+
+
+def form_filename(name: str) -> str:
+    """A file name for a multipart header: as it is, but for line breaks and other control
+    characters, which would end the header (encoded as browsers do, ``%0A``)."""
+    return "".join(f"%{ord(c):02X}" if ord(c) < 0x20 or ord(c) == 0x7F else c for c in name)
+
+
+async def _read_body(resp: aiohttp.ClientResponse) -> bytes:
+    """The whole body of an answer, however many pieces it arrives in, up to
+    ``MAX_ANSWER_BYTES`` (over it, ``UnexpectedAnswer``)."""
+    if resp.content_length is not None and resp.content_length > MAX_ANSWER_BYTES:
+        raise UnexpectedAnswer(f"an answer of {resp.content_length:,} bytes, over the "
+                               f"{MAX_ANSWER_BYTES:,} an answer of the API can be",
+                               status=resp.status)
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in resp.content.iter_any():
+        size += len(chunk)
+        if size > MAX_ANSWER_BYTES:
+            raise UnexpectedAnswer(f"an answer of more than {MAX_ANSWER_BYTES:,} bytes, more "
+                                   "than an answer of the API can be", status=resp.status)
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 async def _open(audio: AudioInfo) -> io.BufferedReader:

@@ -14,6 +14,8 @@ branches to exit codes in one place (``cli.exit_code_for``)::
     │   ├── ServerError         5xx
     │   ├── RequestRejected     any other 4xx: final for that row
     │   ├── UnexpectedAnswer    an answer in a shape we do not know
+    │   ├── NotTheApi           a redirect, an HTML page: not the API's answer       exit 2
+    │   ├── ApiUnavailable      no answer from the API before the first row          exit 4
     │   └── TransportError      no usable answer: refused, reset, garbage
     │       └── RequestTimeout  also a TimeoutError
     └── LedgerError             the ledger is unusable, or a transition is illegal   exit 2
@@ -137,6 +139,17 @@ class RequestRejected(ApiError):
 
 class UnexpectedAnswer(ApiError):
     """The API answered, but not in any shape we know; another try would not help."""
+
+
+class NotTheApi(ApiError):
+    """Something other than the API answered: a redirect (never followed: the body and the
+    token would go to another host), an HTML page (a captive portal, a proxy, a wrong
+    ``--api-url``). Nothing it says counts, success least of all: the run stops."""
+
+
+class ApiUnavailable(ApiError):
+    """The check before the first row found no API to talk to (refused, unreachable, 5xx):
+    the run stops before any row, rather than fail rows for the API's absence."""
 
 
 class TransportError(ApiError):

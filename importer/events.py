@@ -6,11 +6,21 @@ never imports tqdm and tests attach an observer that just records.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import Counter
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Protocol
+
+from .errors import (
+    ApiUnavailable,
+    AuthError,
+    LedgerError,
+    ManifestError,
+    NotTheApi,
+    UsageError,
+)
 
 
 class Outcome(StrEnum):
@@ -53,6 +63,24 @@ EXIT_CODES: dict[StopReason, int] = {
     StopReason.UNAVAILABLE: 4, StopReason.CREDENTIALS: 3, StopReason.NOT_THE_API: 2,
     StopReason.MANIFEST: 2, StopReason.SETUP: 2,
 }
+
+
+def stop_reason_for(exc: BaseException) -> StopReason | None:
+    """The stop reason, hence the exit code, of an error that ends a command; None for an
+    error that is a bug (exit 1). The one mapping, for runs and every other command."""
+    if isinstance(exc, AuthError):
+        return StopReason.CREDENTIALS
+    if isinstance(exc, NotTheApi):
+        return StopReason.NOT_THE_API
+    if isinstance(exc, ApiUnavailable):
+        return StopReason.UNAVAILABLE
+    if isinstance(exc, ManifestError):
+        return StopReason.MANIFEST
+    if isinstance(exc, (UsageError, LedgerError)):
+        return StopReason.SETUP
+    if isinstance(exc, (KeyboardInterrupt, asyncio.CancelledError)):
+        return StopReason.INTERRUPTED
+    return None
 
 
 @dataclass(frozen=True)

@@ -35,12 +35,21 @@ from .errors import (
     ImporterError,
     LedgerError,
     ManifestError,
+    NotTheApi,
     Problem,
     RowError,
     UsageError,
     reason_of,
 )
-from .events import NullObserver, Observer, Outcome, RowEvent, RunSummary, StopReason
+from .events import (
+    NullObserver,
+    Observer,
+    Outcome,
+    RowEvent,
+    RunSummary,
+    StopReason,
+    stop_reason_for,
+)
 from .ledger import (
     DUPLICATE,
     AsyncLedger,
@@ -118,11 +127,7 @@ def _reason_for(exc: BaseException) -> StopReason:
     if isinstance(exc, BaseExceptionGroup):
         ours = [e for e in exc.exceptions if isinstance(e, ImporterError)]
         return _reason_for(ours[0]) if ours else StopReason.SETUP
-    if isinstance(exc, AuthError):
-        return StopReason.CREDENTIALS
-    if isinstance(exc, (KeyboardInterrupt, asyncio.CancelledError)):
-        return StopReason.INTERRUPTED
-    return StopReason.SETUP
+    return stop_reason_for(exc) or StopReason.SETUP
 
 
 def _now_iso() -> str:
@@ -172,7 +177,7 @@ class ImportRun:
         self.policy = RetryPolicy(settings.max_attempts, settings.backoff_base,
                                   settings.backoff_cap)
         self._stopping = asyncio.Event()
-        self._fatal: AuthError | None = None
+        self._fatal: AuthError | NotTheApi | None = None
         self._broken: ManifestError | None = None
         self._preflight: Preflight | None = None
         self._run_id = 0
@@ -327,6 +332,8 @@ class ImportRun:
             client = None
             if self.upload or self.settings.preflight or self.settings.check_urls:
                 client = await stack.enter_async_context(ConvirzaClient(self.settings))
+                if self.upload or self.settings.preflight:
+                    await client.check_api()  # no API, no row touched: fail in seconds
                 if self.settings.preflight:
                     self._preflight = Preflight(client)
             # Probes get their own threads, one per worker, so that they never wait behind
@@ -572,10 +579,17 @@ class ImportRun:
         external_id = external_id or job.sent_external_id or job.record.external_id
         if external_id is None:
             return None
+        # An id the API's filter cannot carry (a comma) is looked for among the row's group's
+        # calls from its caller, and matched exactly.
+        narrow = {"group_id": job.record.group_id, "caller_id": job.record.caller_id}
         try:
-            return bool(await client.find_calls(external_id))
-        except ApiError as exc:  # a refused token shows again, and stops the run, on upload
-            log.warning("row %d: cannot look the call up (%s)", job.row, exc)
+            return bool(await client.find_calls(external_id, narrow))
+        except NotTheApi as exc:
+            self._refused_for_good(exc)
+            return None
+        except (ApiError, UsageError) as exc:  # a refused token shows again on upload
+            log.warning("row %d: cannot look the call up by external_id %r (%s)", job.row,
+                        external_id, exc)
             return None
 
     async def _reconcile(self, job: Job, client: ConvirzaClient, ledger: AsyncLedger) -> bool:
@@ -725,8 +739,8 @@ class ImportRun:
 
             try:
                 answer = await client.upload(job.record, info)
-            except AuthError as exc:
-                await self._auth_refused(job, exc, started_at, took(), ledger)
+            except (AuthError, NotTheApi) as exc:
+                await self._not_sent(job, exc, started_at, took(), ledger)
                 return False
             except AudioError as exc:  # changed or gone since it was checked: nothing sent
                 attempt = AttemptRecord(job.key, started_at, took(), "not sent", None, str(exc))
@@ -782,18 +796,27 @@ class ImportRun:
             self._failing = 0
             return True
 
-    async def _auth_refused(self, job: Job, exc: AuthError, started_at: str, duration: float,
-                            ledger: AsyncLedger) -> None:
-        """The request was refused, so nothing was imported: the row goes back to pending and
-        the whole run stops, since every further request would be refused too."""
-        attempt = AttemptRecord(job.key, started_at, duration, "refused", exc.status,
+    async def _not_sent(self, job: Job, exc: AuthError | NotTheApi, started_at: str,
+                        duration: float, ledger: AsyncLedger) -> None:
+        """The request was refused, or something other than the API answered it: nothing was
+        imported, so the row goes back to pending, and the whole run stops, since every
+        further request would meet the same."""
+        outcome = "refused" if isinstance(exc, AuthError) else "not the API"
+        attempt = AttemptRecord(job.key, started_at, duration, outcome, exc.status,
                                 exc.message, exc.request_id)
         await ledger.call(ledger.ledger.record_attempt, attempt)
         await ledger.call(ledger.ledger.mark_pending, job.key)
+        self._refused_for_good(exc)
+
+    def _refused_for_good(self, exc: AuthError | NotTheApi) -> None:
         if self._fatal is None:
             self._fatal = exc  # reported once, by the caller, when the run has stopped
-            self.summary.stop(StopReason.CREDENTIALS, "credentials refused")
-            log.warning("credentials refused: stopping; uploads in flight finish first")
+            if isinstance(exc, AuthError):
+                self.summary.stop(StopReason.CREDENTIALS, "credentials refused")
+            else:
+                self.summary.stop(StopReason.NOT_THE_API, f"not the API: {exc.message}")
+            log.warning("%s: stopping; uploads in flight finish first",
+                        self.summary.stopped)
         self._stopping.set()
 
     async def _pause(self, seconds: float) -> None:

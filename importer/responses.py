@@ -4,11 +4,17 @@ of our exceptions out. No I/O, so every status class and body shape is tested wi
 Bodies we know (see the API notes): the current ``{"statusCode", "message", "error",
 "requestId"}`` (``message`` may be a list, NestJS style), the older ``{"result": "error",
 "err"}`` (sometimes with HTTP 200), and swagger-tools' ``{"message", "errors": [...]}``.
+
+Only the API's own answer counts as success (``NotTheApi`` otherwise): a redirect is never
+followed (a 307 would carry the audio and the token to another host, a 302 would turn the upload
+into a GET whose 200 says nothing), and a 2xx is the API's only with a body the API writes:
+none, or JSON. A captive portal's or a proxy's HTML page is not an upload's success.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -18,6 +24,7 @@ from typing import Any
 from .errors import (
     ApiError,
     AuthError,
+    NotTheApi,
     RateLimited,
     RequestRejected,
     RequestTimeout,
@@ -112,9 +119,38 @@ def request_id_of(data: Any, headers: Mapping[str, str]) -> str | None:
     return _header(headers, "x-request-id")
 
 
+def not_the_api(status: int, headers: Mapping[str, str], body: bytes) -> NotTheApi | None:
+    """``NotTheApi`` for a redirect, or a 2xx whose body the API would not write (anything
+    but nothing or JSON); None for an answer that may be the API's."""
+    if 300 <= status < 400:
+        where = _header(headers, "location")
+        return NotTheApi("a redirect" + (f" to {where}" if where else "") + ", never followed "
+                         "(it would take the request, its body and the token elsewhere); check "
+                         "--api-url (the API's root, such as https://apicfa.convirza.com)",
+                         status=status)
+    if 200 <= status < 300 and body.strip() and _json(body) is None:
+        kind = (_header(headers, "content-type") or "no content type").split(";")[0].strip()
+        return NotTheApi(f"{kind} ({_glimpse(body)}), not an answer of the API (a proxy, a "
+                         "captive portal or a wrong --api-url)", status=status)
+    return None
+
+
+def _glimpse(body: bytes) -> str:
+    """A few words of a foreign answer, for the error message: an HTML page's title, or the
+    start of its text, without markup or control characters."""
+    text = body[:4096].decode("utf-8", errors="replace")
+    match = re.search(r"<title[^>]*>(.*?)</title>", text, re.I | re.S)
+    text = match.group(1) if match else re.sub(r"<[^>]*>", " ", text)
+    text = " ".join("".join(c if c.isprintable() else " " for c in text).split())
+    return repr(text[:60] + ("..." if len(text) > 60 else ""))
+
+
 def interpret_upload(status: int, headers: Mapping[str, str], body: bytes,
                      now: datetime | None = None) -> UploadAnswer:
     """An ``UploadAnswer`` for a success, else the ``ApiError`` subclass that fits."""
+    foreign = not_the_api(status, headers, body)
+    if foreign is not None:
+        raise foreign
     data = _json(body)
     request_id = request_id_of(data, headers)
     if 200 <= status < 300:
@@ -151,6 +187,9 @@ def interpret_lookup(status: int, headers: Mapping[str, str], body: bytes,
                      now: datetime | None = None) -> list[dict[str, Any]]:
     """The ``data`` items of a V2 ``{"result", "err", "data"}`` envelope; the error
     ``"no records found."`` is an empty list, whatever the HTTP status that carries it."""
+    foreign = not_the_api(status, headers, body)
+    if foreign is not None:
+        raise foreign
     data = _json(body)
     envelope = isinstance(data, dict) and "result" in data
     if envelope and str(data.get("err") or "").strip().lower() == NO_RECORDS:
@@ -174,7 +213,12 @@ def interpret_lookup(status: int, headers: Mapping[str, str], body: bytes,
 
 
 def interpret_token(status: int, headers: Mapping[str, str], body: bytes) -> Token:
-    """The access token from ``POST /oauth/token``; a refusal is an ``AuthError``."""
+    """The access token from ``POST /oauth/token``; a refusal is an ``AuthError``. Whatever
+    else goes wrong, the login sent no recording: its errors never leave an upload's outcome
+    unknown (``outcome_unknown`` is false)."""
+    foreign = not_the_api(status, headers, body)
+    if foreign is not None:
+        raise foreign
     data = _json(body)
     if status in (200, 201) and isinstance(data, dict):
         token = data.get("access_token")
@@ -189,7 +233,9 @@ def interpret_token(status: int, headers: Mapping[str, str], body: bytes) -> Tok
         reason = error_message(data, "credentials refused")
         raise AuthError(f"login refused: {reason}",
                         status=status, request_id=request_id_of(data, headers))
-    raise error_for(status, headers, data)
+    error = error_for(status, headers, data)
+    error.outcome_unknown = False
+    raise error
 
 
 _REASONS = {

@@ -76,26 +76,23 @@ def test_an_expiring_token_is_renewed_without_failures(
     assert sandbox.state.logins <= 10           # ...without a login storm
 
 
-def test_an_api_outage_trips_the_circuit_breaker(workdir: Path, token_env: str,
-                                                 monkeypatch: pytest.MonkeyPatch,
+def test_an_api_outage_trips_the_circuit_breaker(workdir: Path, sandbox: SandboxThread,
+                                                 token_env: str,
                                                  capsys: pytest.CaptureFixture[str]) -> None:
-    """Nothing listens at the API's address: a few rows fail, then the run stops, instead of
-    marking every row of the manifest failed."""
-    with socket.socket() as probe:  # a port that was free a moment ago: nobody listens
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    monkeypatch.setenv("CONVIRZA_API_URL", f"http://127.0.0.1:{port}")
+    """The API answers at first, then fails every upload: a few rows fail, then the run
+    stops, instead of marking every row of the manifest failed."""
+    sandbox.config.faults.fail_rate = 1.0
     manifest = write_manifest(workdir / "manifests" / "m.csv", many_rows(workdir, 60))
     ledger = workdir / "ledger.sqlite"
 
     code = main(["run", str(manifest), "--ledger", str(ledger), "--max-attempts", "1",
-                 "--concurrency", "2", "--max-consecutive-failures", "5"])
+                 "--concurrency", "2", "--max-consecutive-failures", "5", "--rate", "500"])
 
     assert code == 4
     counts = statuses(ledger)
     assert 5 <= counts["failed"] <= 5 + 2 and counts["pending"] >= 50
     out = capsys.readouterr().out
-    assert "--max-consecutive-failures 5 reached" in out and "cannot connect" in out
+    assert "--max-consecutive-failures 5 reached" in out and "Internal server error" in out
 
 
 def test_error_budget_stops_the_run_with_exit_4(workdir: Path, sandbox: SandboxThread,
@@ -147,17 +144,37 @@ def test_duration_budget(workdir: Path, sandbox: SandboxThread, token_env: str) 
     assert 0 < done < 40 and statuses(ledger)["uploading"] == 0
 
 
-def test_unreachable_api_fails_rows_retryably(workdir: Path, token_env: str,
-                                              monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("CONVIRZA_API_URL", "http://127.0.0.1:9")
-    manifest = write_manifest(workdir / "manifests" / "m.csv", many_rows(workdir, 3))
+def nobody_listens() -> str:
+    with socket.socket() as probe:  # a port that was free a moment ago: nobody listens
+        probe.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{probe.getsockname()[1]}"
+
+
+@pytest.mark.parametrize("login", [False, True])
+def test_an_unreachable_api_stops_the_run_before_any_row(
+        workdir: Path, token_env: str, monkeypatch: pytest.MonkeyPatch, login: bool,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """With a fixed token or a login, an API that refuses connections is found before the
+    first row: one line naming the URL, exit 4, and no row failed for the API's absence."""
+    url = nobody_listens()
+    monkeypatch.setenv("CONVIRZA_API_URL", url)
+    if login:
+        monkeypatch.delenv("CONVIRZA_TOKEN")
+        monkeypatch.setenv("CONVIRZA_USERNAME", "demo@example.com")
+        monkeypatch.setenv("CONVIRZA_PASSWORD", "demo-password")
+    manifest = write_manifest(workdir / "manifests" / "m.csv", many_rows(workdir, 300))
     ledger = workdir / "ledger.sqlite"
-    assert main(["run", str(manifest), "--ledger", str(ledger), "--max-attempts", "2",
-                 "--backoff-base", "0.01"]) == 1
+
+    assert main(["run", str(manifest), "--ledger", str(ledger)]) == 4
+
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith(f"convirza-import: error: the API at {url} does not answer "
+                              "(cannot connect to 127.0.0.1:")
+    assert "3 tries): nothing was sent" in err[-1]
     with sqlite3.connect(ledger) as conn:
-        rows = conn.execute("SELECT status, retryable, error FROM recordings").fetchall()
-    assert {(s, r) for s, r, _ in rows} == {("failed", 1)}
-    assert all("cannot connect" in e for _, _, e in rows)
+        assert conn.execute("SELECT COUNT(*) FROM recordings").fetchone() == (0,)
+        assert conn.execute("SELECT exit_code FROM runs").fetchall() == [(4,)]
+    conn.close()
 
 
 def test_sigint_stops_cleanly_and_the_rerun_finishes(workdir: Path, sandbox: SandboxThread,

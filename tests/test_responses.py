@@ -4,6 +4,7 @@ with no server."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 
 import pytest
@@ -11,6 +12,7 @@ import pytest
 from importer.errors import (
     ApiError,
     AuthError,
+    NotTheApi,
     RateLimited,
     RequestRejected,
     RequestTimeout,
@@ -30,6 +32,8 @@ CURRENT_400 = json.dumps({"statusCode": 400, "message": "Validation failed",
                           "error": "Bad Request", "requestId": "req-1"}).encode()
 NEST_400 = json.dumps({"statusCode": 400, "message": ["ring_to must be 10 digits"],
                        "error": "Bad Request", "requestId": "req-2"}).encode()
+NGINX = (b"<!DOCTYPE html>\n<html>\n<head>\n<title>Welcome to nginx!</title>\n</head>\n<body>"
+         b"<h1>Welcome to nginx!</h1></body></html>\n")
 LEGACY_ERR = json.dumps({"result": "error", "err": "Invalid channel id"}).encode()
 SWAGGER_400 = json.dumps({"message": "Validation errors", "errors": [
     {"code": "INVALID_REQUEST_PARAMETER",
@@ -41,7 +45,7 @@ SWAGGER_400 = json.dumps({"message": "Validation errors", "errors": [
     (200, b""),
     (201, b""),
     (200, b'{"result": "success", "err": null}'),
-    (200, b"<html>ok</html>"),
+    (200, b"  \r\n"),
 ])
 def test_successes(status: int, body: bytes) -> None:
     answer = interpret_upload(status, {}, body)
@@ -67,7 +71,12 @@ def test_success_keeps_a_request_id_header() -> None:
     (502, {}, b"", ServerError, True, True, "Bad Gateway"),
     (503, {"retry-after": "2"}, b"", ServerError, True, True, "Service Unavailable"),
     (504, {}, b"", ServerError, True, True, "Gateway Timeout"),
-    (302, {}, b"", TransportError, True, True, "302"),
+    (302, {"Location": "https://elsewhere.test/up"}, b"", NotTheApi, False, False,
+     "redirect to https://elsewhere.test/up, never followed"),
+    (307, {}, b"", NotTheApi, False, False, "HTTP 307 a redirect, never followed"),
+    (200, {"Content-Type": "text/html"}, NGINX, NotTheApi, False, False,
+     "text/html ('Welcome to nginx!'), not an answer of the API"),
+    (201, {}, b"OK", NotTheApi, False, False, "no content type ('OK')"),
 ])
 def test_errors(status: int, headers: dict[str, str], body: bytes, kind: type[ApiError],
                 retryable: bool, unknown: bool, text: str) -> None:
@@ -79,6 +88,23 @@ def test_errors(status: int, headers: dict[str, str], body: bytes, kind: type[Ap
     assert exc.outcome_unknown is unknown
     assert exc.status == status
     assert text in str(exc)
+
+
+@pytest.mark.parametrize("interpret", [interpret_upload, interpret_lookup, interpret_token])
+def test_no_answer_of_ours_takes_a_redirect_or_a_page_for_the_api(
+        interpret: Callable[[int, Mapping[str, str], bytes], object]) -> None:
+    """Uploads, lookups and logins alike: only the API's own answer counts."""
+    for status, headers, body in ((301, {"Location": "/x"}, b""), (308, {}, b""),
+                                  (200, {"Content-Type": "text/html"}, NGINX)):
+        with pytest.raises(NotTheApi):
+            interpret(status, headers, body)
+
+
+def test_a_failed_login_never_leaves_an_upload_in_doubt() -> None:
+    """A token endpoint that answers 500 or cuts its answer sent no recording."""
+    with pytest.raises(ServerError) as caught:
+        interpret_token(500, {}, b"")
+    assert caught.value.outcome_unknown is False and caught.value.retryable
 
 
 def test_request_id_and_retry_after_are_attributes() -> None:

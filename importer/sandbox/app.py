@@ -77,6 +77,7 @@ class Faults:
     # and in base64, and the token endpoint's refusals its raw body (the password with it).
     echo_secrets: bool = False
     split_answers: int = 0       # JSON answers written in this many flushed pieces (0: whole)
+    login_error: int = 0         # the token endpoint answers this status (e.g. 500); 0: off
 
     def __post_init__(self) -> None:
         if self.redirect_status not in REDIRECT_STATUSES:
@@ -350,6 +351,10 @@ async def token_handler(request: web.Request) -> web.Response:
                                       "error_description": "10 token requests per minute"},
                                      status=429, headers={"Retry-After": "60"})
     state.login_times.append(now)
+    if cfg.faults.login_error:
+        await request.read()
+        return _error(cfg.faults.login_error, "Internal server error", "Login failed",
+                      str(uuid.uuid4()))
     if request.content_type == "application/json":
         try:
             form = {k: str(v) for k, v in (await request.json()).items()}
