@@ -23,10 +23,10 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from tqdm.contrib.logging import logging_redirect_tqdm
 
@@ -35,6 +35,7 @@ from .errors import AuthError, ImporterError, LedgerError, ManifestError, UsageE
 from .events import Observer, RunSummary
 from .ledger import Ledger, Status
 from .lookup import run_lookup
+from .outputs import atomic_text, ledger_inputs, refuse_overwrites
 from .pipeline import ImportRun, RetrySelection
 from .progress import ProgressObserver
 from .report import (
@@ -432,9 +433,14 @@ def cmd_run(args: argparse.Namespace, upload: bool) -> int:
     settings = _settings(args)
     _setup_logging(settings, args.verbose)
     errors_out: Path | None = getattr(args, "errors_out", None)
-    return _execute(ImportRun(settings, args.manifest, upload=upload,
-                              observer=_observer(settings), errors_out=errors_out),
-                    settings, reasons=5 if upload else 20)
+    run = ImportRun(settings, args.manifest, upload=upload, observer=_observer(settings),
+                    errors_out=errors_out)
+    # validate reads no ledger, but the one a run of this manifest keeps is protected too:
+    # a CSV written over it would lose every earlier night's outcomes.
+    refuse_overwrites({"--errors-out": errors_out, "--summary-json": settings.summary_json},
+                      [("the manifest", args.manifest), *ledger_inputs(run.ledger_path()),
+                       *_settings_inputs(settings)])
+    return _execute(run, settings, reasons=5 if upload else 20)
 
 
 def cmd_retry(args: argparse.Namespace) -> int:
@@ -442,8 +448,16 @@ def cmd_retry(args: argparse.Namespace) -> int:
     _setup_logging(settings, args.verbose)
     statuses = tuple(Status(s) for s in dict.fromkeys(args.status or ["failed"]))
     selection = RetrySelection(statuses, args.include_rejected, _since(args.since))
-    return _execute(ImportRun(settings, None, retry=selection, observer=_observer(settings)),
-                    settings)
+    run = ImportRun(settings, None, retry=selection, observer=_observer(settings))
+    refuse_overwrites({"--summary-json": settings.summary_json},
+                      [*ledger_inputs(run.ledger_path()), *_settings_inputs(settings)])
+    return _execute(run, settings)
+
+
+def _settings_inputs(settings: Settings) -> list[tuple[str, Path | None]]:
+    """The files settings were read from, which no output may replace."""
+    return [("the columns file", settings.columns_file),
+            ("the token file", settings.token_file)]
 
 
 def _since(text: str | None) -> str | None:
@@ -480,16 +494,21 @@ def _execute(run: ImportRun, settings: Settings, *, reasons: int = 5) -> int:
 
 
 def _write_summary(path: Path, summary: RunSummary) -> None:
+    """Write the summary whole or not at all. A failure is logged and leaves the exit code
+    to the run, which did happen: a scheduler must not mistake it for a usage error."""
     try:
-        path.write_text(json.dumps({**summary.as_dict(), "exit_code": summary.exit_code},
-                                   indent=2) + "\n", encoding="utf-8")
-    except OSError as exc:
-        log.error("cannot write the summary to %s: %s", path, exc.strerror)
+        with atomic_text(path, newline=None) as out:
+            out.write(json.dumps({**summary.as_dict(), "exit_code": summary.exit_code},
+                                 indent=2) + "\n")
+    except UsageError as exc:
+        log.error("the summary was not written: %s", exc)
 
 
 def cmd_report(args: argparse.Namespace) -> int:
     if args.run is not None and len(args.ledgers) > 1:
         raise UsageError("--run numbers are per ledger: give one ledger with --run")
+    refuse_overwrites({"--output": args.output},
+                      [found for path in args.ledgers for found in ledger_inputs(path)])
     ledgers = [Ledger.open(path, create=False) for path in args.ledgers]
     try:
         with _output(args.output) as out:
@@ -509,15 +528,14 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 @contextlib.contextmanager
-def _output(path: Path | None) -> Any:
+def _output(path: Path | None) -> Iterator[TextIO]:
+    """Standard output, or ``path`` written through a temporary file: a report cut short (a
+    full disk, an API error half-way through a lookup) leaves the previous file whole."""
     if path is None:
         yield sys.stdout
         return
-    try:
-        with path.open("w", encoding="utf-8", newline="") as handle:
-            yield handle
-    except OSError as exc:
-        raise UsageError(f"cannot write {path}: {exc.strerror}") from None
+    with atomic_text(path) as handle:
+        yield handle
 
 
 def cmd_lookup(args: argparse.Namespace) -> int:
@@ -534,6 +552,7 @@ def cmd_lookup(args: argparse.Namespace) -> int:
         if args.group is None:
             raise UsageError(f"lookup {resource.name} needs --group ID")
         params[resource.required_param] = args.group
+    refuse_overwrites({"--output": args.output}, _settings_inputs(settings))
     with _output(args.output) as out:
         writer = ObjectWriter(args.format, resource.columns, out)
         count = asyncio.run(run_lookup(settings, resource, writer, object_id=args.object_id,
