@@ -23,6 +23,7 @@ import logging
 import os
 import signal
 import sys
+import time
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -61,6 +62,22 @@ line, where other users could read them in the process list.
 exit codes: 0 all rows done; 1 some rows failed or invalid; 2 usage error or unreadable
 manifest; 3 credentials refused; 4 stopped by a budget; 130 interrupted (the ledger stays
 consistent)."""
+
+#: Signals closer than this to the first one are the same request to stop. ``timeout``
+#: signals the program and then its whole process group, systemd every process of the unit at
+#: once, a shell's Ctrl-C the whole foreground group: the copies arrive microseconds to
+#: milliseconds apart, or up to some hundreds of milliseconds when a busy, shared machine
+#: delays the event loop. A person who means to abort reads "stopping ..." first and then
+#: presses again, which takes longer; one second separates the two with room on both sides.
+#: Measured from the first signal, not the latest, so that hammering Ctrl-C still aborts.
+SIGNAL_WINDOW = 1.0
+
+#: The epilog of the commands that upload or validate, which stop gently on a signal.
+RUN_EPILOG = EPILOG + f"""
+stopping: Ctrl-C or SIGTERM (timeout, systemd, Kubernetes) lets uploads in flight finish,
+prints the summary and exits 130; signals within {SIGNAL_WINDOW:g} s of the first are the same \
+request
+(timeout and systemd send two at once), a later one aborts the uploads in flight."""
 
 
 def exit_code_for(exc: BaseException) -> int:
@@ -220,7 +237,7 @@ def build_parser() -> argparse.ArgumentParser:
                          description="Read MANIFEST, validate each row and file, upload them "
                                      "and record every outcome in the ledger. Running the "
                                      "same command again skips what succeeded.",
-                         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+                         epilog=RUN_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     run.add_argument("manifest", type=Path, metavar="MANIFEST", help=MANIFEST_HELP)
     run.add_argument("--dry-run", action="store_true",
                      help="do everything but send: the same as `validate MANIFEST` (no upload, "
@@ -231,7 +248,7 @@ def build_parser() -> argparse.ArgumentParser:
                          description="Everything run does before sending: read the manifest, "
                                      "validate every row, probe every file. Nothing is "
                                      "uploaded and no ledger is written.",
-                         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+                         epilog=RUN_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     val.add_argument("manifest", type=Path, metavar="MANIFEST", help=MANIFEST_HELP)
     val.add_argument("--errors-out", type=Path, metavar="FILE",
                      help="write the invalid rows, with what is wrong, to FILE (CSV): fix "
@@ -243,7 +260,7 @@ def build_parser() -> argparse.ArgumentParser:
                                      "metadata the ledger kept (no manifest needed). Files are "
                                      "probed again. Rows the API refused for good (4xx) are "
                                      "left alone unless --include-rejected.",
-                         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+                         epilog=RUN_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     rty.add_argument("ledger", type=Path, metavar="LEDGER", help="a ledger file written by run")
     rty.add_argument("--include-rejected", action="store_true",
                      help="also send rows the API refused with a 4xx (after you fixed the "
@@ -404,23 +421,34 @@ def _observer(settings: Settings) -> Observer:
 
 
 async def _run_until_signalled(run: ImportRun) -> RunSummary:
-    """Run; the first SIGINT/SIGTERM stops gracefully, the second aborts what is in flight."""
+    """Run; the first SIGINT/SIGTERM stops gracefully, and one that comes later than
+    ``SIGNAL_WINDOW`` after it aborts what is in flight. Those in between are echoes of the
+    first (``timeout``, systemd), and aborting on them would leave rows ``uploading`` and no
+    summary when the scheduler meant a clean stop."""
     loop = asyncio.get_running_loop()
     task = asyncio.current_task()
-    signals = 0
+    first: float | None = None
 
-    def on_signal() -> None:
-        nonlocal signals
-        signals += 1
-        if signals == 1:
+    def on_signal(signum: int) -> None:
+        nonlocal first
+        now = time.monotonic()
+        name = signal.Signals(signum).name
+        if first is None:
+            first = now
             run.stop()
+            log.warning("%s received; a second Ctrl-C or SIGTERM, a moment from now, aborts the "
+                        "uploads in flight instead (their rows stay 'uploading' until the "
+                        "next run reconciles them)", name)
+        elif now - first < SIGNAL_WINDOW:
+            log.debug("%s %.3fs after the first signal: the same request to stop", name,
+                      now - first)
         elif task is not None:
             log.warning("aborting: uploads in flight are left 'uploading' and will be "
                         "reconciled on the next run")
             task.cancel()
 
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, on_signal)
+        loop.add_signal_handler(sig, on_signal, sig)
     try:
         return await run.execute()
     finally:
