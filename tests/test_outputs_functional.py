@@ -13,7 +13,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -274,24 +274,29 @@ def test_errors_out_is_complete_when_it_appears(workdir: Path, manifest: Path,
     assert not [p for p in workdir.iterdir() if p.name.endswith(".tmp")]
 
 
-#: The file size limit of the "full disk" subprocess: above SQLite's 32 KiB shared-memory
-#: index (so that the ledger opens), below the report it is asked to write.
-FULL_DISK_AT = 64 * 1024
+def small_files(limit: int) -> Callable[[], None]:
+    """For ``preexec_fn``: in the child, before exec, writes past ``limit`` bytes of a file
+    fail with EFBIG (SIGXFSZ, which would kill the process, ignored), as writes on a full disk
+    fail with ENOSPC. The limit leaves room for the ledger the command opens (SQLite's 32 KiB
+    shared-memory index; a validate's scratch ledger writes its schema to a write-ahead log)
+    and is less than the output the command is asked to write."""
+    def limit_file_size() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+    return limit_file_size
 
 
-def _small_files() -> None:
-    """In the child, before exec: writes past FULL_DISK_AT fail with EFBIG (SIGXFSZ, which
-    would kill the process, ignored), as writes on a full disk fail with ENOSPC."""
-    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-    resource.setrlimit(resource.RLIMIT_FSIZE, (FULL_DISK_AT, FULL_DISK_AT))
+def spreadsheet_with_long_bad_rows(workdir: Path, rows: int) -> Path:
+    """Rows whose recording is missing (invalid, never sent), each some 4.5 KB long."""
+    return write_manifest(workdir / "manifests" / "big.csv", [
+        good_row(external_id=f"MISSING-{i:04d}", address="1 Long Street, " * 300,
+                 recording_file=f"../sample_data/missing/recording-{i:04d}.wav")
+        for i in range(rows)])
 
 
 def test_a_full_disk_leaves_the_old_report_whole(workdir: Path, sandbox: SandboxThread,
                                                  token_env: str) -> None:
-    manifest = write_manifest(workdir / "manifests" / "big.csv", [
-        good_row(external_id=f"MISSING-{i:04d}",
-                 recording_file=f"../sample_data/missing/recording-{i:04d}.wav")
-        for i in range(600)])
+    manifest = spreadsheet_with_long_bad_rows(workdir, 600)
     ledger = workdir / "ledger.sqlite"
     assert main(["run", str(manifest), "--ledger", str(ledger), "--quiet"]) == 1
     out = workdir / "existing.csv"
@@ -302,7 +307,7 @@ def test_a_full_disk_leaves_the_old_report_whole(workdir: Path, sandbox: Sandbox
     proc = subprocess.run([sys.executable, "-m", "importer", "report", str(ledger),
                            "--format", "json", "--output", str(out)],
                           env=env, capture_output=True, text=True, timeout=120, check=False,
-                          preexec_fn=_small_files)
+                          preexec_fn=small_files(64 * 1024))
 
     assert proc.returncode == 2, proc.stderr
     line = one_error_line(proc.stderr)
@@ -311,4 +316,26 @@ def test_a_full_disk_leaves_the_old_report_whole(workdir: Path, sandbox: Sandbox
     assert listing(workdir) == before  # no temporary file left behind
     # The same report fits without the limit: the limit, not the report, made it fail.
     assert main(["report", str(ledger), "--format", "json", "--output", str(out)]) == 0
-    assert out.stat().st_size > FULL_DISK_AT
+    assert out.stat().st_size > 64 * 1024
+
+
+def test_a_full_disk_during_validate_leaves_the_old_errors_file(workdir: Path) -> None:
+    """The invalid rows stream into the temporary file as validate finds them; when the disk
+    fills half-way, validate stops with one line and the previous errors file stays."""
+    manifest = spreadsheet_with_long_bad_rows(workdir, 200)
+    out = workdir / "errors.csv"
+    out.write_text("the errors of last week's sheet\n")
+    before = listing(workdir)
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONDONTWRITEBYTECODE": "1",
+           "CONVIRZA_TIMEZONE": "UTC"}
+
+    proc = subprocess.run([sys.executable, "-m", "importer", "validate", str(manifest),
+                           "--errors-out", str(out), "--quiet"],
+                          env=env, capture_output=True, text=True, timeout=120, check=False,
+                          preexec_fn=small_files(512 * 1024))
+
+    assert proc.returncode == 2, proc.stderr
+    line = one_error_line(proc.stderr)
+    assert str(out) in line and "File too large" in line
+    assert out.read_text() == "the errors of last week's sheet\n"
+    assert listing(workdir) == before
