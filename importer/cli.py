@@ -23,10 +23,11 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from tqdm.contrib.logging import logging_redirect_tqdm
 
@@ -35,6 +36,7 @@ from .errors import ImporterError, UsageError
 from .events import Observer, RunSummary, stop_reason_for
 from .ledger import Ledger, Status
 from .lookup import run_lookup
+from .outputs import atomic_text, ledger_inputs, refuse_overwrites
 from .pipeline import ImportRun, RetrySelection
 from .progress import ProgressObserver
 from .report import (
@@ -60,6 +62,22 @@ line, where other users could read them in the process list.
 exit codes: 0 all rows done; 1 some rows failed or invalid; 2 usage error or unreadable
 manifest; 3 credentials refused; 4 stopped by a budget; 130 interrupted (the ledger stays
 consistent)."""
+
+#: Signals closer than this to the first one are the same request to stop. ``timeout``
+#: signals the program and then its whole process group, systemd every process of the unit at
+#: once, a shell's Ctrl-C the whole foreground group: the copies arrive microseconds to
+#: milliseconds apart, or up to some hundreds of milliseconds when a busy, shared machine
+#: delays the event loop. A person who means to abort reads "stopping ..." first and then
+#: presses again, which takes longer; one second separates the two with room on both sides.
+#: Measured from the first signal, not the latest, so that hammering Ctrl-C still aborts.
+SIGNAL_WINDOW = 1.0
+
+#: The epilog of the commands that upload or validate, which stop gently on a signal.
+RUN_EPILOG = EPILOG + f"""
+stopping: Ctrl-C or SIGTERM (timeout, systemd, Kubernetes) lets uploads in flight finish,
+prints the summary and exits 130; signals within {SIGNAL_WINDOW:g} s of the first are the same \
+request
+(timeout and systemd send two at once), a later one aborts the uploads in flight."""
 
 
 def exit_code_for(exc: BaseException) -> int:
@@ -223,7 +241,7 @@ def build_parser() -> argparse.ArgumentParser:
                          description="Read MANIFEST, validate each row and file, upload them "
                                      "and record every outcome in the ledger. Running the "
                                      "same command again skips what succeeded.",
-                         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+                         epilog=RUN_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     run.add_argument("manifest", type=Path, metavar="MANIFEST", help=MANIFEST_HELP)
     run.add_argument("--dry-run", action="store_true",
                      help="do everything but send: the same as `validate MANIFEST` (no upload, "
@@ -234,7 +252,7 @@ def build_parser() -> argparse.ArgumentParser:
                          description="Everything run does before sending: read the manifest, "
                                      "validate every row, probe every file. Nothing is "
                                      "uploaded and no ledger is written.",
-                         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+                         epilog=RUN_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     val.add_argument("manifest", type=Path, metavar="MANIFEST", help=MANIFEST_HELP)
     val.add_argument("--errors-out", type=Path, metavar="FILE",
                      help="write the invalid rows, with what is wrong, to FILE (CSV): fix "
@@ -246,7 +264,7 @@ def build_parser() -> argparse.ArgumentParser:
                                      "metadata the ledger kept (no manifest needed). Files are "
                                      "probed again. Rows the API refused for good (4xx) are "
                                      "left alone unless --include-rejected.",
-                         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+                         epilog=RUN_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     rty.add_argument("ledger", type=Path, metavar="LEDGER", help="a ledger file written by run")
     rty.add_argument("--include-rejected", action="store_true",
                      help="also send rows the API refused with a 4xx (after you fixed the "
@@ -424,23 +442,34 @@ def _observer(settings: Settings) -> Observer:
 
 
 async def _run_until_signalled(run: ImportRun) -> RunSummary:
-    """Run; the first SIGINT/SIGTERM stops gracefully, the second aborts what is in flight."""
+    """Run; the first SIGINT/SIGTERM stops gracefully, and one that comes later than
+    ``SIGNAL_WINDOW`` after it aborts what is in flight. Those in between are echoes of the
+    first (``timeout``, systemd), and aborting on them would leave rows ``uploading`` and no
+    summary when the scheduler meant a clean stop."""
     loop = asyncio.get_running_loop()
     task = asyncio.current_task()
-    signals = 0
+    first: float | None = None
 
-    def on_signal() -> None:
-        nonlocal signals
-        signals += 1
-        if signals == 1:
+    def on_signal(signum: int) -> None:
+        nonlocal first
+        now = time.monotonic()
+        name = signal.Signals(signum).name
+        if first is None:
+            first = now
             run.stop()
+            log.warning("%s received; a second Ctrl-C or SIGTERM, a moment from now, aborts the "
+                        "uploads in flight instead (their rows stay 'uploading' until the "
+                        "next run reconciles them)", name)
+        elif now - first < SIGNAL_WINDOW:
+            log.debug("%s %.3fs after the first signal: the same request to stop", name,
+                      now - first)
         elif task is not None:
             log.warning("aborting: uploads in flight are left 'uploading' and will be "
                         "reconciled on the next run")
             task.cancel()
 
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, on_signal)
+        loop.add_signal_handler(sig, on_signal, sig)
     try:
         return await run.execute()
     finally:
@@ -456,9 +485,14 @@ def cmd_run(args: argparse.Namespace, upload: bool) -> int:
         log.warning("--skip-duplicate-audio is the default now (audio already imported is not "
                     "sent again) and does nothing; --send-same-audio sends such rows")
     errors_out: Path | None = getattr(args, "errors_out", None)
-    return _execute(ImportRun(settings, args.manifest, upload=upload,
-                              observer=_observer(settings), errors_out=errors_out),
-                    settings, reasons=5 if upload else 20)
+    run = ImportRun(settings, args.manifest, upload=upload, observer=_observer(settings),
+                    errors_out=errors_out)
+    # validate reads no ledger, but the one a run of this manifest keeps is protected too:
+    # a CSV written over it would lose every earlier night's outcomes.
+    refuse_overwrites({"--errors-out": errors_out, "--summary-json": settings.summary_json},
+                      [("the manifest", args.manifest), *ledger_inputs(run.ledger_path()),
+                       *_settings_inputs(settings)])
+    return _execute(run, settings, reasons=5 if upload else 20)
 
 
 def cmd_retry(args: argparse.Namespace) -> int:
@@ -466,8 +500,16 @@ def cmd_retry(args: argparse.Namespace) -> int:
     _setup_logging(settings, args.verbose)
     statuses = tuple(Status(s) for s in dict.fromkeys(args.status or ["failed"]))
     selection = RetrySelection(statuses, args.include_rejected, _since(args.since))
-    return _execute(ImportRun(settings, None, retry=selection, observer=_observer(settings)),
-                    settings)
+    run = ImportRun(settings, None, retry=selection, observer=_observer(settings))
+    refuse_overwrites({"--summary-json": settings.summary_json},
+                      [*ledger_inputs(run.ledger_path()), *_settings_inputs(settings)])
+    return _execute(run, settings)
+
+
+def _settings_inputs(settings: Settings) -> list[tuple[str, Path | None]]:
+    """The files settings were read from, which no output may replace."""
+    return [("the columns file", settings.columns_file),
+            ("the token file", settings.token_file)]
 
 
 def _since(text: str | None) -> str | None:
@@ -504,16 +546,21 @@ def _execute(run: ImportRun, settings: Settings, *, reasons: int = 5) -> int:
 
 
 def _write_summary(path: Path, summary: RunSummary) -> None:
+    """Write the summary whole or not at all. A failure is logged and leaves the exit code
+    to the run, which did happen: a scheduler must not mistake it for a usage error."""
     try:
-        path.write_text(json.dumps({**summary.as_dict(), "exit_code": summary.exit_code},
-                                   indent=2) + "\n", encoding="utf-8")
-    except OSError as exc:
-        log.error("cannot write the summary to %s: %s", path, exc.strerror)
+        with atomic_text(path, newline=None) as out:
+            out.write(json.dumps({**summary.as_dict(), "exit_code": summary.exit_code},
+                                 indent=2) + "\n")
+    except UsageError as exc:
+        log.error("the summary was not written: %s", exc)
 
 
 def cmd_report(args: argparse.Namespace) -> int:
     if args.run is not None and len(args.ledgers) > 1:
         raise UsageError("--run numbers are per ledger: give one ledger with --run")
+    refuse_overwrites({"--output": args.output},
+                      [found for path in args.ledgers for found in ledger_inputs(path)])
     ledgers = [Ledger.open_readonly(path) for path in args.ledgers]
     try:
         with _output(args.output) as out:
@@ -533,15 +580,14 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 @contextlib.contextmanager
-def _output(path: Path | None) -> Any:
+def _output(path: Path | None) -> Iterator[TextIO]:
+    """Standard output, or ``path`` written through a temporary file: a report cut short (a
+    full disk, an API error half-way through a lookup) leaves the previous file whole."""
     if path is None:
         yield sys.stdout
         return
-    try:
-        with path.open("w", encoding="utf-8", newline="") as handle:
-            yield handle
-    except OSError as exc:
-        raise UsageError(f"cannot write {path}: {exc.strerror}") from None
+    with atomic_text(path) as handle:
+        yield handle
 
 
 def cmd_lookup(args: argparse.Namespace) -> int:
@@ -558,6 +604,7 @@ def cmd_lookup(args: argparse.Namespace) -> int:
         if args.group is None:
             raise UsageError(f"lookup {resource.name} needs --group ID")
         params[resource.required_param] = args.group
+    refuse_overwrites({"--output": args.output}, _settings_inputs(settings))
     with _output(args.output) as out:
         writer = ObjectWriter(args.format, resource.columns, out)
         count = asyncio.run(run_lookup(settings, resource, writer, object_id=args.object_id,

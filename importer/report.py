@@ -18,6 +18,7 @@ from typing import Any, Literal, TextIO
 from .errors import UsageError
 from .events import RunSummary
 from .ledger import Ledger, LedgerRow, Status
+from .outputs import atomic_text
 
 Format = Literal["summary", "table", "csv", "json"]
 ROW_COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(LedgerRow))
@@ -161,25 +162,24 @@ class InvalidRowsCsv:
     LEAD_COLUMNS = ("row", "errors")
 
     def __init__(self, out: TextIO, fields: Sequence[str], manifest_dir: Path,
-                 out_dir: Path) -> None:
+                 out_dir: Path, *, path: Path | None = None) -> None:
         self._writer = csv.writer(out)
         self._fields = list(fields)
         self._manifest_dir = manifest_dir
         self._out_dir = out_dir
         self.count = 0
+        self.path = path
         self._writer.writerow([*self.LEAD_COLUMNS, *self._fields])
 
     @classmethod
     @contextlib.contextmanager
     def create(cls, path: Path, fields: Sequence[str],
                manifest_dir: Path) -> Iterator[InvalidRowsCsv]:
-        """Write to ``path`` for the duration of the ``with`` block."""
-        try:
-            handle = path.open("w", encoding="utf-8-sig", newline="")
-        except OSError as exc:
-            raise UsageError(f"cannot write {path}: {exc.strerror}") from None
-        with handle:
-            yield cls(handle, fields, manifest_dir, path.resolve().parent)
+        """Stream rows into ``path`` for the duration of the ``with`` block; ``path`` is
+        replaced only when the block ends normally, so an aborted validate leaves the previous
+        file as it was."""
+        with atomic_text(path, encoding="utf-8-sig") as handle:
+            yield cls(handle, fields, manifest_dir, path.resolve().parent, path=path)
 
     def write(self, row: int, errors: str, cells: Mapping[str, str]) -> None:
         values = dict(cells)
@@ -192,8 +192,14 @@ class InvalidRowsCsv:
                     values["recording_file"] = os.path.relpath(absolute, self._out_dir)
                 except ValueError:  # another drive (Windows)
                     values["recording_file"] = absolute
-        self._writer.writerow([safe_cell(v) for v in
-                               (row, errors, *(values.get(f, "") for f in self._fields))])
+        try:
+            self._writer.writerow([safe_cell(v) for v in
+                                   (row, errors, *(values.get(f, "") for f in self._fields))])
+        except OSError as exc:
+            # Raised in the middle of a run: as our own error it stops the run with one line
+            # (exit 2), where a bare OSError would end it with a traceback.
+            raise UsageError(f"cannot write {self.path or 'the invalid rows'}: "
+                             f"{exc.strerror or exc}") from None
         self.count += 1
 
 

@@ -89,6 +89,8 @@ class Settings(BaseModel):
 
     api_url: str = DEFAULT_API_URL
     token: SecretStr | None = None
+    #: Where ``token`` was read from, if from a file: an input no output may be written over.
+    token_file: Path | None = None
     username: str | None = None
     password: SecretStr | None = None
     client_id: str = "system"
@@ -209,6 +211,7 @@ class Settings(BaseModel):
             values[name] = value
         if token_file:
             values["token"] = _read_token_file(Path(token_file))
+            values["token_file"] = Path(token_file)
         if not values.get("timezone") and env.get("TZ"):
             values["timezone"] = env["TZ"].lstrip(":")
         for name in ("max_file_size", "min_upload_rate"):
