@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import io
 import itertools
 import json
 import logging
@@ -27,7 +28,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, TextIO, cast
 
 from tqdm.contrib.logging import logging_redirect_tqdm
 
@@ -49,7 +50,13 @@ from .report import (
 from .resources import RESOURCES, parse_rules
 from .sandbox import Faults, SandboxConfig, serve_forever
 from .sandbox.seed import default_seed, load_seed
-from .settings import Settings, parse_assignments, parse_duration, parse_size
+from .settings import (
+    Settings,
+    environment_secrets,
+    parse_assignments,
+    parse_duration,
+    parse_size,
+)
 
 log = logging.getLogger("importer.cli")
 
@@ -537,7 +544,7 @@ def _execute(run: ImportRun, settings: Settings, *, reasons: int = 5) -> int:
         if settings.summary_json is not None:
             _write_summary(settings.summary_json, run.summary)
     if not settings.quiet:
-        print(summary_text(summary, reasons=reasons))
+        print(logs.shown(summary_text(summary, reasons=reasons)))
         if run.errors_out is not None:
             invalid = summary.counts["invalid"]
             print(f"{invalid} invalid rows written to {run.errors_out}" if invalid else
@@ -550,8 +557,8 @@ def _write_summary(path: Path, summary: RunSummary) -> None:
     to the run, which did happen: a scheduler must not mistake it for a usage error."""
     try:
         with atomic_text(path, newline=None) as out:
-            out.write(json.dumps({**summary.as_dict(), "exit_code": summary.exit_code},
-                                 indent=2) + "\n")
+            out.write(logs.scrubbed(json.dumps(
+                {**summary.as_dict(), "exit_code": summary.exit_code}, indent=2)) + "\n")
     except UsageError as exc:
         log.error("the summary was not written: %s", exc)
 
@@ -563,7 +570,7 @@ def cmd_report(args: argparse.Namespace) -> int:
                       [found for path in args.ledgers for found in ledger_inputs(path)])
     ledgers = [Ledger.open_readonly(path) for path in args.ledgers]
     try:
-        with _output(args.output) as out:
+        with _output(args.output, for_people=args.format in ("table", "summary")) as out:
             if args.summary or args.format == "summary":
                 summary = ledger_summary(ledgers)
                 out.write(json.dumps(summary, indent=2) + "\n" if args.format == "json"
@@ -580,14 +587,35 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 @contextlib.contextmanager
-def _output(path: Path | None) -> Iterator[TextIO]:
+def _output(path: Path | None, *, for_people: bool = False) -> Iterator[TextIO]:
     """Standard output, or ``path`` written through a temporary file: a report cut short (a
-    full disk, an API error half-way through a lookup) leaves the previous file whole."""
+    full disk, an API error half-way through a lookup) leaves the previous file whole.
+
+    Whatever is written has our secrets blanked (a ledger written before they were, or an
+    API that echoes them); text for people (a table), or anything bound for a terminal, also
+    has the characters a terminal would act on escaped."""
     if path is None:
-        yield sys.stdout
+        terminal = for_people or sys.stdout.isatty()
+        yield cast(TextIO, _Cleaning(sys.stdout, logs.shown if terminal else logs.scrubbed))
         return
     with atomic_text(path) as handle:
-        yield handle
+        yield cast(TextIO, _Cleaning(handle, logs.shown if for_people else logs.scrubbed))
+
+
+class _Cleaning(io.TextIOBase):
+    """A text stream that passes what it is given through ``clean`` on its way to ``out``."""
+
+    def __init__(self, out: TextIO, clean: Callable[[str], str]) -> None:
+        super().__init__()
+        self._out = out
+        self._clean = clean
+
+    def write(self, text: str) -> int:
+        self._out.write(self._clean(text))
+        return len(text)
+
+    def flush(self) -> None:
+        self._out.flush()
 
 
 def cmd_lookup(args: argparse.Namespace) -> int:
@@ -674,10 +702,11 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    logs.remember_secrets(environment_secrets())  # until the settings know them all
     try:
         return COMMANDS[args.command](args)
     except ImporterError as exc:
-        print(f"convirza-import: error: {exc}", file=sys.stderr)
+        print(f"convirza-import: error: {logs.shown(str(exc))}", file=sys.stderr)
         return exit_code_for(exc)
     except (KeyboardInterrupt, asyncio.CancelledError) as exc:
         print("convirza-import: interrupted", file=sys.stderr)

@@ -38,6 +38,7 @@ from .errors import (
 )
 from .limits import Attempt, RateLimiter, RetryPolicy, Sleep
 from .records import UploadRecord
+from .redact import Redactor
 from .resources import RESOURCES, ApiObject, Call, Resource, build_filter
 from .responses import (
     Token,
@@ -122,6 +123,8 @@ class ConvirzaClient:
         self.policy = RetryPolicy(settings.max_attempts, settings.backoff_base,
                                   settings.backoff_cap)
         self._sleep = sleep
+        #: Blanks our secrets in what servers say back (an error that echoes the request).
+        self.redact = Redactor(settings.secrets())
         self.auth = self._token_provider(settings)
         self._session: aiohttp.ClientSession | None = None
 
@@ -169,13 +172,16 @@ class ConvirzaClient:
                 body = await _read_body(resp)
                 return interpret_token(resp.status, resp.headers, body)
         except NotTheApi as exc:
-            raise _answered("POST", s.base_url + TOKEN_PATH, exc) from None
+            raise _answered("POST", s.base_url + TOKEN_PATH, exc).redacted(self.redact) \
+                from None
         except AuthError as exc:
             raise AuthError(f"the token endpoint refused {self.auth.credential} "
                             f"(client_id {s.client_id}): {exc.message}", status=exc.status,
-                            request_id=exc.request_id) from exc
+                            request_id=exc.request_id).redacted(self.redact) from None
+        except ApiError as exc:
+            raise exc.redacted(self.redact) from None
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            raise translate(exc, body_sent=False) from exc
+            raise translate(exc, body_sent=False).redacted(self.redact) from exc
 
     async def _authorized(self, send: Callable[[str], Awaitable[T]]) -> T:
         """``send(token)``, and once more with a renewed token if the API answers 401."""
@@ -354,11 +360,12 @@ class ConvirzaClient:
                     body = await _read_body(resp)
                     return self._paced(interpret, resp.status, resp.headers, body)
         except NotTheApi as exc:
-            raise _answered(method, self.settings.base_url + path, exc) from None
-        except ApiError:
-            raise
+            raise _answered(method, self.settings.base_url + path, exc).redacted(
+                self.redact) from None
+        except ApiError as exc:
+            raise exc.redacted(self.redact) from None
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            raise translate(exc, body_sent=sent) from exc
+            raise translate(exc, body_sent=sent).redacted(self.redact) from exc
 
     async def check_url(self, url: str) -> UrlAnswer:
         """Ask a ``recording_url``'s server what it would serve, without fetching it: a HEAD,

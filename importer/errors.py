@@ -27,7 +27,10 @@ ledger, reports, tests) never parse ``str(exc)``. No error ever holds a token.
 
 from __future__ import annotations
 
+import copy
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Self
 
 
 class ImporterError(Exception):
@@ -111,10 +114,22 @@ class ApiError(ImporterError):
         self.request_id = request_id
         self.retry_after = retry_after
         self.outcome_unknown = outcome_unknown
-        parts = [f"HTTP {status}" if status is not None else None, message]
-        if request_id:
-            parts.append(f"(requestId {request_id})")
-        super().__init__(" ".join(p for p in parts if p))
+        super().__init__(self._text())
+
+    def _text(self) -> str:
+        parts = [f"HTTP {self.status}" if self.status is not None else None, self.message]
+        if self.request_id:
+            parts.append(f"(requestId {self.request_id})")
+        return " ".join(p for p in parts if p)
+
+    def redacted(self, scrub: Callable[[str], str]) -> Self:
+        """The same error with ``scrub`` applied to what the server said: a server that
+        echoes a request into its message must not put our secrets into ours."""
+        clone = copy.copy(self)
+        clone.message = scrub(self.message)
+        clone.request_id = scrub(self.request_id) if self.request_id else self.request_id
+        clone.args = (clone._text(),)
+        return clone
 
 
 class AuthError(ApiError):

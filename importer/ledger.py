@@ -33,7 +33,7 @@ import queue
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
@@ -309,6 +309,9 @@ class Ledger:
     def __init__(self, conn: sqlite3.Connection, path: Path) -> None:
         self._conn = conn
         self.path = path
+        #: Applied to every error text written (a last defence: the client already blanks
+        #: our secrets in what servers echo back).
+        self.scrub: Callable[[str], str] = _as_is
 
     @classmethod
     def open(cls, path: Path, *, create: bool = True, durable: bool = True) -> Ledger:
@@ -340,13 +343,17 @@ class Ledger:
         """The ledger at ``path`` for reading only (``report``): it never blocks a run writing
         it (WAL readers do not), and it reads a ledger on read-only media: when SQLite cannot
         create the WAL's shared-memory file there, the file is read as immutable, which is
-        what it is. A ledger of an older layout is upgraded first, when nobody writes it."""
+        what it is. A ledger of an older layout is upgraded first, when nobody writes it.
+
+        Where the file may be written, the connection may too (it never does): the last
+        connection to close then folds the WAL back into the file and removes it, as a run
+        does, where a read-only one would leave ``-wal`` and ``-shm`` files behind."""
         if not path.is_file():
             raise LedgerError(f"{path}: no such ledger file")
         uri = path.resolve().as_uri()
         conn: sqlite3.Connection | None = None
         failure: sqlite3.DatabaseError | None = None
-        for mode in ("mode=ro", "immutable=1"):
+        for mode in ("mode=rw", "mode=ro", "immutable=1"):
             try:
                 conn = sqlite3.connect(f"{uri}?{mode}", uri=True, check_same_thread=False,
                                        timeout=30)
@@ -412,7 +419,7 @@ class Ledger:
         with self._transaction():
             self._conn.execute(
                 "UPDATE runs SET finished_at = ?, exit_code = ?, summary = ? WHERE id = ?",
-                (_now(), exit_code, json.dumps(summary), run_id))
+                (_now(), exit_code, self.scrub(json.dumps(summary)), run_id))
 
     # --- admission ----------------------------------------------------------------------
 
@@ -654,7 +661,8 @@ class Ledger:
                    "error = NULL, reason = NULL", (same_as,))
 
     def mark_invalid(self, key: str, error: str, reason: str | None = None) -> None:
-        self._move(key, Status.INVALID, ", error = ?, reason = ?", (error, reason or error))
+        self._move(key, Status.INVALID, ", error = ?, reason = ?",
+                   (self.scrub(error), self.scrub(reason or error)))
 
     def mark_pending(self, key: str) -> None:
         self._move(key, Status.PENDING)
@@ -664,12 +672,14 @@ class Ledger:
         """Record the last attempt and the row's final state in one transaction."""
         if status not in (Status.SUCCEEDED, Status.FAILED):
             raise LedgerError(f"{key}: finish() takes succeeded or failed, not {status}")
+        attempt = self._scrubbed(attempt)
         with self._transaction():
             self._insert_attempt(attempt)
             self._move_in_tx(key, status, attempt, retryable)
 
     def record_attempt(self, attempt: AttemptRecord) -> None:
         """An attempt that will be followed by another (the row stays ``uploading``)."""
+        attempt = self._scrubbed(attempt)
         with self._transaction():
             self._insert_attempt(attempt)
             self._conn.execute(
@@ -680,6 +690,11 @@ class Ledger:
                    WHERE key = ?""",
                 (attempt.started_at, attempt.started_at, attempt.http_status, attempt.error,
                  attempt.request_id, attempt.outcome, attempt.duration, _now(), attempt.key))
+
+    def _scrubbed(self, attempt: AttemptRecord) -> AttemptRecord:
+        if attempt.error is None or self.scrub is _as_is:
+            return attempt
+        return replace(attempt, error=self.scrub(attempt.error))
 
     def _insert_attempt(self, a: AttemptRecord) -> None:
         self._conn.execute(
@@ -795,6 +810,10 @@ def _facts(size: int | None, mtime_ns: int | None, sha256: str | None) -> FileFa
 
 
 _KNOWN_COLUMNS = ", ".join(_Known._fields)
+
+
+def _as_is(text: str) -> str:
+    return text
 
 
 def _path_of(recording: str) -> str | None:

@@ -74,6 +74,7 @@ from .records import (
     resolve_zone,
     validate_row,
 )
+from .redact import Redactor
 from .report import InvalidRowsCsv
 from .settings import Settings
 
@@ -301,8 +302,10 @@ class ImportRun:
                     self._invalid_rows = files.enter_context(InvalidRowsCsv.create(
                         self.errors_out, manifest.fields(), self._ctx.base_dir))
             path = self.ledger_path() if self.upload else Path(scratch) / "validate.sqlite"
-            ledger = AsyncLedger(await asyncio.to_thread(
-                Ledger.open, path, create=manifest is not None, durable=self.upload))
+            opened = await asyncio.to_thread(
+                Ledger.open, path, create=manifest is not None, durable=self.upload)
+            opened.scrub = Redactor(s.secrets())
+            ledger = AsyncLedger(opened)
             self.summary.ledger = str(path) if self.upload else None
             try:
                 await self._execute(ledger, manifest)

@@ -71,6 +71,14 @@ def parse_duration(text: str | float) -> float:
     return hours * 3600 + minutes * 60 + seconds
 
 
+def environment_secrets(environ: Mapping[str, str] | None = None) -> list[str]:
+    """The secrets the environment holds, known before (and whether or not) the settings can
+    be built: what an error about the settings must not print either."""
+    env = os.environ if environ is None else environ
+    return [env[name] for name in (ENV_PREFIX + "TOKEN", ENV_PREFIX + "PASSWORD",
+                                   ENV_PREFIX + "CLIENT_SECRET") if env.get(name)]
+
+
 def parse_assignments(pairs: list[str], option: str) -> dict[str, str]:
     """``["A=b", "C=d"]`` from repeated ``--set``/``--map`` options, as a dict."""
     out: dict[str, str] = {}
