@@ -1,14 +1,15 @@
 """The command line: parse, build ``Settings``, call one library function, map the outcome to
 an exit code. Nothing else lives here.
 
-Exit codes (one table, used by ``exit_code_for``)::
+Exit codes (``events.StopReason`` holds the one table; ``exit_code_for`` reads it)::
 
     0    every row succeeded or was already done
     1    the run finished but some rows failed or are invalid
-    2    usage error, unreadable manifest or ledger
+    2    usage error; unreadable manifest or ledger; a ledger another run writes; an API URL
+         answered by something else than the API (a redirect, an HTML page)
     3    authentication or permission refused: the run stopped at once
-    4    stopped early by a budget (--max-errors, --max-uploads, --max-duration) or
-         because the API kept failing (--max-consecutive-failures)
+    4    stopped early by a budget (--max-errors, --max-uploads, --max-duration), because
+         the API kept failing (--max-consecutive-failures), or did not answer at the start
     130  interrupted (Ctrl-C / SIGTERM); the ledger is consistent
 """
 
@@ -66,9 +67,9 @@ CONVIRZA_CONCURRENCY=8, CONVIRZA_MAP='Call Start=call_date;From=caller_id' (flag
 credentials: CONVIRZA_TOKEN or --token-file FILE, or CONVIRZA_USERNAME + CONVIRZA_PASSWORD
 (with CONVIRZA_CLIENT_ID, default 'system', and CONVIRZA_CLIENT_SECRET); never on the command
 line, where other users could read them in the process list.
-exit codes: 0 all rows done; 1 some rows failed or invalid; 2 usage error or unreadable
-manifest; 3 credentials refused; 4 stopped by a budget; 130 interrupted (the ledger stays
-consistent)."""
+exit codes: 0 all rows done; 1 some rows failed or invalid; 2 usage error, unreadable
+manifest, ledger in use, or not the API answering; 3 credentials refused; 4 stopped by a budget
+or the API failing; 130 interrupted (the ledger stays consistent)."""
 
 #: Signals closer than this to the first one are the same request to stop. ``timeout``
 #: signals the program and then its whole process group, systemd every process of the unit at
