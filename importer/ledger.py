@@ -212,6 +212,8 @@ class Admission(NamedTuple):
 
 SETTLED = "settled"
 OTHER_SHARD = "other shard"
+#: The row's key is done, but its file (keyed by its path alone) holds other audio now.
+CHANGED = "changed since imported"
 #: The row's file, unchanged (path, size, mtime), was imported under another key.
 ALREADY = "already imported"
 
@@ -231,6 +233,7 @@ class Verdict(StrEnum):
     INVALID = "invalid"      # recorded as invalid
     ELSEWHERE = "elsewhere"  # another shard's row
     ALREADY = "already"      # its file was imported under another key: recorded succeeded
+    CHANGED = "changed"      # done, but the file at its path holds other audio now: not sent
 
 
 class Decision(NamedTuple):
@@ -512,7 +515,7 @@ class Ledger:
         listed its recording, as it was when that recording was first sent."""
         first = seen_keys.get(row.key)
         if first is not None and first != row.row_number:
-            if row.passed_over in (SETTLED, ALREADY):  # a repeat of a row done before
+            if row.passed_over in (SETTLED, ALREADY, CHANGED):  # a repeat of a row done before
                 return Decision(Verdict.DUPLICATE, Status.SUCCEEDED, duplicate_of=first)
             return _PASSED[row.passed_over]
         other = seen_recordings.get(row.recording) if row.recording else None
@@ -821,7 +824,8 @@ def _path_of(recording: str) -> str | None:
 _RECORDED = frozenset({Verdict.SEND, Verdict.INVALID, Verdict.DUPLICATE})
 _FIRST_SEEN = {Status.PENDING: Decision(Verdict.SEND), Status.INVALID: Decision(Verdict.INVALID)}
 _PASSED = {SETTLED: Decision(Verdict.DONE, Status.SUCCEEDED),
-           OTHER_SHARD: Decision(Verdict.ELSEWHERE)}
+           OTHER_SHARD: Decision(Verdict.ELSEWHERE),
+           CHANGED: Decision(Verdict.CHANGED, Status.SUCCEEDED)}
 
 _UPSERT = """INSERT INTO recordings (key, external_id, manifest, row_number, source, status,
                  retryable, fingerprint, fields, error, reason, run_id, updated_at, path)
@@ -918,12 +922,15 @@ class SettledKeys:
         except sqlite3.DatabaseError as exc:
             raise LedgerError(f"{path}: not a usable ledger ({exc})") from None
 
-    def __call__(self, keys: Sequence[str]) -> set[str]:
+    def __call__(self, keys: Sequence[str]) -> dict[str, FileFacts | None]:
+        """Of ``keys``, those the ledger holds as succeeded, each with its file's facts when
+        it has a file the ledger knows (a file key's file can be checked for changes)."""
         # Filter on status here, not in SQL: with a status condition SQLite may pick the
         # status index and scan every succeeded row instead of probing the primary key.
-        return {k for k, status in _select_in(
-            self._conn, "SELECT key, status FROM recordings WHERE key IN ({})", (), keys)
-            if status == "succeeded"}
+        return {k: _facts(size, mtime_ns, sha256) for k, status, size, mtime_ns, sha256 in
+                _select_in(self._conn, "SELECT key, status, size, mtime_ns, sha256 FROM "
+                           "recordings WHERE key IN ({})", (), keys)
+                if status == "succeeded"}
 
     def imported_files(self, paths: Sequence[str]) -> dict[str, tuple[str, FileFacts]]:
         """The files, by absolute path, that the ledger holds as imported with their size and

@@ -448,6 +448,8 @@ class ImportRun:
                     elsewhere += 1
                 elif verdict is Verdict.ALREADY:
                     already += 1
+                elif verdict is Verdict.CHANGED:
+                    self._changed(item)
                 else:
                     skipped += 1
         finally:
@@ -456,6 +458,18 @@ class ImportRun:
             self._tally(Outcome.ALREADY_IMPORTED, already)
             self._tally(Outcome.OTHER_SHARD, elsewhere)
             self._rows_read -= elsewhere
+
+    def _changed(self, item: Prepared) -> None:
+        """A row known by its file's path alone, done before, whose file now holds other
+        audio: another call saved under the same name (a nightly export that reuses names), or
+        the same call re-encoded. Neither guess is safe: sent, it could import a call twice;
+        passed over as done, a new call would be lost without a word. So say so."""
+        adm = item.admission
+        self._emit(RowEvent(
+            adm.row_number, adm.key, Outcome.UNRESOLVED,
+            f"row {adm.row_number}: {adm.source} holds other audio than when it was imported "
+            f"(as {adm.key}): not sent; if it is another call, give the rows an external_id "
+            "(each call its own) and run again", "file changed since it was imported"))
 
     def _unknown_and_invalid(self, item: Prepared) -> None:
         """An earlier upload of this row may have arrived (it was left ``uploading``), and the

@@ -33,7 +33,16 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from .errors import ManifestError, Problem, RowError, reason_of
-from .ledger import ALREADY, OTHER_SHARD, SETTLED, Admission, SettledKeys, Status
+from .ledger import (
+    ALREADY,
+    CHANGED,
+    OTHER_SHARD,
+    SETTLED,
+    Admission,
+    FileFacts,
+    SettledKeys,
+    Status,
+)
 from .manifest import Manifest, ManifestRow
 from .records import (
     Identity,
@@ -72,6 +81,34 @@ class Prepared(NamedTuple):
     #: A worker has something to do for this row beyond uploading it: a file to probe, or
     #: (``--check-urls``) a URL to ask. ``validate`` passes the other valid rows at once.
     needs_worker: bool = False
+
+
+def _settled(key: str, identity: Identity, facts: FileFacts | None) -> str:
+    """How a row whose key is done is passed over: ``SETTLED``; or, for a row known by its
+    file's path alone (no external_id) whose file holds other audio than was imported,
+    ``CHANGED``: another recording under the same name, which must not pass for done (nor be
+    sent under the key, and the external_id, of the one imported). Unchanged size and mtime
+    settle it at the cost of a ``stat``; a file merely touched costs one hash."""
+    path = identity.path
+    if facts is None or path is None or key != identity.recording:
+        return SETTLED
+    try:
+        st = os.stat(path)
+        if st.st_size == facts.size and st.st_mtime_ns == facts.mtime_ns:
+            return SETTLED
+        if st.st_size == facts.size and _sha256_of(path) == facts.sha256:
+            return SETTLED
+    except OSError:
+        return SETTLED  # gone: nothing to import; the imported recording stays done
+    return CHANGED
+
+
+def _sha256_of(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def _imported_files(settled: SettledKeys, paths: list[str]) -> dict[str, str]:
@@ -142,7 +179,7 @@ class RowPreparer:
             key = identity.key or f"row:{self.manifest_id}:{row.number}"
             mine = shard is None or in_shard(identity.shard_key or key, shard)
             identified.append((row, identity, key, mine))
-        done: set[str] = set()
+        done: dict[str, FileFacts | None] = {}
         already: dict[str, str] = {}
         if settled is not None:
             done = settled([key for _, _, key, mine in identified if mine])
@@ -152,7 +189,8 @@ class RowPreparer:
         prepared = []
         for row, identity, key, mine in identified:
             path = identity.path or ""
-            passed_over = OTHER_SHARD if not mine else SETTLED if key in done else \
+            passed_over = OTHER_SHARD if not mine else \
+                _settled(key, identity, done[key]) if key in done else \
                 ALREADY if path in already else ""
             if passed_over:
                 prepared.append(Prepared(Admission(

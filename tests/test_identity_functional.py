@@ -341,3 +341,34 @@ def test_a_file_emptied_during_a_backoff_is_not_sent_and_the_row_fails(
     assert "changed since it was checked (84,036 bytes then, 0 now); not sent" in error
     assert size == 84036
     assert "changed since it was checked" in capsys.readouterr().err
+
+
+def test_a_file_that_holds_other_audio_under_a_done_name_is_not_passed_over(
+        workdir: Path, sandbox: SandboxThread, token_env: str, three: list[dict[str, str]],
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """Rows known by their path alone: a nightly export that reuses a file name for another
+    call is neither lost as "done" nor sent under the done call's key; a file merely touched
+    is still done. With external_ids the new call goes."""
+    manifest = write_manifest(workdir / "manifests" / "m.csv", three)
+    ledger = workdir / "ledger.sqlite"
+    assert run(manifest, ledger) == 0
+    reused = workdir / "sample_data" / "call-0001-pcm8k.wav"
+    distinct_copy(reused, reused, 99)  # other audio, same name
+    touched = workdir / "sample_data" / "call-0002-ulaw8k.wav"
+    os.utime(touched, ns=(touched.stat().st_atime_ns, touched.stat().st_mtime_ns + 10**9))
+    capsys.readouterr()
+
+    assert run(manifest, ledger) == 1
+
+    assert sandbox.store.count() == 3
+    captured = capsys.readouterr()
+    assert f"row 2: ../sample_data/call-0001-pcm8k.wav holds other audio than when it was " \
+           f"imported (as file:{reused}): not sent" in captured.err
+    assert "call-0002" not in captured.err
+    assert "2 skipped, 1 unresolved" in captured.out
+    assert rows_of(ledger)[f"file:{reused}"][0] == "succeeded"
+
+    write_manifest(manifest, [{**r, "external_id": f"PBX-{i}"} for i, r in enumerate(three)])
+    assert run(manifest, ledger) == 0
+    assert sandbox.store.count() == 4
+    assert stored(sandbox)[sha256_of(reused)] == 1
