@@ -577,6 +577,8 @@ class ImportRun:
                     self._emit(RowEvent(job.row, job.key, Outcome.VALID,
                                         size=info.size if info else 0))
                     continue
+                if self._stopping.is_set():
+                    continue  # stopped while it was checked, or waited on its twin: pending
                 self._uploads_started += 1
                 if job.reconcile:  # looked up and not found (or --on-unknown=resend)
                     self._emit(RowEvent(job.row, job.key, Outcome.RESENDING))
