@@ -927,9 +927,10 @@ class SettledKeys:
         it has a file the ledger knows (a file key's file can be checked for changes)."""
         # Filter on status here, not in SQL: with a status condition SQLite may pick the
         # status index and scan every succeeded row instead of probing the primary key.
-        return {k: _facts(size, mtime_ns, sha256) for k, status, size, mtime_ns, sha256 in
-                _select_in(self._conn, "SELECT key, status, size, mtime_ns, sha256 FROM "
-                           "recordings WHERE key IN ({})", (), keys)
+        return {k: (_facts(size, mtime_ns, sha256) if k[0] == "f" else None)
+                for k, status, size, mtime_ns, sha256 in _select_in(
+                    self._conn, "SELECT key, status, size, mtime_ns, sha256 FROM recordings "
+                    "WHERE key IN ({})", (), keys)
                 if status == "succeeded"}
 
     def imported_files(self, paths: Sequence[str]) -> dict[str, tuple[str, FileFacts]]:

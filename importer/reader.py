@@ -52,6 +52,7 @@ from .records import (
     in_shard,
     normalize_row,
     sent_fields,
+    shard_key,
 )
 
 log = logging.getLogger(__name__)
@@ -177,7 +178,8 @@ class RowPreparer:
         for row in rows:
             identity = identify(row.values, self.ctx.base_dir, self.auto_external_id)
             key = identity.key or f"row:{self.manifest_id}:{row.number}"
-            mine = shard is None or in_shard(identity.shard_key or key, shard)
+            mine = shard is None or in_shard(
+                shard_key(identity, self.ctx.base_dir) if identity.key else key, shard)
             identified.append((row, identity, key, mine))
         done: dict[str, FileFacts | None] = {}
         already: dict[str, str] = {}

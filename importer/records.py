@@ -502,16 +502,12 @@ class Identity(NamedTuple):
     ``external_id``, else the file by its absolute path, else the URL), ``source`` (the file or
     URL as the user wrote it, for reports), ``recording`` (``file:`` and the absolute path, or
     ``url:`` and the URL, so that the same recording listed twice is found whatever the
-    spelling), the ``external_id`` sent with the upload, and ``shard_key``, what ``--shard``
-    hashes."""
+    spelling), and the ``external_id`` sent with the upload."""
 
     key: str
     source: str
     external_id: str | None
     recording: str = ""
-    #: ``--shard`` hashes a file's path as the manifest writes it (relative to its folder), as
-    #: it did when keys were relative, so that no row moves to another shard's ledger.
-    shard_key: str = ""
 
     @property
     def path(self) -> str | None:
@@ -530,24 +526,31 @@ def identify(values: Mapping[str, str], base_dir: Path, auto_external_id: bool) 
     source_url = values.get("recording_url")
     source_url = source_url.strip() if source_url else None
     source = source_file or source_url or ""
-    recording = shard_key = ""
+    recording = ""
     if source_file:
         recording = "file:" + os.path.abspath(os.path.join(base_dir, os.path.expanduser(
             source_file)))
-        shard_key = "file:" + _relative_posix(Path(source_file).expanduser(), base_dir)
     elif source_url:
-        recording = shard_key = "url:" + source_url
+        recording = "url:" + source_url
     given = values.get("external_id")
     given = given.strip() if given else None
     if given:
         external = undo_excel_number(given)
-        return Identity(f"ext:{external}", source, external, recording, f"ext:{external}")
+        return Identity(f"ext:{external}", source, external, recording)
     if not recording:
         return Identity(key="", source="", external_id=None)
-    key = recording
-    derived = AUTO_EXTERNAL_ID_PREFIX + hashlib.sha256(key.encode()).hexdigest()[:24]
-    return Identity(key=key, source=source, external_id=derived if auto_external_id else None,
-                    recording=recording, shard_key=shard_key)
+    derived = AUTO_EXTERNAL_ID_PREFIX + hashlib.sha256(recording.encode()).hexdigest()[:24]
+    return Identity(key=recording, source=source,
+                    external_id=derived if auto_external_id else None, recording=recording)
+
+
+def shard_key(identity: Identity, base_dir: Path) -> str:
+    """What ``--shard`` hashes: the key, but for a row known by its file, the path as the
+    manifest writes it (relative to its folder), as when keys were relative, so that no row
+    moves to another shard's ledger between versions."""
+    if identity.key.startswith("file:") and identity.source:
+        return "file:" + _relative_posix(Path(identity.source).expanduser(), base_dir)
+    return identity.key
 
 
 def in_shard(key: str, shard: tuple[int, int]) -> bool:
