@@ -13,7 +13,6 @@ from importer.records import (
     RowInvalid,
     format_call_date,
     identify,
-    shard_key,
     normalize_bool,
     normalize_disposition,
     normalize_external_id,
@@ -23,6 +22,7 @@ from importer.records import (
     normalize_zip,
     parse_call_date,
     resolve_zone,
+    shard_key,
     validate_row,
 )
 
