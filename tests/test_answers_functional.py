@@ -106,11 +106,32 @@ def test_a_redirect_or_a_page_from_the_start_stops_before_the_first_row(
 
     assert elsewhere.state.received == 0 and sandbox.store.count() == 0
     assert states(ledger) == Counter()
+    assert run_exit_codes(ledger) == [2]  # recorded, not left looking unfinished
     err = capsys.readouterr().err
     assert err.count("\n") == 1
     what = "text/html ('Welcome to nginx!')" if kind == "html" else \
         f"a redirect to {elsewhere.url}/v2/group/list?limit=1, never followed"
     assert f"GET {sandbox.url}/v2/group/list was answered with {what}" in err
+
+
+def run_exit_codes(ledger: Path) -> list[int | None]:
+    with sqlite3.connect(ledger) as conn:
+        codes = [c for (c,) in conn.execute("SELECT exit_code FROM runs ORDER BY id")]
+    conn.close()
+    return codes
+
+
+def test_a_run_that_cannot_start_is_recorded_with_its_exit_code(
+        workdir: Path, sandbox: SandboxThread, token_env: str,
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.delenv("CONVIRZA_TOKEN")  # no credentials at all
+    ledger = workdir / "ledger.sqlite"
+
+    assert main(["run", str(workdir / "manifests" / "sample.csv"), "--ledger",
+                 str(ledger)]) == 2
+
+    assert "no credentials" in capsys.readouterr().err
+    assert run_exit_codes(ledger) == [2]
 
 
 def test_a_login_that_fails_mid_run_leaves_no_upload_in_doubt(
