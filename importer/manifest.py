@@ -20,6 +20,7 @@ import csv
 import io
 import logging
 import re
+import stat
 import zipfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -60,6 +61,24 @@ class ManifestRow(NamedTuple):
     number: int
     values: dict[str, str]
     error: str | None = None  # the row as a whole is broken (more cells than the header)
+
+
+def file_kind(mode: int) -> str | None:
+    """What a path is, for a message, when it is not a regular file (``"a folder"``); None
+    for a regular file. Shared by every file the user names (manifest, token, columns)."""
+    if stat.S_ISREG(mode):
+        return None
+    if stat.S_ISDIR(mode):
+        return "a folder"
+    if stat.S_ISFIFO(mode):
+        return "a named pipe (FIFO)"
+    if stat.S_ISCHR(mode):
+        return "a character device"
+    if stat.S_ISBLK(mode):
+        return "a block device"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    return "a special file"
 
 
 def canonical(header: str) -> str:

@@ -22,6 +22,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
 from .errors import UsageError
+from .manifest import file_kind
 
 DEFAULT_API_URL = "https://apicfa.convirza.com"
 ENV_PREFIX = "CONVIRZA_"
@@ -226,6 +227,47 @@ class Settings(BaseModel):
             raise UsageError(_describe(exc)) from None
 
 
+#: A token is one line of a few hundred bytes; a file past this is not a token file.
+TOKEN_FILE_CAP = 64 << 10
+#: A mapping of even a thousand columns is a few tens of KiB.
+COLUMNS_FILE_CAP = 1 << 20
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+
+
+def _read_small_file(path: Path, what: str, cap: int, cap_text: str) -> bytes:
+    """The bytes of a small file the user named (``what``: "the token file"), refused with one
+    line unless it is a regular file of at most ``cap`` bytes.
+
+    Why so wary: a FIFO would block ``open()`` for ever, ``/dev/zero`` or ``/dev/urandom``
+    would be read until memory runs out, and a folder or socket says nothing useful. The
+    file is stat-ed first (no open of what is not a regular file), then opened non-blocking
+    (in case it was swapped for a pipe in between) and checked again on the descriptor, and
+    read only to one byte past the cap.
+    """
+    try:
+        kind = file_kind(os.stat(path).st_mode)
+        data = b""
+        if kind is None:
+            fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0)
+                         | getattr(os, "O_CLOEXEC", 0))
+            try:
+                kind = file_kind(os.fstat(fd).st_mode)
+                while kind is None and len(data) <= cap:
+                    block = os.read(fd, cap + 1 - len(data))
+                    if not block:
+                        break
+                    data += block
+            finally:
+                os.close(fd)
+    except OSError as exc:
+        raise UsageError(f"cannot read {what} {path}: {exc.strerror or exc}") from None
+    if kind is not None:
+        raise UsageError(f"{what} {path} is {kind}, not a regular file")
+    if len(data) > cap:
+        raise UsageError(f"{what} {path} is over {cap_text}; is it the right file?")
+    return data
+
+
 def read_columns_file(path: Path) -> tuple[dict[str, str], dict[str, str]]:
     """The column mapping and the defaults in a ``--columns`` TOML file::
 
@@ -236,11 +278,14 @@ def read_columns_file(path: Path) -> tuple[dict[str, str], dict[str, str]]:
         [defaults]           # upload field = value for rows that leave it empty
         group_id = 12
     """
+    raw = _read_small_file(path, "the columns file", COLUMNS_FILE_CAP, "1 MiB")
     try:
-        with path.open("rb") as handle:
-            data = tomllib.load(handle)
-    except OSError as exc:
-        raise UsageError(f"cannot read the columns file {path}: {exc.strerror}") from None
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"the columns file {path} is not UTF-8 text (byte offset "
+                         f"{exc.start}); save it as UTF-8, as TOML requires") from None
+    try:
+        data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise UsageError(f"the columns file {path} is not valid TOML: {exc}") from None
     unknown = sorted(set(data) - {"columns", "defaults"})
@@ -266,10 +311,25 @@ def read_columns_file(path: Path) -> tuple[dict[str, str], dict[str, str]]:
 
 
 def _read_token_file(path: Path) -> str:
+    """The one line of a token file, without one final newline and surrounding spaces.
+
+    Nothing of the file's content ever goes into a message: it is a secret, and a file that is
+    not what it should be may be a secret of another kind (a key, a password list).
+    """
+    raw = _read_small_file(path, "the token file", TOKEN_FILE_CAP, "64 KiB")
     try:
-        token = path.read_text(encoding="utf-8").strip()
-    except OSError as exc:
-        raise UsageError(f"cannot read the token file {path}: {exc.strerror}") from None
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise UsageError(f"the token file {path} is not UTF-8 text (saved as UTF-16 or with "
+                         "another encoding?); a token is one line of plain text") from None
+    text = text.removesuffix("\n").removesuffix("\r")
+    if "\n" in text or "\r" in text:
+        raise UsageError(f"the token file {path} holds more than one line; a token is one "
+                         "line")
+    token = text.strip(" \t")
+    if _CONTROL.search(token):
+        raise UsageError(f"the token file {path} holds a control character; a token is one "
+                         "line of plain text")
     if not token:
         raise UsageError(f"the token file {path} is empty")
     return token
