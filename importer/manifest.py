@@ -19,6 +19,7 @@ import codecs
 import csv
 import io
 import logging
+import os
 import re
 import stat
 import zipfile
@@ -45,6 +46,15 @@ _SEPARATORS = re.compile(r"[\s.\-]+")
 _QUOTED_FORMULA = ("'=", "'+", "'-", "'@")
 _ZIP_MAGIC = b"PK\x03\x04"
 _OLE_MAGIC = b"\xd0\xcf\x11\xe0"
+#: Codecs that Python calls text encodings but no file is written in: domain-name and
+#: Python-literal codecs, which read a CSV as garbage or fail half-way.
+_NOT_FILE_ENCODINGS = frozenset({"idna", "punycode", "undefined", "unicode-escape",
+                                 "raw-unicode-escape"})
+ENCODING_EXAMPLES = "utf-8, cp1252, latin-1, utf-16, utf-16-le"
+#: Opening never blocks (a FIFO named calls.csv would wait for a writer for ever) and the
+#: descriptor is not inherited by the reader process or anything else we start.
+_OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0) \
+    | getattr(os, "O_BINARY", 0)
 _UNSUPPORTED = {
     ".xls": "an Excel 97-2003 workbook (.xls) cannot be read; open it in Excel and save it as "
             "Excel Workbook (.xlsx) or CSV UTF-8",
@@ -79,6 +89,40 @@ def file_kind(mode: int) -> str | None:
     if stat.S_ISSOCK(mode):
         return "a socket"
     return "a special file"
+
+
+def file_encoding(name: str) -> str:
+    """The canonical name of ``name`` if it is a text encoding a file can be written in;
+    ``LookupError``, saying why, if not.
+
+    Python's codec registry also holds bytes-to-bytes and text-to-text codecs (zlib, base64,
+    rot13, ...), which ``open()`` refuses with a traceback, and text codecs that no file is
+    written in (idna, punycode, ...)."""
+    try:
+        info = codecs.lookup(name)
+    except LookupError:
+        raise LookupError(f"unknown encoding {name!r} (try {ENCODING_EXAMPLES})") from None
+    if not getattr(info, "_is_text_encoding", True) or info.name in _NOT_FILE_ENCODINGS:
+        raise LookupError(f"{name!r} is not a text encoding for a file (try "
+                          f"{ENCODING_EXAMPLES})")
+    return info.name
+
+
+def _open_fd(path: Path) -> int:
+    """A descriptor on ``path``, which must be a regular file (``ManifestError`` if not).
+
+    ``open_manifest`` stat-ed the path already; this is the second guard, on what was really
+    opened: non-blocking, so that a FIFO put in its place does not hang us."""
+    fd = os.open(path, _OPEN_FLAGS)
+    try:
+        kind = file_kind(os.fstat(fd).st_mode)
+    except BaseException:
+        os.close(fd)
+        raise
+    if kind is not None:
+        os.close(fd)
+        raise ManifestError(str(path), f"is {kind}, not a regular file")
+    return fd
 
 
 def canonical(header: str) -> str:
@@ -198,7 +242,7 @@ class _CsvSource:
         # (a quoted cell spanning lines is one row, as in Excel).
         ended = number = 0  # the line the last good record ended on, and its number
         try:
-            with self.path.open(encoding=self.encoding, newline="") as handle:
+            with open(_open_fd(self.path), encoding=self.encoding, newline="") as handle:
                 reader = csv.reader(handle, delimiter=self.delimiter, strict=True)
                 for number, cells in enumerate(reader, start=1):
                     yield number, cells
@@ -213,9 +257,8 @@ class _CsvSource:
                                     f"{_reason(exc, self.encoding)}") from None
             raise ManifestError(str(self.path),
                                 f"{where}: {_reason(exc, self.encoding)}") from None
-        except UnicodeDecodeError as exc:
-            raise ManifestError(str(self.path),
-                                f"near line {ended + 1}: {_reason(exc, self.encoding)}") from None
+        except UnicodeError:  # a UnicodeDecodeError, or utf-16's "no BOM"
+            raise ManifestError(str(self.path), _undecodable(self.path, self.encoding)) from None
         except OSError as exc:
             raise ManifestError(str(self.path), _reason(exc, self.encoding)) from None
 
@@ -224,7 +267,7 @@ class _CsvSource:
         # encodings unless cells hold line breaks, close enough for UTF-16.
         lines = 0
         last = b"\n"
-        with self.path.open("rb") as handle:
+        with open(_open_fd(self.path), "rb") as handle:
             while block := handle.read(1 << 20):
                 lines += block.count(b"\n")
                 last = block[-1:]
@@ -331,9 +374,9 @@ def detect_encoding(path: Path, forced: str | None) -> str:
     warning.
     """
     if forced:
-        name = codecs.lookup(forced).name
+        name = file_encoding(forced)
         return "utf-8-sig" if name == "utf-8" else name
-    with path.open("rb") as handle:
+    with open(_open_fd(path), "rb") as handle:
         head = handle.read(4)
         if head.startswith(codecs.BOM_UTF8):
             return "utf-8-sig"
@@ -388,18 +431,95 @@ def sniff_delimiter(sample: str, renames: dict[str, str], preferred: str = ",") 
 
 
 def _read_sample(path: Path, encoding: str) -> str:
-    with path.open(encoding=encoding, newline="") as handle:
+    with open(_open_fd(path), encoding=encoding, newline="") as handle:
         sample = handle.read(_SAMPLE_CHARS)
         if len(sample) == _SAMPLE_CHARS and "\n" in sample:
             sample = sample[: sample.rindex("\n") + 1]
     return sample
 
 
+def _first_undecodable(path: Path, encoding: str) -> tuple[int, str] | None:
+    """The byte offset of the first bytes ``encoding`` cannot decode in ``path``, and why;
+    None if it decodes to the end. A byte-level pass with the codec's incremental decoder:
+    the text reader decodes blocks ahead of the row it hands out, so where it failed says
+    little about where the bad bytes are."""
+    decoder = codecs.getincrementaldecoder(encoding)()
+    fed = 0
+    with open(_open_fd(path), "rb") as handle:
+        while True:
+            block = handle.read(1 << 20)
+            pending = len(decoder.getstate()[0])  # bytes held back from the block before
+            try:
+                decoder.decode(block, final=not block)
+            except UnicodeDecodeError as exc:  # exc.object: the held-back bytes + block
+                return fed - pending + exc.start, exc.reason
+            except UnicodeError as exc:  # utf-16 without a BOM, and the like
+                return max(fed - pending, 0), str(exc)
+            if not block:
+                return None
+            fed += len(block)
+
+
+def _line_at(path: Path, encoding: str, offset: int) -> int:
+    """The line (from 1) that byte ``offset`` of ``path`` is on, read as ``encoding``."""
+    decoder = codecs.getincrementaldecoder(encoding)(errors="replace")
+    lines = 1
+    left = offset
+    with open(_open_fd(path), "rb") as handle:
+        while left > 0 and (block := handle.read(min(left, 1 << 20))):
+            lines += decoder.decode(block).count("\n")
+            left -= len(block)
+    return lines
+
+
+def _valid_utf8(path: Path) -> bool:
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    with open(_open_fd(path), "rb") as handle:
+        try:
+            while block := handle.read(1 << 20):
+                decoder.decode(block)
+            decoder.decode(b"", final=True)
+        except UnicodeDecodeError:
+            return False
+    return True
+
+
+def _encoding_hint(path: Path, encoding: str) -> str:
+    """What to give as ``--encoding`` instead of ``encoding``, judged from the bytes."""
+    with open(_open_fd(path), "rb") as handle:
+        head = handle.read(1 << 16)
+    if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return ("it starts with a UTF-16 byte-order mark: leave out --encoding, or give "
+                "--encoding utf-16")
+    pairs = len(head) // 2
+    if pairs and encoding not in ("utf-16-le", "utf-16-be"):
+        # UTF-16 text of mostly Latin letters: every other byte is a zero.
+        odd, even = head[1::2].count(0), head[0::2].count(0)
+        if max(odd, even) > pairs // 3:
+            order, name = ("little", "le") if odd > even else ("big", "be")
+            return (f"it has no byte-order mark and looks like UTF-16 {order}-endian: give "
+                    f"--encoding utf-16-{name}")
+    if _valid_utf8(path):
+        return "it is valid UTF-8: leave out --encoding, or give --encoding utf-8"
+    others = [e for e in ("cp1252", "cp1250", "latin-1") if e != encoding]
+    return ("give the encoding it was saved in, e.g. "
+            + ", ".join(f"--encoding {e}" for e in others))
+
+
+def _undecodable(path: Path, encoding: str) -> str:
+    """The one-line reason for a file that ``encoding`` cannot decode: where (byte offset and
+    line) and what to give as ``--encoding`` instead."""
+    shown = "utf-8" if encoding == "utf-8-sig" else encoding
+    found = _first_undecodable(path, encoding)
+    if found is None:  # it decodes after all: the failure was elsewhere
+        return f"cannot be read as {shown}"
+    offset, why = found
+    return (f"cannot be read as {shown}: byte offset {offset} (line "
+            f"{_line_at(path, encoding, offset)}) is not {shown} ({why}); "
+            f"{_encoding_hint(path, encoding)}")
+
+
 def _reason(exc: BaseException, encoding: str) -> str:
-    if isinstance(exc, UnicodeDecodeError):
-        if encoding.startswith("utf-8"):
-            return f"not valid UTF-8 ({exc.reason}); give --encoding (e.g. cp1252)"
-        return f"not valid {encoding} ({exc.reason}); give the file's encoding with --encoding"
     if isinstance(exc, OSError):
         return exc.strerror or str(exc)
     return f"not a well-formed CSV ({str(exc).strip()})"
@@ -485,15 +605,21 @@ def open_manifest(path: Path, *, column_map: dict[str, str] | None = None,
     """Check the manifest's type and header (``ManifestError`` if it cannot work at all) and
     warn once about columns that will be ignored."""
     shown = str(path)
+    try:  # what the path is comes first: never open a FIFO or a device
+        kind = file_kind(os.stat(path).st_mode)
+    except FileNotFoundError:
+        raise ManifestError(shown, "no such file") from None
+    except OSError as exc:
+        raise ManifestError(shown, _reason(exc, "")) from None
+    if kind is not None:
+        raise ManifestError(shown, f"is {kind}, not a regular file")
     suffix = path.suffix.lower()
     if suffix not in SUPPORTED_SUFFIXES:
         raise ManifestError(shown, _UNSUPPORTED.get(suffix) or (
             f"unsupported manifest type {path.suffix or '(none)'!r}; save it as CSV UTF-8 "
             "(.csv, .tsv, .txt) or Excel (.xlsx)"))
-    if not path.is_file():
-        raise ManifestError(shown, "no such file" if not path.exists() else "not a file")
     try:
-        with path.open("rb") as handle:
+        with open(_open_fd(path), "rb") as handle:
             magic = handle.read(4)
     except OSError as exc:
         raise ManifestError(shown, _reason(exc, "")) from None
@@ -539,15 +665,14 @@ def _open_csv(path: Path, encoding: str | None, renames: dict[str, str]) -> _Csv
     shown = str(path)
     try:
         chosen = detect_encoding(path, encoding)
-    except LookupError:
-        raise ManifestError(shown, f"unknown encoding {encoding!r} (try utf-8, cp1252, "
-                            "latin-1, utf-16)") from None
+    except LookupError as exc:
+        raise ManifestError(shown, str(exc)) from None
     except OSError as exc:
         raise ManifestError(shown, _reason(exc, "")) from None
     try:
         sample = _read_sample(path, chosen)
-    except UnicodeDecodeError as exc:
-        raise ManifestError(shown, _reason(exc, chosen)) from None
+    except UnicodeError:  # a UnicodeDecodeError, or utf-16's "no BOM"
+        raise ManifestError(shown, _undecodable(path, chosen)) from None
     except OSError as exc:
         raise ManifestError(shown, _reason(exc, chosen)) from None
     preferred = "\t" if path.suffix.lower() == ".tsv" else ","

@@ -11,7 +11,6 @@ rows held at once are about ``queue_size + concurrency + chunk_rows`` small reco
 
 from __future__ import annotations
 
-import codecs
 import os
 import re
 import tomllib
@@ -19,10 +18,18 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from .errors import UsageError
-from .manifest import file_kind
+from .manifest import file_encoding, file_kind
 
 DEFAULT_API_URL = "https://apicfa.convirza.com"
 ENV_PREFIX = "CONVIRZA_"
@@ -147,13 +154,19 @@ class Settings(BaseModel):
             raise ValueError("a username needs CONVIRZA_PASSWORD too")
         if self.shard is not None and self.shard_of[0] >= self.shard_of[1]:
             raise ValueError("shard K/N needs 0 <= K < N, e.g. 0/4 .. 3/4")
-        if self.encoding:
-            try:
-                codecs.lookup(self.encoding)
-            except LookupError:
-                raise ValueError(f"encoding: unknown encoding {self.encoding!r} (e.g. utf-8, "
-                                 "cp1252, latin-1, utf-16)") from None
         return self
+
+    @field_validator("encoding")
+    @classmethod
+    def _text_encoding(cls, name: str | None) -> str | None:
+        """Refused here, before anything starts: a codec that is not a file's text encoding
+        (``zlib``, ``rot13``, ``idna``, ...) would fail only when the manifest is opened."""
+        if name:
+            try:
+                file_encoding(name)
+            except LookupError as exc:
+                raise ValueError(str(exc)) from None
+        return name
 
     @property
     def error_budget(self) -> tuple[float, bool] | None:
@@ -340,5 +353,6 @@ def _describe(exc: ValidationError) -> str:
     lines = []
     for err in exc.errors():
         name = ".".join(str(p) for p in err["loc"]) or "settings"
-        lines.append(f"--{name.replace('_', '-')}: {err['msg']}")
+        message = err["msg"].removeprefix("Value error, ")  # pydantic's, for a ValueError
+        lines.append(f"--{name.replace('_', '-')}: {message}")
     return "invalid settings: " + "; ".join(lines)

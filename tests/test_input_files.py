@@ -7,6 +7,7 @@ that a regression hangs or balloons the child, not the test run."""
 
 from __future__ import annotations
 
+import codecs
 import os
 import subprocess
 import sys
@@ -15,6 +16,8 @@ from pathlib import Path
 import pytest
 
 from importer.cli import main
+from importer.errors import ManifestError, UsageError
+from importer.manifest import open_manifest
 from importer.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -135,3 +138,96 @@ def test_a_columns_file_that_cannot_be_read(tmp_path: Path, manifest: Path, make
     make(columns)  # type: ignore[operator]
     line = child(tmp_path, "validate", "calls.csv", "--columns", "mapping.toml")
     assert "mapping.toml" in line and expected in line
+
+
+# --- the manifest itself ------------------------------------------------------------------
+
+@pytest.mark.parametrize(("name", "make", "expected"), [
+    ("calls.csv", lambda p: os.mkfifo(p), "is a named pipe (FIFO), not a regular file"),
+    ("calls.csv", lambda p: p.mkdir(), "is a folder, not a regular file"),
+    ("calls.xlsx", lambda p: p.mkdir(), "is a folder, not a regular file"),
+    ("calls.csv", lambda p: p.symlink_to("/dev/zero"),
+     "is a character device, not a regular file"),
+    ("zero", lambda p: p.symlink_to("/dev/zero"), "is a character device, not a regular file"),
+])
+def test_a_manifest_that_is_not_a_regular_file(tmp_path: Path, name: str, make: object,
+                                               expected: str) -> None:
+    make(tmp_path / name)  # type: ignore[operator]
+    for command in ("validate", "run"):
+        line = child(tmp_path, command, name)
+        assert f"error: {name}: {expected}" in line
+
+
+def test_dev_zero_as_the_manifest(tmp_path: Path) -> None:
+    line = child(tmp_path, "validate", "/dev/zero")
+    assert "/dev/zero: is a character device, not a regular file" in line
+
+
+# --- --encoding -----------------------------------------------------------------------------
+
+NOT_TEXT = ["rot13", "zlib", "zip", "base64", "hex", "bz2", "uu", "quopri", "punycode", "idna",
+            "undefined", "unicode_escape"]
+
+
+@pytest.mark.parametrize("name", NOT_TEXT)
+def test_a_codec_that_is_not_a_file_encoding_is_refused_with_the_settings(
+        capsys: pytest.CaptureFixture[str], manifest: Path, name: str) -> None:
+    with pytest.raises(UsageError, match=r"not a text encoding for a file.*cp1252"):
+        Settings.load({"encoding": name}, environ={})
+    line = cli(capsys, "validate", str(manifest), "--encoding", name)
+    assert repr(name) in line and "utf-8" in line
+    with pytest.raises(ManifestError, match="not a text encoding for a file"):
+        open_manifest(manifest, encoding=name)
+
+
+def test_real_encodings_are_still_accepted() -> None:
+    for name in ("utf-8", "UTF8", "cp1252", "latin-1", "utf-16", "utf-16-le", "cp1250",
+                 "mac_roman", "shift_jis"):
+        assert Settings.load({"encoding": name}, environ={}).encoding == name
+
+
+def test_utf16_named_for_a_file_without_bom(capsys: pytest.CaptureFixture[str],
+                                            tmp_path: Path) -> None:
+    little = tmp_path / "le.csv"
+    little.write_bytes((HEADER + ROW).encode("utf-16-le"))
+    line = cli(capsys, "validate", str(little), "--encoding", "utf-16")
+    assert str(little) in line and "cannot be read as utf-16: byte offset 0 (line 1)" in line
+    assert "no byte-order mark" in line and "--encoding utf-16-le" in line
+    plain = tmp_path / "plain.csv"
+    plain.write_text(HEADER + ROW)
+    line = cli(capsys, "run", str(plain), "--encoding", "utf-16")
+    assert str(plain) in line and "it is valid UTF-8" in line
+
+
+def test_a_decode_error_names_the_line_and_byte_and_suggests_an_encoding(
+        capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    path = tmp_path / "m.csv"
+    path.write_bytes((HEADER + ROW + "b.wav,2025-01-01T00:00:00Z,12,6175550142\n"
+                      "c.wav,2025-01-01T00:00:00Z,12,6175550142,Zo\u00eb\n").encode())
+    offset = path.read_bytes().index("\u00eb".encode())
+    line = cli(capsys, "validate", str(path), "--encoding", "ascii")
+    assert f"{path}: cannot be read as ascii: byte offset {offset} (line 4)" in line
+    assert "it is valid UTF-8" in line
+
+
+def test_a_decode_error_deep_in_the_file_names_its_line(capsys: pytest.CaptureFixture[str],
+                                                        tmp_path: Path) -> None:
+    path = tmp_path / "m.csv"
+    rows = "".join(f"f{n}.wav,2025-01-01T00:00:00Z,12,6175550142\n" for n in range(5000))
+    bad = "x.wav,2025-01-01T00:00:00Z,12,6175550142\n".encode("cp1252") + b"\x81\n"
+    path.write_bytes(HEADER.encode() + rows.encode() + bad)  # 0x81: no cp1252 character
+    offset = path.read_bytes().index(b"\x81")
+    assert main(["validate", str(path), "--encoding", "cp1252"]) == 2
+    # The rows before it were read, and their own problems logged; then the one error line.
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    line = err.splitlines()[-1]
+    assert line.startswith("convirza-import: error: ")
+    assert f"{path}: cannot be read as cp1252: byte offset {offset} (line 5003)" in line
+    assert "--encoding" in line
+
+
+def test_codec_lookup_says_which_are_text() -> None:
+    """The check leans on ``_is_text_encoding``; keep an eye on it across Python versions."""
+    assert not codecs.lookup("rot13")._is_text_encoding  # type: ignore[attr-defined]
+    assert codecs.lookup("cp1252")._is_text_encoding  # type: ignore[attr-defined]
