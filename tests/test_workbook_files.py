@@ -203,6 +203,19 @@ def test_a_shared_string_out_of_range_far_below_the_header(
     assert "shared string" in line
 
 
+def test_a_row_numbered_past_excels_last_row(capsys: pytest.CaptureFixture[str],
+                                             tmp_path: Path) -> None:
+    """openpyxl yields an empty row for every row number a sheet skips: without a stop, row
+    1,000,000,000 would keep the reader busy with empty rows for many minutes."""
+    path = workbook(tmp_path / "calls.xlsx")
+    sheet = parts_of(path)[SHEET]
+    end = sheet.index(b"</sheetData>")
+    rewrite(path, {SHEET: sheet[:end] + b'<row r="1000000000"><c r="A1000000000" '
+                   b't="inlineStr"><is><t>x.wav</t></is></c></row>' + sheet[end:]})
+    line = refused_after_rows(capsys, path)
+    assert "xl/worksheets/sheet1.xml has rows past Excel's last row, 1,048,576" in line
+
+
 def test_corrupt_compressed_data_in_the_sheet(capsys: pytest.CaptureFixture[str],
                                               tmp_path: Path) -> None:
     path = workbook(tmp_path / "calls.xlsx", rows=3000)
