@@ -119,7 +119,8 @@ def _logging_restored() -> Iterator[None]:
 
 @pytest.fixture(autouse=True)
 def _offline(monkeypatch: pytest.MonkeyPatch) -> None:
-    """``run`` needs credentials to start; no row here ever gets as far as sending."""
+    """``run`` needs credentials to start; no row here ever gets as far as sending (the one
+    test that runs ``run`` past the header asks for the sandbox, ``token_env``)."""
     for name in ("CONVIRZA_USERNAME", "CONVIRZA_PASSWORD", "CONVIRZA_TOKEN_FILE",
                  "CONVIRZA_LEDGER", "CONVIRZA_SHEET"):
         monkeypatch.delenv(name, raising=False)
@@ -172,7 +173,10 @@ def test_a_damaged_or_missing_part_when_the_workbook_is_opened(
 
 @pytest.mark.parametrize("command", ["validate", "run"])
 def test_a_sheet_damaged_far_below_the_header_stops_the_rows(
-        capsys: pytest.CaptureFixture[str], tmp_path: Path, command: str) -> None:
+        capsys: pytest.CaptureFixture[str], tmp_path: Path, command: str,
+        token_env: str) -> None:
+    """``run`` against the sandbox (an API that is not there stops a run before its first
+    row); no row is sent, since none of their recordings exists."""
     path = workbook(tmp_path / "calls.xlsx", rows=3000)
     sheet = parts_of(path)[SHEET]
     rewrite(path, {SHEET: sheet[: sheet.index(b'<row r="2900"')] + b'<row r="2900"><c r='})
