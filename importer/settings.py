@@ -11,7 +11,6 @@ rows held at once are about ``queue_size + concurrency + chunk_rows`` small reco
 
 from __future__ import annotations
 
-import codecs
 import os
 import re
 import tomllib
@@ -19,9 +18,18 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from .errors import UsageError
+from .manifest import file_encoding, file_kind
 
 DEFAULT_API_URL = "https://apicfa.convirza.com"
 ENV_PREFIX = "CONVIRZA_"
@@ -161,13 +169,19 @@ class Settings(BaseModel):
             raise ValueError("a username needs CONVIRZA_PASSWORD too")
         if self.shard is not None and self.shard_of[0] >= self.shard_of[1]:
             raise ValueError("shard K/N needs 0 <= K < N, e.g. 0/4 .. 3/4")
-        if self.encoding:
-            try:
-                codecs.lookup(self.encoding)
-            except LookupError:
-                raise ValueError(f"encoding: unknown encoding {self.encoding!r} (e.g. utf-8, "
-                                 "cp1252, latin-1, utf-16)") from None
         return self
+
+    @field_validator("encoding")
+    @classmethod
+    def _text_encoding(cls, name: str | None) -> str | None:
+        """Refused here, before anything starts: a codec that is not a file's text encoding
+        (``zlib``, ``rot13``, ``idna``, ...) would fail only when the manifest is opened."""
+        if name:
+            try:
+                file_encoding(name)
+            except LookupError as exc:
+                raise ValueError(str(exc)) from None
+        return name
 
     @property
     def error_budget(self) -> tuple[float, bool] | None:
@@ -246,6 +260,47 @@ class Settings(BaseModel):
             raise UsageError(_describe(exc)) from None
 
 
+#: A token is one line of a few hundred bytes; a file past this is not a token file.
+TOKEN_FILE_CAP = 64 << 10
+#: A mapping of even a thousand columns is a few tens of KiB.
+COLUMNS_FILE_CAP = 1 << 20
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+
+
+def _read_small_file(path: Path, what: str, cap: int, cap_text: str) -> bytes:
+    """The bytes of a small file the user named (``what``: "the token file"), refused with one
+    line unless it is a regular file of at most ``cap`` bytes.
+
+    Why so wary: a FIFO would block ``open()`` for ever, ``/dev/zero`` or ``/dev/urandom``
+    would be read until memory runs out, and a folder or socket says nothing useful. The
+    file is stat-ed first (no open of what is not a regular file), then opened non-blocking
+    (in case it was swapped for a pipe in between) and checked again on the descriptor, and
+    read only to one byte past the cap.
+    """
+    try:
+        kind = file_kind(os.stat(path).st_mode)
+        data = b""
+        if kind is None:
+            fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0)
+                         | getattr(os, "O_CLOEXEC", 0))
+            try:
+                kind = file_kind(os.fstat(fd).st_mode)
+                while kind is None and len(data) <= cap:
+                    block = os.read(fd, cap + 1 - len(data))
+                    if not block:
+                        break
+                    data += block
+            finally:
+                os.close(fd)
+    except OSError as exc:
+        raise UsageError(f"cannot read {what} {path}: {exc.strerror or exc}") from None
+    if kind is not None:
+        raise UsageError(f"{what} {path} is {kind}, not a regular file")
+    if len(data) > cap:
+        raise UsageError(f"{what} {path} is over {cap_text}; is it the right file?")
+    return data
+
+
 def read_columns_file(path: Path) -> tuple[dict[str, str], dict[str, str]]:
     """The column mapping and the defaults in a ``--columns`` TOML file::
 
@@ -256,11 +311,14 @@ def read_columns_file(path: Path) -> tuple[dict[str, str], dict[str, str]]:
         [defaults]           # upload field = value for rows that leave it empty
         group_id = 12
     """
+    raw = _read_small_file(path, "the columns file", COLUMNS_FILE_CAP, "1 MiB")
     try:
-        with path.open("rb") as handle:
-            data = tomllib.load(handle)
-    except OSError as exc:
-        raise UsageError(f"cannot read the columns file {path}: {exc.strerror}") from None
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"the columns file {path} is not UTF-8 text (byte offset "
+                         f"{exc.start}); save it as UTF-8, as TOML requires") from None
+    try:
+        data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise UsageError(f"the columns file {path} is not valid TOML: {exc}") from None
     unknown = sorted(set(data) - {"columns", "defaults"})
@@ -286,10 +344,25 @@ def read_columns_file(path: Path) -> tuple[dict[str, str], dict[str, str]]:
 
 
 def _read_token_file(path: Path) -> str:
+    """The one line of a token file, without one final newline and surrounding spaces.
+
+    Nothing of the file's content ever goes into a message: it is a secret, and a file that is
+    not what it should be may be a secret of another kind (a key, a password list).
+    """
+    raw = _read_small_file(path, "the token file", TOKEN_FILE_CAP, "64 KiB")
     try:
-        token = path.read_text(encoding="utf-8").strip()
-    except OSError as exc:
-        raise UsageError(f"cannot read the token file {path}: {exc.strerror}") from None
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise UsageError(f"the token file {path} is not UTF-8 text (saved as UTF-16 or with "
+                         "another encoding?); a token is one line of plain text") from None
+    text = text.removesuffix("\n").removesuffix("\r")
+    if "\n" in text or "\r" in text:
+        raise UsageError(f"the token file {path} holds more than one line; a token is one "
+                         "line")
+    token = text.strip(" \t")
+    if _CONTROL.search(token):
+        raise UsageError(f"the token file {path} holds a control character; a token is one "
+                         "line of plain text")
     if not token:
         raise UsageError(f"the token file {path} is empty")
     return token
@@ -300,5 +373,6 @@ def _describe(exc: ValidationError) -> str:
     lines = []
     for err in exc.errors():
         name = ".".join(str(p) for p in err["loc"]) or "settings"
-        lines.append(f"--{name.replace('_', '-')}: {err['msg']}")
+        message = err["msg"].removeprefix("Value error, ")  # pydantic's, for a ValueError
+        lines.append(f"--{name.replace('_', '-')}: {message}")
     return "invalid settings: " + "; ".join(lines)
