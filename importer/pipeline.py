@@ -203,8 +203,10 @@ class ImportRun:
              detail: str | None = None) -> None:
         """Finish what is in flight, start nothing new (the first Ctrl-C, or a budget)."""
         if not self._stopping.is_set():
-            log.warning("stopping (%s): letting uploads in flight finish; rows not started "
-                        "stay pending for the next run", detail or reason.value)
+            # A broken manifest is told once, by the error line the run ends with.
+            log.log(logging.DEBUG if reason is StopReason.MANIFEST else logging.WARNING,
+                    "stopping (%s): letting uploads in flight finish; rows not started stay "
+                    "pending for the next run", detail or reason.value)
             self.summary.stop(reason, detail)
             self._stopping.set()
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import shutil
 import threading
 from collections.abc import Iterator
@@ -64,6 +65,16 @@ class SandboxThread:
     def state(self) -> SandboxState:
         assert self._runner is not None
         return self._runner.app[STATE]
+
+
+@pytest.fixture(autouse=True)
+def _logging_restored() -> Iterator[None]:
+    """``main`` sets up the importer's logger for the process (``--quiet``: errors only, a
+    handler of its own); put it back, so that no test sees another's set-up."""
+    logger = logging.getLogger("importer")
+    saved = (logger.handlers[:], logger.level, logger.propagate)
+    yield
+    logger.handlers[:], logger.level, logger.propagate = saved
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ top (found while the header is looked for) and far below it (found while rows st
 
 from __future__ import annotations
 
-import logging
 import os
 import re
 import struct
@@ -17,7 +16,7 @@ import subprocess
 import sys
 import zipfile
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import openpyxl
@@ -105,16 +104,6 @@ def one_line_error(err: str) -> str:
     for line in PASSWD:
         assert line not in err
     return err.strip()
-
-
-@pytest.fixture(autouse=True)
-def _logging_restored() -> Iterator[None]:
-    """``main`` sets up the importer's logger (``--quiet``: errors only); put it back for the
-    tests that come after."""
-    logger = logging.getLogger("importer")
-    saved = (logger.handlers[:], logger.level, logger.propagate)
-    yield
-    logger.handlers[:], logger.level, logger.propagate = saved
 
 
 @pytest.fixture(autouse=True)
