@@ -1,30 +1,30 @@
-"""Upload throughput of ``convirza-import run`` against two references, on this machine.
+"""Upload throughput and CPU of ``convirza-import run`` against two references, in one run.
 
-What is measured: files/s for uploading the same N small WAV files (8 kHz mono 16-bit PCM,
-1-2 s each) to the built-in sandbox (``python -m importer sandbox``), three ways, each against
-a fresh sandbox subprocess that starts empty and keeps what it receives in its own SQLite
-``--store`` file, so that every measurement is checked to have delivered all N uploads:
+What is measured: uploading the same N small WAV files (default 3,000 of 40 KB: 8 kHz mono
+16-bit PCM, 2.5 s each, every one different) at concurrency C (default 16), three ways, each
+as its own process against a fresh ``bench/strict_server.py`` (a server that checks every
+upload is a well-formed multipart request with the file and the required fields, and costs
+little CPU, so that on this two-core machine the client, not the server, is measured). Each
+measurement is checked to have delivered all N uploads.
 
-(a) ours: ``python -m importer run MANIFEST --concurrency C --rate 100000 --quiet`` as a
-    subprocess, wall clock of the whole process. That includes interpreter start-up and
-    imports, so ``python -m importer --version`` is timed too (best of K like the rest) and
-    a start-up-adjusted figure is printed beside the raw one. Everything the importer does
-    per row is in the figure: validation, audio probing, two durable (fsync'd) ledger writes.
-(b) the baseline a user would otherwise script: ``xargs -P C`` running one ``curl`` per file.
-    Every response code is checked to be 200.
-(c) the ceiling: a minimal aiohttp client in this process (one session, C workers, no
-    validation, no ledger). Nothing written in Python with aiohttp can beat this by much
-    against this server, so ours/ceiling says how much of the possible speed our extra work
-    costs.
+(a) ours: ``python -m importer run MANIFEST --concurrency C --rate 100000 --quiet``, all of it:
+    reading and validating the manifest, probing and hashing every file, the ledger's durable
+    writes, the check before the first row.
+(b) the bare client: one aiohttp ``ClientSession``, C workers, ``FormData`` with the open
+    file, no checks and no ledger (this file, run as ``--bare-client``): the ceiling for an
+    aiohttp client against this server.
+(c) what a user would otherwise script: ``xargs -P C`` running one ``curl`` per file.
 
-The machine is small and shared, so timings are noisy: ``--repeat K`` runs the three K times,
-interleaved, and reports the best of K for each.
+Wall clock and CPU (user + system, from ``getrusage`` of the child) of each process, best of
+``--repeat`` rounds, interleaved (the machine is small and shared: noisy). Start-up (the
+interpreter and the imports: ``python -m importer --version`` for ours, ``import aiohttp`` for
+the bare client) is measured the same way and subtracted for the adjusted figures, which are
+the ones the ratios compare.
 
-Run from the repository root::
+Run from the repository root (``make bench`` runs it with the defaults)::
 
-    .venv/bin/python bench/throughput.py --files 300 [--concurrency 8] [--repeat 3] [--json]
-
-This is not part of ``make test`` (``make bench`` runs it with the defaults).
+    .venv/bin/python bench/throughput.py [--files 3000] [--size 40000] [--concurrency 16]
+                                         [--repeat 3] [--json]
 """
 
 from __future__ import annotations
@@ -36,22 +36,19 @@ import csv
 import json
 import math
 import os
+import resource
 import select
 import shlex
-import sqlite3
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 import wave
 from collections.abc import Callable, Iterator
-from contextlib import closing, contextmanager
+from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
-from functools import partial
 from pathlib import Path
-
-import aiohttp
 
 ROOT = Path(__file__).resolve().parent.parent
 TOKEN = "BENCHTOKEN"
@@ -60,225 +57,219 @@ RATE = 8000
 
 
 @dataclass(frozen=True)
-class Recording:
-    path: Path  # absolute
-    rel: str  # relative to the manifest's folder
-    external_id: str
-    call_date: str
+class Cost:
+    """What one process took: wall clock and CPU seconds (user + system)."""
+
+    wall: float
+    cpu: float
+
+    def minus(self, other: Cost) -> Cost:
+        return Cost(max(self.wall - other.wall, 1e-9), max(self.cpu - other.cpu, 1e-9))
 
 
-def make_recordings(folder: Path, count: int) -> list[Recording]:
-    """``count`` distinct WAV files (sine tones, varying pitch and length) under folder/wav."""
+def make_recordings(folder: Path, count: int, size: int) -> list[tuple[str, str, str]]:
+    """``count`` distinct WAV files of about ``size`` bytes under folder/wav; rows of (path
+    relative to folder, external_id, call_date)."""
     (folder / "wav").mkdir()
-    start = datetime(2025, 3, 4, 9, 15, 22, tzinfo=timezone(timedelta(hours=-5)))
-    out: list[Recording] = []
+    frames = max(1, (size - 44) // 2)
+    rows = []
     for i in range(1, count + 1):
         rel = f"wav/bench-{i:06d}.wav"
-        freq, seconds = 220.0 + 7.0 * (i % 150), 1.0 + (i % 11) / 10
+        freq = 220.0 + 7.0 * (i % 150)
         samples = array.array("h", (int(12000 * math.sin(2 * math.pi * freq * n / RATE))
-                                    for n in range(int(RATE * seconds))))
+                                    for n in range(frames)))
+        samples[0] = i % 32768  # distinct bytes even where the pitch repeats
         with wave.open(str(folder / rel), "wb") as w:
             w.setnchannels(1)
             w.setsampwidth(2)
             w.setframerate(RATE)
             w.writeframes(samples.tobytes())
-        date = (start + timedelta(minutes=i)).isoformat()
-        out.append(Recording(folder / rel, rel, f"BENCH-{i:06d}", date))
-    return out
+        minute = i % 60
+        rows.append((rel, f"BENCH-{i:06d}", f"2025-03-04T09:{minute:02d}:22-05:00"))
+    return rows
 
 
-def write_manifest(path: Path, recordings: list[Recording]) -> None:
+def write_manifest(path: Path, rows: list[tuple[str, str, str]]) -> None:
     with path.open("w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
-        writer.writerow(["external_id", "recording_file", "call_date", "group_id", "caller_id"])
-        for r in recordings:
-            writer.writerow([r.external_id, r.rel, r.call_date, GROUP_ID, CALLER_ID])
+        writer.writerow(["recording_file", "external_id", "call_date", "group_id", "caller_id"])
+        for rel, external_id, date in rows:
+            writer.writerow([rel, external_id, date, GROUP_ID, CALLER_ID])
 
 
 @contextmanager
-def sandbox(store: Path, *extra: str) -> Iterator[str]:
-    """A fresh sandbox subprocess storing calls in ``store`` (``extra``: more sandbox
-    options); yields its base URL."""
-    cmd = [sys.executable, "-m", "importer", "sandbox", "--port", "0", "--token", TOKEN,
-           "--store", str(store), *extra]
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                            text=True)
+def strict_server() -> Iterator[str]:
+    proc = subprocess.Popen([sys.executable, str(ROOT / "bench" / "strict_server.py"),
+                             "--token", TOKEN], stdout=subprocess.PIPE, text=True)
     try:
         assert proc.stdout is not None
         ready, _, _ = select.select([proc.stdout], [], [], 30)
         line = proc.stdout.readline() if ready else ""
-        prefix = "Sandbox listening on "
-        if not line.startswith(prefix):
-            raise SystemExit(f"sandbox did not start (exit {proc.poll()}): {line!r}")
-        yield line[len(prefix):].strip()
+        if not line.startswith("listening on "):
+            raise SystemExit(f"the strict server did not start: {line!r}")
+        yield line.removeprefix("listening on ").strip()
     finally:
         proc.terminate()
         proc.wait(timeout=10)
 
 
-def stored_calls(store: Path) -> int:
-    with closing(sqlite3.connect(store)) as conn:
-        return int(conn.execute("SELECT COUNT(*) FROM calls").fetchone()[0])
+def accepted(url: str) -> int:
+    with urllib.request.urlopen(f"{url}/_stats", timeout=10) as answer:
+        return int(json.load(answer)["accepted"])
 
 
-def run_ours(url: str, manifest: Path, ledger: Path, c: int) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CONVIRZA_")}
-    env |= {"CONVIRZA_API_URL": url, "CONVIRZA_TOKEN": TOKEN}
-    cmd = [sys.executable, "-m", "importer", "run", str(manifest), "--ledger", str(ledger),
-           "--concurrency", str(c), "--rate", "100000", "--quiet"]
-    done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
+def timed(cmd: list[str], **kwargs: object) -> Cost:
+    """Run ``cmd`` to its end; its wall clock and its CPU, from the children's rusage."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.perf_counter()
+    done = subprocess.run(cmd, capture_output=True, text=True, **kwargs)  # type: ignore[call-overload]
+    wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if done.returncode != 0:
-        raise SystemExit(f"importer exited {done.returncode}:\n{done.stderr}{done.stdout}")
+        raise SystemExit(f"{cmd[:3]} exited {done.returncode}:\n{done.stderr[-3000:]}"
+                         f"{done.stdout[-2000:]}")
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return Cost(wall, cpu)
 
 
-def run_curl(url: str, work: Path, recordings: list[Recording], c: int) -> None:
-    """xargs -P C, one curl per file, which gets path, external_id and call_date as $1 $2 $3
-    from a NUL-separated list: spaces, quotes, ';' and ',' in paths are safe (curl -F reads the
-    path double-quoted; only a '"' or '\\' in it would need escaping, and ours have none)."""
+def run_ours(url: str, manifest: Path, ledger: Path, c: int) -> Cost:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CONVIRZA_")}
+    env |= {"CONVIRZA_API_URL": url, "CONVIRZA_TOKEN": TOKEN, "CONVIRZA_TIMEZONE": "UTC"}
+    return timed([sys.executable, "-m", "importer", "run", str(manifest), "--ledger",
+                  str(ledger), "--concurrency", str(c), "--rate", "100000", "--quiet"],
+                 cwd=ROOT, env=env)
+
+
+def run_bare(url: str, folder: Path, rows: list[tuple[str, str, str]], c: int) -> Cost:
+    listing = folder / "bare-args.json"
+    listing.write_text(json.dumps([[str(folder / rel), ext, date] for rel, ext, date in rows]))
+    return timed([sys.executable, __file__, "--bare-client", url, str(listing), str(c)])
+
+
+def run_curl(url: str, folder: Path, rows: list[tuple[str, str, str]], c: int) -> Cost:
+    """``xargs -P C``, one ``curl`` per file; path, external_id and call_date as $1 $2 $3 from
+    a NUL-separated list. Every answer is checked to be 200."""
     script = (f'curl -sS -o /dev/null -w "%{{http_code}}\\n" '
               f'-H {shlex.quote("Authorization: Bearer " + TOKEN)} '
               '-F "recording_file=@\\"$1\\";type=audio/wav" -F "external_id=$2" '
               f'-F "call_date=$3" -F group_id={GROUP_ID} -F caller_id={CALLER_ID} '
               f'{shlex.quote(url + "/v2/call/upload")}')
-    listing = work / "curl-args"
-    listing.write_bytes(b"".join(f"{r.path}\0{r.external_id}\0{r.call_date}\0".encode()
-                                 for r in recordings))
-    cmd = ["xargs", "-0", "-P", str(c), "-n", "3", "sh", "-c", script, "curl-one"]
+    listing = folder / "curl-args"
+    listing.write_bytes(b"".join(f"{folder / rel}\0{ext}\0{date}\0".encode()
+                                 for rel, ext, date in rows))
     with listing.open("rb") as stdin:
-        done = subprocess.run(cmd, stdin=stdin, capture_output=True, text=True)
-    codes = done.stdout.split()
-    if done.returncode != 0 or len(codes) != len(recordings) or set(codes) != {"200"}:
-        bad = sorted(set(codes) - {"200"})
-        raise SystemExit(f"curl: xargs exit {done.returncode}, {len(codes)} answers of "
-                         f"{len(recordings)}, other codes {bad}:\n{done.stderr[-2000:]}")
+        return timed(["xargs", "-0", "-P", str(c), "-n", "3", "sh", "-c", script, "curl-one"],
+                     stdin=stdin)
 
 
-async def _aiohttp_upload(url: str, recordings: list[Recording], c: int) -> list[int]:
-    queue: asyncio.Queue[Recording] = asyncio.Queue()
-    for r in recordings:
-        queue.put_nowait(r)
-    statuses: list[int] = []
+async def _bare_uploads(url: str, rows: list[list[str]], c: int) -> set[int]:
+    queue: asyncio.Queue[list[str]] = asyncio.Queue()
+    for row in rows:
+        queue.put_nowait(row)
+    statuses: set[int] = set()
+    import aiohttp
+
     headers = {"Authorization": f"Bearer {TOKEN}"}
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=c)) as session:
 
         async def worker() -> None:
             while not queue.empty():
-                r = queue.get_nowait()
-                with r.path.open("rb") as handle:
+                path, external_id, date = queue.get_nowait()
+                with open(path, "rb") as handle:
                     form = aiohttp.FormData()
-                    form.add_field("recording_file", handle, filename=r.path.name,
+                    form.add_field("recording_file", handle, filename=os.path.basename(path),
                                    content_type="audio/wav")
-                    for name, value in (("call_date", r.call_date), ("group_id", GROUP_ID),
-                                        ("caller_id", CALLER_ID), ("external_id", r.external_id)):
+                    for name, value in (("call_date", date), ("group_id", GROUP_ID),
+                                        ("caller_id", CALLER_ID), ("external_id", external_id)):
                         form.add_field(name, value)
                     async with session.post(f"{url}/v2/call/upload", data=form,
                                             headers=headers) as resp:
                         await resp.read()
-                        statuses.append(resp.status)
+                        statuses.add(resp.status)
 
         await asyncio.gather(*(worker() for _ in range(c)))
     return statuses
 
 
-def run_ceiling(url: str, recordings: list[Recording], c: int) -> None:
-    statuses = asyncio.run(_aiohttp_upload(url, recordings, c))
-    if set(statuses) != {200}:
-        raise SystemExit(f"aiohttp: non-200 answers {sorted(set(statuses) - {200})}")
+def bare_client(url: str, listing: str, c: str) -> int:
+    statuses = asyncio.run(_bare_uploads(url, json.loads(Path(listing).read_text()), int(c)))
+    if statuses != {200}:
+        print(f"non-200 answers: {sorted(statuses - {200})}", file=sys.stderr)
+        return 1
+    return 0
 
 
-def measure(name: str, work: Path, rep: int, n: int, upload: Callable[[str], None]) -> float:
-    """Seconds ``upload(url)`` takes against a fresh sandbox, which must then hold n calls."""
-    store = work / f"store-{name}-{rep}.sqlite"
-    with sandbox(store) as url:
-        t0 = time.perf_counter()
-        upload(url)
-        seconds = time.perf_counter() - t0
-    if (got := stored_calls(store)) != n:
-        raise SystemExit(f"{name}: the sandbox stored {got} calls, expected {n}")
-    return seconds
+def measure(name: str, n: int, upload: Callable[[str], Cost]) -> Cost:
+    with strict_server() as url:
+        cost = upload(url)
+        if (got := accepted(url)) != n:
+            raise SystemExit(f"{name}: the server accepted {got} uploads, expected {n}")
+    return cost
 
 
-def startup_seconds() -> float:
-    """Interpreter start-up plus the importer's imports: ``python -m importer --version``."""
-    t0 = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "importer", "--version"], cwd=ROOT, check=True,
-                   capture_output=True)
-    return time.perf_counter() - t0
-
-
-def positive(text: str) -> int:
-    if (value := int(text)) < 1:
-        raise argparse.ArgumentTypeError(f"must be 1 or more, not {value}")
-    return value
-
-
-def report(n: int, c: int, k: int, best: dict[str, float], as_json: bool) -> None:
-    """The table, the summary line and (``as_json``) the same figures as JSON."""
-    startup = best["startup"]
-    secs: dict[str, float | None] = {key: best[key] for key in ("ours", "curl", "ceiling")}
-    secs["ours_adjusted"] = best["ours"] - startup if best["ours"] > startup else None
-    rate = {key: None if v is None else n / v for key, v in secs.items()}
-
-    def ratio(key: str, ref: str) -> float | None:
-        r, base = rate[key], rate[ref]
-        return None if r is None or base is None else r / base
-
-    labels = {"ours": "(a) convirza-import run", "ours_adjusted": f"(a) minus start-up "
-              f"{startup:.2f}s", "curl": f"(b) xargs -P {c} curl", "ceiling": "(c) aiohttp ceiling"}
-    print(f"{n} files, concurrency {c}, best of {k}")
-    print(f"{'method':<30}{'seconds':>9}{'files/s':>10}{'vs curl':>9}{'vs ceiling':>12}")
-    for key in ("ours", "ours_adjusted", "curl", "ceiling"):
-        s, r = secs[key], rate[key]
-        if s is None or r is None:
-            print(f"{labels[key]:<30}{'n/a: start-up took longer than the run':>40}")
-        else:
-            print(f"{labels[key]:<30}{s:>9.2f}{r:>10.1f}{ratio(key, 'curl') or 0:>8.2f}x"
-                  f"{ratio(key, 'ceiling') or 0:>11.2f}x")
-    adjusted = "n/a" if rate["ours_adjusted"] is None else f"{rate['ours_adjusted']:.1f}"
-    print(f"summary: ours {n / best['ours']:.1f} files/s ({adjusted} without start-up) = "
-          f"{best['curl'] / best['ours']:.2f}x curl, {best['ceiling'] / best['ours']:.2f}x ceiling")
-    if startup > best["ours"] / 2:
-        print(f"note: start-up is {startup / best['ours']:.0%} of (a)'s wall clock; more "
-              "--files give a steadier start-up-adjusted figure")
+def report(n: int, c: int, k: int, best: dict[str, Cost], load: tuple[float, ...],
+           as_json: bool) -> None:
+    ours = best["ours"].minus(best["ours start-up"])
+    bare = best["bare"].minus(best["bare start-up"])
+    curl = best["curl"]
+    rows = [("(a) ours, whole process", best["ours"]), ("(a) ours minus start-up", ours),
+            ("(b) bare aiohttp, whole process", best["bare"]), ("(b) bare minus start-up", bare),
+            (f"(c) xargs -P {c} curl", curl)]
+    print(f"{n} files, concurrency {c}, best of {k}; load average before: "
+          f"{', '.join(f'{x:.2f}' for x in load)}")
+    print(f"{'method':<34}{'seconds':>9}{'files/s':>10}{'CPU s':>8}{'CPU s/1000':>12}")
+    for label, cost in rows:
+        print(f"{label:<34}{cost.wall:>9.2f}{n / cost.wall:>10.1f}{cost.cpu:>8.2f}"
+              f"{cost.cpu / n * 1000:>12.3f}")
+    figures = {
+        "ours/bare": bare.wall / ours.wall,
+        "ours/curl": curl.wall / ours.wall,
+        "ours/bare, whole processes": best["bare"].wall / best["ours"].wall,
+        "ours/curl, whole process": curl.wall / best["ours"].wall,
+        "CPU per upload, ours/bare": ours.cpu / bare.cpu,
+    }
+    for name, value in figures.items():
+        print(f"{name:<34}{value:>9.2f}")
     if as_json:
-        def rounded(v: float | None, digits: int) -> float | None:
-            return None if v is None else round(v, digits)
-
-        print(json.dumps({
-            "files": n, "concurrency": c, "repeat": k, "startup_seconds": round(startup, 4),
-            "seconds": {key: rounded(v, 4) for key, v in secs.items()},
-            "files_per_second": {key: rounded(v, 2) for key, v in rate.items()},
-            "ratios": {f"{key}/{ref}": rounded(ratio(key, ref), 4)
-                       for key in ("ours", "ours_adjusted") for ref in ("curl", "ceiling")},
-        }, indent=2))
+        print(json.dumps({"files": n, "concurrency": c, "repeat": k, "load": load,
+                          "costs": {k: [round(v.wall, 4), round(v.cpu, 4)]
+                                    for k, v in best.items()},
+                          "ratios": {k: round(v, 4) for k, v in figures.items()}}, indent=2))
 
 
 def main() -> int:
+    if len(sys.argv) == 5 and sys.argv[1] == "--bare-client":
+        return bare_client(*sys.argv[2:])
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
-    p.add_argument("--files", type=positive, default=300, help="WAV files to send (300)")
-    p.add_argument("--concurrency", type=positive, default=8, help="uploads at once (8)")
-    p.add_argument("--repeat", type=positive, default=1, help="runs of each, best kept (1)")
+    p.add_argument("--files", type=int, default=3000, help="WAV files to send (3000)")
+    p.add_argument("--size", type=int, default=40_000, help="bytes per file (40000)")
+    p.add_argument("--concurrency", type=int, default=16, help="uploads at once (16)")
+    p.add_argument("--repeat", type=int, default=3, help="rounds, best kept (3)")
     p.add_argument("--json", action="store_true", help="print the figures as JSON too")
     a = p.parse_args()
     n, c = a.files, a.concurrency
+    load = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="convirza-bench-") as tmp:
-        work = Path(tmp)
-        recordings = make_recordings(work, n)
-        manifest = work / "manifest.csv"
-        write_manifest(manifest, recordings)
-        best: dict[str, float] = {}
+        folder = Path(tmp)
+        rows = make_recordings(folder, n, a.size)
+        manifest = folder / "manifest.csv"
+        write_manifest(manifest, rows)
+        best: dict[str, Cost] = {}
+
+        def keep(name: str, cost: Cost) -> None:
+            if name not in best or cost.wall < best[name].wall:
+                best[name] = cost
+
         for rep in range(a.repeat):
-            best["startup"] = min(best.get("startup", math.inf), startup_seconds())
-            ledger = work / f"ledger-{rep}.sqlite"  # fresh: a reused ledger would skip all
-            runs: dict[str, Callable[[str], None]] = {
-                "ours": partial(run_ours, manifest=manifest, ledger=ledger, c=c),
-                "curl": partial(run_curl, work=work, recordings=recordings, c=c),
-                "ceiling": partial(run_ceiling, recordings=recordings, c=c),
-            }
-            for name, upload in runs.items():
-                seconds = measure(name, work, rep, n, upload)
-                best[name] = min(best.get(name, math.inf), seconds)
-    report(n, c, a.repeat, best, a.json)
+            keep("ours start-up", timed([sys.executable, "-m", "importer", "--version"],
+                                        cwd=ROOT))
+            keep("bare start-up", timed([sys.executable, "-c", "import aiohttp"]))
+            ledger = folder / f"ledger-{rep}.sqlite"  # fresh: a reused ledger would skip all
+            keep("ours", measure("ours", n, lambda url, ledger=ledger: run_ours(
+                url, manifest, ledger, c)))
+            keep("bare", measure("bare", n, lambda url: run_bare(url, folder, rows, c)))
+            keep("curl", measure("curl", n, lambda url: run_curl(url, folder, rows, c)))
+    report(n, c, a.repeat, best, load, a.json)
     return 0
 
 

@@ -37,7 +37,7 @@ import io
 import os
 import stat as stat_mod
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Literal
 from urllib.parse import urlsplit
@@ -116,6 +116,9 @@ class AudioInfo:
     size: int
     sha256: str | None = None
     mtime_ns: int = 0
+    #: The whole file, for a small one (``probe(keep=...)``): the bytes checked and hashed are
+    #: the bytes sent, with no second read.
+    data: bytes | None = field(default=None, repr=False, compare=False)
 
     @property
     def content_type(self) -> str:
@@ -165,19 +168,25 @@ def _looks_like_text(sample: bytes) -> bool:
 
 
 def probe(path: Path, max_size: int, *, max_duration: float | None = None,
-          digest: bool = True, known: tuple[int, int, str] | None = None) -> AudioInfo:
+          digest: bool = True, known: tuple[int, int, str] | None = None,
+          keep: int = 0) -> AudioInfo:
     """Check that ``path`` is an mp3 or wav the API can take; ``AudioError`` says why not.
 
     ``max_duration`` is in seconds (None: no limit). ``digest`` adds the sha256 of the whole
     file, streamed; without it only headers are read. ``known`` is (size, mtime_ns, sha256) of
     an earlier probe of this file: when the file still has that size and mtime, its sha256 is
     taken as known, not read again (a resumed run does not re-hash what it hashed before).
+    A file of at most ``keep`` bytes is read whole, once, and kept (``AudioInfo.data``).
     """
     shown = str(path)
     fd, st = _open(path, shown, max_size)
     size = st.st_size
+    data = None
     try:
-        head = os.read(fd, HEAD_BYTES)
+        if size <= keep:
+            head = data = _read_whole(fd, size)
+        else:
+            head = os.read(fd, HEAD_BYTES)
         real = _check_kind(path, sniff(head))
         codec, rate, channels, duration, bitrate = \
             _wav(fd, head, size, shown) if real == "wav" else _mp3(fd, head, size, shown)
@@ -185,13 +194,27 @@ def probe(path: Path, max_size: int, *, max_duration: float | None = None,
         sha256 = None
         if digest:
             unchanged = known is not None and known[0] == size and known[1] == st.st_mtime_ns
-            sha256 = known[2] if unchanged and known is not None else _sha256(fd)
+            sha256 = known[2] if unchanged and known is not None else \
+                hashlib.sha256(data).hexdigest() if data is not None else _sha256(fd)
     except OSError as exc:
         raise AudioError(shown, _os_reason(exc)) from None
     finally:
         os.close(fd)
-    return _audio_info(path, real, codec, rate, channels, duration, bitrate, size, sha256,
+    info = _audio_info(path, real, codec, rate, channels, duration, bitrate, size, sha256,
                        st.st_mtime_ns)
+    if data is not None:
+        info.__dict__["data"] = data
+    return info
+
+
+def _read_whole(fd: int, size: int) -> bytes:
+    """A small file's bytes, all of them (a read may return less than asked)."""
+    data = os.read(fd, size)
+    while len(data) < size and (more := os.read(fd, size - len(data))):
+        data += more
+    if len(data) != size:
+        raise OSError(errno.EIO, f"read {len(data):,} bytes of {size:,}")
+    return data
 
 
 def _audio_info(path: Path, fmt: AudioFormat, codec: str, rate: int, channels: int,
@@ -204,7 +227,7 @@ def _audio_info(path: Path, fmt: AudioFormat, codec: str, rate: int, channels: i
     info: AudioInfo = object.__new__(AudioInfo)
     info.__dict__.update(path=path, format=fmt, codec=codec, sample_rate=rate,
                          channels=channels, duration=duration, bitrate=bitrate, size=size,
-                         sha256=sha256, mtime_ns=mtime_ns)
+                         sha256=sha256, mtime_ns=mtime_ns, data=None)
     return info
 
 

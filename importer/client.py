@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import io
 import os
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from importlib.metadata import PackageNotFoundError, version
 from types import TracebackType
@@ -65,6 +66,8 @@ CHECK_CONNECT_TIMEOUT = 10.0
 CHECK_READ_TIMEOUT = 30.0
 #: Seconds every request waits after a 429 that names no Retry-After.
 THROTTLE_PAUSE = 1.0
+#: No headers beyond the token's (a default argument that is never changed).
+_NO_HEADERS: Mapping[str, str] = {}
 #: The V2 lookups' own default page size.
 DEFAULT_PAGE = 100
 T = TypeVar("T")
@@ -329,25 +332,34 @@ class ConvirzaClient:
         size = audio.size if audio else 0
         timeout = aiohttp.ClientTimeout(total=s.read_timeout + size / s.min_upload_rate,
                                         connect=s.connect_timeout, sock_read=s.read_timeout)
-        handle = await _open(audio) if audio else None
+        fields = record.form_fields()
+        if audio is None or audio.data is not None:
+            # A small file was read whole when it was checked: those bytes are the body,
+            # built in one piece (no file to open again, no reads in a thread), unless the
+            # file has changed since (the user may have replaced it: send neither version).
+            if audio is not None:
+                _unchanged(audio, _stat(audio))
+            body, content_type = multipart_body(fields, s.file_field, audio)
+            return await self._request("POST", UPLOAD_PATH, token, interpret_upload,
+                                       data=body, timeout=timeout,
+                                       extra_headers={"Content-Type": content_type})
+        handle = await _open(audio)
         try:
             # Names as RFC 7578 has them: UTF-8 in a quoted string, quotes and backslashes
             # escaped (aiohttp's default percent-encodes them: "Jos%C3%A9%20n.wav").
             form = aiohttp.FormData(default_to_multipart=True, quote_fields=False)
-            for name, value in record.form_fields():
+            for name, value in fields:
                 form.add_field(name, value)
-            if audio and handle:
-                form.add_field(s.file_field, handle, filename=form_filename(audio.path.name),
-                               content_type=audio.content_type)
+            form.add_field(s.file_field, handle, filename=form_filename(audio.path.name),
+                           content_type=audio.content_type)
             return await self._request("POST", UPLOAD_PATH, token, interpret_upload,
                                        data=form, timeout=timeout)
         finally:
-            if handle is not None:
-                handle.close()
+            handle.close()
 
     async def _request(self, method: str, path: str, token: str,
                        interpret: Callable[[int, Mapping[str, str], bytes], T],
-                       **kwargs: Any) -> T:
+                       extra_headers: Mapping[str, str] = _NO_HEADERS, **kwargs: Any) -> T:
         """One request through the limiter, its answer interpreted; every aiohttp failure
         comes out as one of ours, knowing whether the request may have reached the server."""
         sent = False
@@ -356,7 +368,8 @@ class ConvirzaClient:
                 sent = True
                 async with self.session.request(
                         method, self.settings.base_url + path, allow_redirects=False,
-                        headers={"Authorization": f"Bearer {token}"}, **kwargs) as resp:
+                        headers={"Authorization": f"Bearer {token}", **extra_headers},
+                        **kwargs) as resp:
                     body = await _read_body(resp)
                     return self._paced(interpret, resp.status, resp.headers, body)
         except NotTheApi as exc:
@@ -407,6 +420,29 @@ def _answered(method: str, url: str, exc: NotTheApi) -> NotTheApi:
                      request_id=exc.request_id)
 
 
+def multipart_body(fields: list[tuple[str, str]], file_field: str,
+                   audio: AudioInfo | None) -> tuple[bytes, str]:
+    """An upload's ``multipart/form-data`` body in one piece, and its Content-Type, for a file
+    held in memory (or none: a ``recording_url`` row). As RFC 7578 has it: each field a part
+    with its name, the file a part with its file name (UTF-8, quotes and backslashes escaped)
+    and its type; a random boundary that no part contains."""
+    data = audio.data if audio is not None and audio.data is not None else b""
+    while True:
+        boundary = uuid.uuid4().hex
+        if boundary.encode() not in data:
+            break
+    dash = f"--{boundary}\r\n".encode()
+    parts = [dash + f'Content-Disposition: form-data; name="{name}"\r\n\r\n'.encode()
+             + value.encode() + b"\r\n" for name, value in fields]
+    if audio is not None:
+        name = form_filename(audio.path.name).replace("\\", "\\\\").replace('"', '\\"')
+        parts.append(dash + (f'Content-Disposition: form-data; name="{file_field}"; '
+                             f'filename="{name}"\r\nContent-Type: {audio.content_type}\r\n\r\n'
+                             ).encode() + data + b"\r\n")
+    parts.append(f"--{boundary}--\r\n".encode())
+    return b"".join(parts), f"multipart/form-data; boundary={boundary}"
+
+
 def form_filename(name: str) -> str:
     """A file name for a multipart header: as it is, but for line breaks and other control
     characters, which would end the header (encoded as browsers do, ``%0A``)."""
@@ -443,11 +479,25 @@ def _open_checked(audio: AudioInfo) -> io.BufferedReader:
         handle = audio.path.open("rb")
     except OSError as exc:
         raise AudioError(str(audio.path), f"cannot open for upload: {exc.strerror}") from None
-    st = os.fstat(handle.fileno())
-    if st.st_size != audio.size or (audio.mtime_ns and st.st_mtime_ns != audio.mtime_ns):
+    try:
+        _unchanged(audio, os.fstat(handle.fileno()))
+    except AudioError:
         handle.close()
+        raise
+    return handle
+
+
+def _stat(audio: AudioInfo) -> os.stat_result:
+    try:
+        return os.stat(audio.path)
+    except OSError as exc:
+        raise AudioError(str(audio.path), f"cannot open for upload: {exc.strerror}") from None
+
+
+def _unchanged(audio: AudioInfo, st: os.stat_result) -> None:
+    """``AudioError`` when the file is no longer the one checked (size, mtime)."""
+    if st.st_size != audio.size or (audio.mtime_ns and st.st_mtime_ns != audio.mtime_ns):
         change = f"{audio.size:,} bytes then, {st.st_size:,} now" \
             if st.st_size != audio.size else "modified since"
         raise AudioError(str(audio.path), f"changed since it was checked ({change}); not sent: "
                          "run again to check it anew")
-    return handle

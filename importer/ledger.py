@@ -657,6 +657,20 @@ class Ledger:
             rec = self._conn.execute(SAME_AUDIO_QUERY, (sha256, key)).fetchone()
         return None if rec is None else SameAudio(rec[0], rec[1], rec[2], Status(rec[3]))
 
+    def claim(self, key: str, run_id: int, *, external_id: str | None, size: int,
+              sha256: str | None, path: str | None, mtime_ns: int | None,
+              send_twins: bool = False) -> SameAudio | None:
+        """Store what probing learned of the row's file and mark the row ``uploading``, in one
+        transaction (durable before the request leaves), and return another recording with
+        the same audio that is imported or may be, if any. Unless ``send_twins``, such a
+        recording keeps the row from being marked: it stays ``pending``, and the caller
+        records it as already imported, or leaves it for a later run."""
+        with self._transaction():
+            twin = self.record_audio(key, size, sha256, path=path, mtime_ns=mtime_ns)
+            if twin is None or send_twins:
+                self.mark_uploading(key, size, run_id, external_id=external_id)
+        return twin
+
     def mark_already_imported(self, key: str, same_as: str) -> None:
         """The row's recording is imported under ``same_as`` (the same audio): done, and
         nothing was sent for it."""
@@ -1067,19 +1081,27 @@ class AsyncLedger:
                 results = [(False, failure)] * len(batch)
             self.batches += 1
             self.calls += len(batch)
-            for call, (ok, value) in zip(batch, results, strict=True):
-                _deliver(call, ok, value)
+            _deliver(batch, results)
         self.ledger.close()
 
 
-def _deliver(call: _Call, ok: bool, value: Any) -> None:
-    def settle() -> None:
+def _deliver(batch: list[_Call], results: list[tuple[bool, Any]]) -> None:
+    """Hand a batch's results to their callers: one wake-up of each caller's event loop for
+    the whole batch, not one per call (each costs a write to the loop's self-pipe, and the
+    loop a turn to read it)."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[_Call, bool, Any]]] = {}
+    for call, (ok, value) in zip(batch, results, strict=True):
+        by_loop.setdefault(call.loop, []).append((call, ok, value))
+    for loop, settled in by_loop.items():
+        with contextlib.suppress(RuntimeError):  # the caller's loop is gone
+            loop.call_soon_threadsafe(_settle, settled)
+
+
+def _settle(settled: list[tuple[_Call, bool, Any]]) -> None:
+    for call, ok, value in settled:
         if call.future.done():  # the caller was cancelled; the write stands regardless
-            return
+            continue
         if ok:
             call.future.set_result(value)
         else:
             call.future.set_exception(value)
-
-    with contextlib.suppress(RuntimeError):  # the caller's loop is gone
-        call.loop.call_soon_threadsafe(settle)

@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import os
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -80,6 +81,11 @@ from .settings import Settings
 
 log = logging.getLogger(__name__)
 
+#: Files up to this size are probed, hashed and read on the event loop, and sent from memory.
+INLINE_PROBE_BYTES = 256 * 1024
+#: Threads that probe and hash bigger files: hashing is bound by the CPU (two cores here) and
+#: the disk, and more threads only contend for the GIL with the event loop.
+PROBE_THREADS = 4
 #: A percentage error budget is judged only once this many rows have an outcome.
 MIN_ROWS_FOR_PERCENT = 20
 #: Rows whose problem is logged one by one; past this, a line says where the rest are (a
@@ -145,6 +151,7 @@ class _Claim:
     row: int = 0
     sha256: str | None = None
     imported: str | None = None
+    claimed: bool = False  # the ledger marked the row uploading with its audio's facts
     done: asyncio.Future[str | None] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future())
 
@@ -343,7 +350,8 @@ class ImportRun:
                     self._preflight = Preflight(client)
             # Probes get their own threads, one per worker, so that they never wait behind
             # the reader's, and a 50 MB hash never holds up another worker's upload.
-            probes = ThreadPoolExecutor(self.settings.concurrency, thread_name_prefix="probe")
+            probes = ThreadPoolExecutor(min(self.settings.concurrency, PROBE_THREADS),
+                                        thread_name_prefix="probe")
             stack.callback(probes.shutdown, wait=False, cancel_futures=True)
             # A worker or reader that fails unexpectedly cancels the others (TaskGroup);
             # every ledger write is a transaction, so the ledger stays consistent.
@@ -579,14 +587,14 @@ class ImportRun:
                     self._emit(RowEvent(job.row, job.key, Outcome.VALID,
                                         size=info.size if info else 0))
                     continue
-                if self._stopping.is_set():
+                if self._stopping.is_set() and not claim.claimed:
                     continue  # stopped while it was checked, or waited on its twin: pending
                 self._uploads_started += 1
                 if job.reconcile:  # looked up and not found (or --on-unknown=resend)
                     self._emit(RowEvent(job.row, job.key, Outcome.RESENDING))
-                await ledger.call(ledger.ledger.mark_uploading, job.key,
-                                  info.size if info else None, self._run_id,
-                                  external_id=job.record.external_id)
+                if not claim.claimed:  # a URL row: nothing probed, nothing stored yet
+                    await ledger.call(ledger.ledger.mark_uploading, job.key, None,
+                                      self._run_id, external_id=job.record.external_id)
                 if await self._send(job, info, client, ledger):
                     claim.imported = job.key
             finally:
@@ -648,9 +656,7 @@ class ImportRun:
         path, url = job.record.recording_file, job.record.recording_url
         try:
             if path is not None:
-                check = functools.partial(probe, path, s.max_file_size,
-                                          max_duration=s.max_recording_duration, known=job.known)
-                info = await asyncio.get_running_loop().run_in_executor(probes, check)
+                info = await self._probe(path, job.known, probes)
                 return await self._same_audio(job, info, ledger, claim), info
             if url is not None:
                 check_url_form(url)
@@ -665,6 +671,22 @@ class ImportRun:
             return False, None
         return True, None
 
+    async def _probe(self, path: Path, known: FileFacts | None,
+                     probes: ThreadPoolExecutor) -> AudioInfo:
+        """Probe and hash the file: a small one here, on the event loop (reading and hashing
+        40 KB costs less than handing it to a thread and back), read once and kept for the
+        upload; a bigger one in the probe pool, beside the uploads."""
+        s = self.settings
+        check = functools.partial(probe, path, s.max_file_size,
+                                  max_duration=s.max_recording_duration, known=known)
+        try:
+            small = os.stat(path).st_size <= INLINE_PROBE_BYTES
+        except OSError:
+            small = True  # the probe says why, at once
+        if small:
+            return check(keep=INLINE_PROBE_BYTES if self.upload else 0)
+        return await asyncio.get_running_loop().run_in_executor(probes, check)
+
     async def _same_audio(self, job: Job, info: AudioInfo, ledger: AsyncLedger,
                           claim: _Claim) -> bool:
         """Whether the row may be sent, given the other recordings with the same audio bytes.
@@ -677,11 +699,17 @@ class ImportRun:
         sent, with a warning; ``validate`` says which rows of its manifest share their audio.
         """
         sha = info.sha256
-        record = functools.partial(ledger.ledger.record_audio, job.key, info.size, sha,
-                                   run_id=self._run_id, row_number=job.row,
-                                   path=str(info.path), mtime_ns=info.mtime_ns)
+        if not self.upload:
+            record = functools.partial(ledger.ledger.record_audio, job.key, info.size, sha,
+                                       run_id=self._run_id, row_number=job.row, record=False)
+        else:  # stored, and the row marked uploading unless a twin holds it back
+            record = functools.partial(
+                ledger.ledger.claim, job.key, self._run_id, external_id=job.record.external_id,
+                size=info.size, sha256=sha, path=str(info.path), mtime_ns=info.mtime_ns,
+                send_twins=self.settings.send_same_audio or sha is None)
         if not self.upload or self.settings.send_same_audio or sha is None:
-            same = await ledger.call(record, record=self.upload)
+            same = await ledger.call(record)
+            claim.claimed = self.upload
             if same is not None:
                 self.summary.same_audio += 1
                 self._log_row_problem(
@@ -698,6 +726,7 @@ class ImportRun:
         claim.take(sha, job.row, self._claims)
         same = await ledger.call(record)
         if same is None:
+            claim.claimed = True
             return True
         if same.status is Status.SUCCEEDED:
             await self._already(job, ledger, same.key, self._where(same))
