@@ -6,7 +6,7 @@ branches to exit codes in one place (``cli.exit_code_for``)::
     ImporterError
     ├── UsageError              bad options or settings                      exit 2
     ├── ManifestError           the manifest as a whole cannot be read       exit 2
-    │   └── RowError            one row is invalid; the run goes on
+    ├── RowError                one row is invalid (every problem of it); the run goes on
     ├── AudioError              one recording cannot be sent as it is
     ├── ApiError                the API refused, or could not be reached
     │   ├── AuthError           401/403 or a refused login                   exit 3
@@ -70,15 +70,25 @@ def reason_of(problem: Problem) -> str:
     return f"{problem.column}: {problem.expected}" if problem.column else problem.expected
 
 
-class RowError(ManifestError):
-    """A manifest row failed validation. ``row`` is the row number as the user's sheet shows it."""
+class RowError(ImporterError):
+    """A row failed validation: every problem of it at once (``problems``), so the user can
+    fix the row in one go. ``row`` is the row number as the user's sheet shows it, once the
+    caller that knows it has said (``at``)."""
 
-    def __init__(self, path: str, row: int, problems: list[Problem]) -> None:
-        self.row = row
+    def __init__(self, problems: list[Problem], row: int | None = None) -> None:
         self.problems = list(problems)
-        #: The message without the manifest's name, as the ledger keeps it.
-        self.detail = f"row {row}: " + "; ".join(str(p) for p in self.problems)
-        super().__init__(path, self.detail)
+        self.row = row
+        super().__init__(self.detail)
+
+    def at(self, row: int) -> RowError:
+        """The same problems, at row ``row``."""
+        return RowError(self.problems, row)
+
+    @property
+    def detail(self) -> str:
+        """``row 7: caller_id: ... (got 'x'); call_date: ...``, as the ledger keeps it."""
+        text = "; ".join(str(p) for p in self.problems)
+        return text if self.row is None else f"row {self.row}: {text}"
 
 
 class AudioError(ImporterError):

@@ -69,7 +69,6 @@ from .preflight import Preflight
 from .reader import Prepared, RowPreparer, open_reader
 from .records import (
     RowContext,
-    RowInvalid,
     UploadRecord,
     build_record,
     resolve_zone,
@@ -126,7 +125,7 @@ _GO_ON = frozenset({Verdict.SEND, Verdict.UNKNOWN})
 def _row_error(row: int, problems: list[Problem]) -> str:
     """The ledger's error text for an invalid row: its number as the sheet shows it, then every
     problem (column, value, what was expected)."""
-    return RowError("", row, problems).detail
+    return RowError(problems, row).detail
 
 
 def _reason_for(exc: BaseException) -> StopReason:
@@ -529,10 +528,10 @@ class ImportRun:
                 row = cand.row_number or 0
                 try:
                     if not cand.fields:
-                        raise RowInvalid([Problem("", "", "the ledger kept no metadata for "
+                        raise RowError([Problem("", "", "the ledger kept no metadata for "
                                                   "this row; run its manifest again")])
                     record = validate_row(cand.fields, self._ctx)
-                except RowInvalid as exc:
+                except RowError as exc:
                     error = _row_error(row, exc.problems)
                     reasons = tuple(reason_of(p) for p in exc.problems)
                     await ledger.call(ledger.ledger.mark_invalid, cand.key, error,

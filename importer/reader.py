@@ -47,7 +47,6 @@ from .manifest import Manifest, ManifestRow
 from .records import (
     Identity,
     RowContext,
-    RowInvalid,
     identify,
     in_shard,
     normalize_row,
@@ -211,10 +210,10 @@ class RowPreparer:
             key = identity.key or f"row:{self.manifest_id}:{row.number}"
         try:
             if row.error is not None:
-                raise RowInvalid([Problem("", "", row.error)])
+                raise RowError([Problem("", "", row.error)])
             clean = normalize_row(row.values, self.ctx)
-        except RowInvalid as exc:
-            error = RowError(self.manifest_name, row.number, exc.problems)
+        except RowError as exc:
+            error = exc.at(row.number)
             return Prepared(Admission(
                 key=key, external_id=identity.external_id, manifest=self.manifest_id,
                 row_number=row.number, source=identity.source, status=Status.INVALID,

@@ -21,7 +21,7 @@ from typing import Any, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator, model_validator
 
-from .errors import Problem
+from .errors import Problem, RowError
 
 #: Every field of ``POST /v2/call/upload``, in the order of Convirza's documentation.
 UPLOAD_FIELDS: tuple[str, ...] = (
@@ -425,7 +425,7 @@ def _context(info: ValidationInfo) -> RowContext:
 
 
 def validate_row(values: Mapping[str, Any], ctx: RowContext) -> UploadRecord:
-    """The record for one row, or ``RowInvalid`` listing every problem of the row."""
+    """The record for one row, or ``RowError`` listing every problem of the row."""
     return build_record(normalize_row(values, ctx))
 
 
@@ -435,7 +435,7 @@ def build_record(clean: Mapping[str, Any]) -> UploadRecord:
 
 
 def normalize_row(values: Mapping[str, Any], ctx: RowContext) -> dict[str, Any]:
-    """Every non-empty cell of a row as it is sent (``RowInvalid`` lists every problem).
+    """Every non-empty cell of a row as it is sent (``RowError`` lists every problem).
 
     Each cell goes through its field's normalizer once, and ``build_record`` makes the model
     from the result without validating it again: pydantic's per-field machinery, and even its
@@ -480,21 +480,13 @@ def _raise_problems(clean: dict[str, Any], problems: list[Problem]) -> None:
         problems.append(Problem(_SOURCE_COLUMN, "both" if "recording_url" in clean else "",
                                 _ONE_SOURCE))
     problems.sort(key=lambda p: _FIELD_ORDER.get(p.column, len(_FIELD_ORDER)))
-    raise RowInvalid(problems)
+    raise RowError(problems)
 
 
 def sent_fields(clean: Mapping[str, Any]) -> dict[str, str]:
     """What ``normalize_row`` returned, as the text the ledger keeps (paths as text), in the
     documented order of the fields."""
     return {name: str(clean[name]) for name in UPLOAD_FIELDS if name in clean}
-
-
-class RowInvalid(ValueError):
-    """Raised by ``validate_row``; the caller knows the row number (``RowError``)."""
-
-    def __init__(self, problems: list[Problem]) -> None:
-        self.problems = problems
-        super().__init__("; ".join(str(p) for p in problems))
 
 
 class Identity(NamedTuple):

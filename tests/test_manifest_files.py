@@ -10,9 +10,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from importer.errors import ManifestError
+from importer.errors import ManifestError, RowError
 from importer.manifest import open_manifest
-from importer.records import RowContext, RowInvalid, validate_row
+from importer.records import RowContext, validate_row
 
 DATA = Path(__file__).resolve().parent / "data"
 CTX = RowContext(base_dir=DATA, zone=ZoneInfo("America/New_York"),
@@ -83,7 +83,7 @@ def test_workbook_cells_read_as_excel_shows_them() -> None:
 
 
 def test_workbook_row_errors_name_row_column_value() -> None:
-    with pytest.raises(RowInvalid) as caught:
+    with pytest.raises(RowError) as caught:
         validate_row(rows_of("calls.xlsx")[9], CTX)
     problems = {p.column: p for p in caught.value.problems}
     assert set(problems) == {"call_date", "caller_id"}

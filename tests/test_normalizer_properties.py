@@ -11,10 +11,10 @@ from zoneinfo import ZoneInfo
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from importer.errors import RowError
 from importer.records import (
     DISPOSITIONS,
     RowContext,
-    RowInvalid,
     UploadRecord,
     format_call_date,
     normalize_bool,
@@ -146,7 +146,7 @@ def test_fast_row_path_agrees_with_the_model(values: dict[str, str]) -> None:
     try:
         fast: UploadRecord | None = validate_row(values, CTX)
         fast_columns: set[str] = set()
-    except RowInvalid as exc:
+    except RowError as exc:
         fast, fast_columns = None, {p.column for p in exc.problems}
     try:
         slow: UploadRecord | None = UploadRecord.model_validate(values, context=CTX)

@@ -8,9 +8,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from importer.errors import RowError
 from importer.records import (
     RowContext,
-    RowInvalid,
     format_call_date,
     identify,
     normalize_bool,
@@ -165,7 +165,7 @@ def test_bad_call_dates(raw: str, reason: str) -> None:
 
 
 def test_row_errors_name_every_problem() -> None:
-    with pytest.raises(RowInvalid) as caught:
+    with pytest.raises(RowError) as caught:
         validate_row({"call_date": "soon", "caller_id": "x", "recording_file": "a.wav"}, CTX)
     problems = {p.column: p for p in caught.value.problems}
     assert set(problems) == {"call_date", "caller_id", "group_id"}
@@ -175,12 +175,12 @@ def test_row_errors_name_every_problem() -> None:
 
 def test_exactly_one_source() -> None:
     base = {"call_date": "2025-01-01T00:00:00Z", "group_id": "1", "caller_id": "6175550142"}
-    with pytest.raises(RowInvalid, match="exactly one"):
+    with pytest.raises(RowError, match="exactly one"):
         validate_row(base, CTX)
-    with pytest.raises(RowInvalid, match="exactly one"):
+    with pytest.raises(RowError, match="exactly one"):
         validate_row({**base, "recording_file": "a.wav",
                       "recording_url": "https://x.test/a.wav"}, CTX)
-    with pytest.raises(RowInvalid, match="http"):
+    with pytest.raises(RowError, match="http"):
         validate_row({**base, "recording_url": "ftp://x.test/a.wav"}, CTX)
     record = validate_row({**base, "recording_file": "../audio/a.wav"}, CTX)
     assert record.recording_file == Path("/data/audio/a.wav")
