@@ -37,7 +37,7 @@ from .errors import (
     UnexpectedAnswer,
     UsageError,
 )
-from .limits import Attempt, RateLimiter, RetryPolicy, Sleep
+from .limits import RateLimiter, RetryPolicy, Sleep, retrying
 from .records import UploadRecord
 from .redact import Redactor
 from .resources import RESOURCES, ApiObject, Call, Resource, build_filter
@@ -214,18 +214,9 @@ class ConvirzaClient:
     async def fetch(self, path: str, params: Mapping[str, str | int]) -> list[dict[str, Any]]:
         """One GET of a V2 list endpoint, retried on transient failures (a GET is safe to
         repeat), returning the envelope's ``data`` items."""
-        number = 0
-        while True:
-            number += 1
-            try:
-                return await self._authorized(lambda token: self._get_once(path, params, token))
-            except AuthError:
-                raise
-            except ApiError as exc:
-                delay = self.policy.decide(Attempt(number, exc))
-                if delay is None:
-                    raise
-                await self._sleep(delay)
+        return await retrying(
+            lambda: self._authorized(lambda token: self._get_once(path, params, token)),
+            self.policy, pause=self._sleep)
 
     def _paced(self, interpret: Callable[[int, Mapping[str, str], bytes], T], status: int,
                headers: Mapping[str, str], body: bytes) -> T:

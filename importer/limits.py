@@ -13,6 +13,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from types import TracebackType
+from typing import TypeVar
 
 from .errors import ApiError
 
@@ -20,6 +21,7 @@ log = logging.getLogger(__name__)
 
 Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]
+T = TypeVar("T")
 
 
 def loop_time() -> float:
@@ -199,3 +201,26 @@ class RetryPolicy:
             return min(max(float(error.retry_after), 0.0), self.cap * 10)
         ceiling = min(self.cap, self.base * 2.0 ** (attempt.number - 1))
         return float(ceiling * self.rand())
+
+
+async def retrying(send: Callable[[], Awaitable[T]], policy: RetryPolicy, *, pause: Sleep,
+                   on_error: Callable[[ApiError, int, float | None], Awaitable[T | None]]
+                   | None = None) -> T:
+    """The one retry loop, for uploads and lookups alike: ``send()`` makes one attempt; after
+    an ``ApiError``, ``policy`` says how long to wait before the next (None: give up), and
+    ``on_error(error, attempt number, that wait)`` may end the loop with a value of its own
+    (an upload's outcome found out another way) or return None to let the policy decide: the
+    error is raised when it gives up, else ``pause`` waits and ``send`` goes again."""
+    number = 0
+    while True:
+        number += 1
+        try:
+            return await send()
+        except ApiError as exc:
+            delay = policy.decide(Attempt(number, exc))
+            if on_error is not None and (result := await on_error(exc, number, delay)) \
+                    is not None:
+                return result
+            if delay is None:
+                raise
+            await pause(delay)

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from .admission import duplicate_error
 from .audio import AudioInfo, check_url_form, judge_url_answer, probe
 from .client import ConvirzaClient
 from .errors import (
@@ -501,11 +502,8 @@ class ImportRun:
 
     def _duplicate(self, item: Prepared, decision: Decision) -> None:
         adm = item.admission
-        same = f"external_id {adm.external_id}" if adm.key.startswith("ext:") \
-            and not decision.error else f"recording ({adm.source})"
-        repeated = f"duplicate of row {decision.duplicate_of}: the same {same}"
-        error = decision.error or (f"{adm.error}; {repeated}" if adm.error
-                                   else f"row {adm.row_number}: {repeated}")
+        error = duplicate_error(adm, decision)
+        repeated = error.rpartition("; ")[2].removeprefix(f"row {adm.row_number}: ")
         reasons = (*(reason_of(p) for p in item.problems), DUPLICATE)
         self._emit(RowEvent(adm.row_number, adm.key, Outcome.INVALID, error,
                             "; ".join(reasons), reasons=reasons),

@@ -276,13 +276,14 @@ def test_same_recording_under_another_key_is_a_recorded_duplicate(ledger: Ledger
     decisions = ledger.admit(run, [recorded("a", 2, "file:/x/a.wav"),
                                    recorded("b", 3, "file:/x/a.wav")])
     assert [d.verdict for d in decisions] == [Verdict.SEND, Verdict.DUPLICATE]
-    assert decisions[1].duplicate_of == 2
-    assert decisions[1].error == "row 3: duplicate of row 2: the same recording (b.wav)"
+    assert (decisions[1].duplicate_of, decisions[1].by) == (2, "recording")
     # Across chunks, and with the row's own problems kept in front.
     [later] = ledger.admit(run, [recorded("c", 9, "file:/x/a.wav", Status.INVALID)])
-    assert later.error is not None and later.error.startswith("row: bad; duplicate of row 2")
+    assert (later.verdict, later.duplicate_of) == (Verdict.DUPLICATE, 2)
     rows = {r.key: r for r in ledger.rows()}
-    assert rows["b"].status is Status.INVALID and "duplicate of row 2" in (rows["b"].error or "")
+    assert rows["b"].status is Status.INVALID
+    assert rows["b"].error == "row 3: duplicate of row 2: the same recording (b.wav)"
+    assert (rows["c"].error or "").startswith("row: bad; duplicate of row 2")
 
 
 def test_a_rerun_still_sees_recordings_of_rows_already_done(ledger: Ledger) -> None:

@@ -1,0 +1,216 @@
+"""The ledger file itself: its tables, the named migrations that brought each file to them,
+and the transactions every change is made in.
+
+The schema changes only through ``MIGRATIONS``, each a named, transactional step recorded in
+the file (``migrations`` table), so that opening an older ledger upgrades it and a step that
+fails leaves the file as it was. Durability tests close and reopen real files.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from collections.abc import Callable, Iterator, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from .errors import LedgerError
+
+
+def now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+MIGRATIONS: tuple[tuple[str, str], ...] = (
+    ("0001_initial", """
+        CREATE TABLE runs (
+            id INTEGER PRIMARY KEY,
+            command TEXT NOT NULL,
+            manifest TEXT,
+            started_at TEXT NOT NULL,
+            finished_at TEXT,
+            exit_code INTEGER,
+            summary TEXT
+        );
+        CREATE TABLE recordings (
+            key TEXT PRIMARY KEY,
+            external_id TEXT,
+            manifest TEXT,
+            row_number INTEGER,
+            source TEXT,
+            status TEXT NOT NULL CHECK (status IN
+                ('pending', 'uploading', 'succeeded', 'failed', 'invalid')),
+            retryable INTEGER NOT NULL DEFAULT 1,
+            fingerprint TEXT,
+            fields TEXT,
+            error TEXT,
+            http_status INTEGER,
+            request_id TEXT,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            first_attempt_at TEXT,
+            last_attempt_at TEXT,
+            duration REAL,
+            size INTEGER,
+            sha256 TEXT,
+            run_id INTEGER REFERENCES runs(id),
+            updated_at TEXT NOT NULL
+        );
+        CREATE INDEX recordings_status ON recordings(status);
+        CREATE TABLE attempts (
+            id INTEGER PRIMARY KEY,
+            key TEXT NOT NULL REFERENCES recordings(key),
+            run_id INTEGER REFERENCES runs(id),
+            started_at TEXT NOT NULL,
+            duration REAL,
+            http_status INTEGER,
+            error TEXT,
+            request_id TEXT,
+            outcome TEXT NOT NULL
+        );
+        CREATE INDEX attempts_key ON attempts(key);
+    """),
+    ("0002_reasons_and_outcomes", """
+        ALTER TABLE recordings ADD COLUMN reason TEXT;
+        ALTER TABLE recordings ADD COLUMN last_outcome TEXT;
+        CREATE INDEX recordings_run ON recordings(run_id);
+    """),
+    # Same audio under two rows is found by its sha256 (issue 4): an index, not a scan.
+    ("0003_recordings_sha256_index", """
+        CREATE INDEX recordings_sha256 ON recordings(sha256);
+    """),
+    # A recording is known by what it is (issue 11): a file by its absolute path (and, with its
+    # size and mtime, by the sha256 already computed for it), its audio by that sha256, and a
+    # row found already imported under another key names that key. Reconciliation looks a
+    # call up by the external_id that was sent, whatever the manifest says now.
+    ("0004_file_identity", """
+        ALTER TABLE recordings ADD COLUMN path TEXT;
+        ALTER TABLE recordings ADD COLUMN mtime_ns INTEGER;
+        ALTER TABLE recordings ADD COLUMN same_as TEXT;
+        ALTER TABLE recordings ADD COLUMN sent_external_id TEXT;
+        CREATE INDEX recordings_path ON recordings(path);
+        UPDATE recordings SET sent_external_id = external_id WHERE attempts > 0
+            OR status IN ('uploading', 'succeeded');
+        UPDATE recordings SET path = json_extract(fields, '$.recording_file')
+            WHERE fields IS NOT NULL AND json_valid(fields);
+    """),
+)
+
+
+def _absolute_file_keys(conn: sqlite3.Connection) -> None:
+    """Part of ``0004_file_identity``: keys of the form ``file:<path relative to the
+    manifest's folder>`` become ``file:<absolute path>``, so that two folders' ``a.wav`` are
+    two recordings. A row's attempts follow its key (the foreign key is checked at commit)."""
+    conn.execute("PRAGMA defer_foreign_keys = ON")
+    moves = []
+    for key, manifest in conn.execute(
+            "SELECT key, manifest FROM recordings WHERE key LIKE 'file:%'").fetchall():
+        written = key[5:]
+        if os.path.isabs(os.path.expanduser(written)) or not manifest:
+            absolute = os.path.abspath(os.path.expanduser(written))
+        else:
+            absolute = os.path.abspath(os.path.join(os.path.dirname(manifest),
+                                                    os.path.expanduser(written)))
+        moves.append(("file:" + absolute, absolute, key))
+    for new, path, old in moves:
+        if new != old:
+            conn.execute("UPDATE attempts SET key = ? WHERE key = ?", (new, old))
+        conn.execute("UPDATE recordings SET key = ?, path = ? WHERE key = ?", (new, path, old))
+
+
+#: Steps of a migration that SQL alone cannot do, run after its script in its transaction.
+MIGRATION_STEPS: dict[str, Callable[[sqlite3.Connection], None]] = {
+    "0004_file_identity": _absolute_file_keys,
+}
+
+
+
+
+def migrate(conn: sqlite3.Connection) -> None:
+    """Apply, in order, each migration the file has not had, each in a transaction of its own."""
+    conn.execute("CREATE TABLE IF NOT EXISTS migrations "
+                 "(name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)")
+    done = {r[0] for r in conn.execute("SELECT name FROM migrations")}
+    for name, script in MIGRATIONS:
+        if name in done:
+            continue
+        statements = [s.strip() for s in script.split(";") if s.strip()]
+        with Transaction(conn):
+            for statement in statements:
+                conn.execute(statement)
+            step = MIGRATION_STEPS.get(name)
+            if step is not None:
+                step(conn)
+            conn.execute("INSERT INTO migrations VALUES (?, ?)", (name, now()))
+
+
+def applied(conn: sqlite3.Connection) -> set[str]:
+    return {r[0] for r in conn.execute("SELECT name FROM migrations")}
+
+
+def up_to_date(names: set[str]) -> bool:
+    return names >= {name for name, _ in MIGRATIONS}
+
+
+#: The rows each run has admitted: what duplicates are looked up in. It lives in SQLite's
+#: temporary database (a file, not memory: a run of ten million rows stays small), for as
+#: long as the connection, and is never written to the ledger file: it must see every row of
+#: this run, also those skipped as done, without rewriting what the ledger says of them.
+RUN_ROWS = (
+    "CREATE TEMP TABLE IF NOT EXISTS run_rows (run_id INTEGER NOT NULL, key TEXT NOT NULL, "
+    "recording TEXT, row_number INTEGER NOT NULL, PRIMARY KEY (key, run_id)) WITHOUT ROWID",
+    # The looked-up column first: SQLite's planner then searches by it, not by the run's rows.
+    "CREATE INDEX IF NOT EXISTS temp.run_rows_recording ON run_rows (recording, run_id)",
+    # validate's files by content (``record_audio(record=False)``), first row of each.
+    "CREATE TEMP TABLE IF NOT EXISTS run_audio (run_id INTEGER NOT NULL, sha256 TEXT NOT NULL, "
+    "key TEXT NOT NULL, row_number INTEGER NOT NULL, PRIMARY KEY (sha256, run_id)) "
+    "WITHOUT ROWID",
+)
+
+
+
+class Transaction:
+    """``BEGIN IMMEDIATE`` .. ``COMMIT``, rolled back on any exception; inside a transaction
+    already open (the batch writer's), a savepoint, so that one failing call is undone alone."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+        self._nested = False
+
+    def __enter__(self) -> None:
+        self._nested = self._conn.in_transaction
+        self._conn.execute("SAVEPOINT call" if self._nested else "BEGIN IMMEDIATE")
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        if self._nested:
+            if exc_type is not None:
+                self._conn.execute("ROLLBACK TO call")
+            self._conn.execute("RELEASE call")
+        else:
+            self._conn.execute("COMMIT" if exc_type is None else "ROLLBACK")
+
+
+
+def select_in(conn: sqlite3.Connection, sql: str, params: tuple[Any, ...],
+               values: Sequence[str]) -> Iterator[tuple[Any, ...]]:
+    """``sql`` with its ``IN ({})`` filled in, over ``values`` in slices that stay within
+    SQLite's limit on parameters."""
+    for start in range(0, len(values), 500):
+        part = values[start:start + 500]
+        yield from conn.execute(sql.format(",".join("?" * len(part))), (*params, *part))
+
+
+
+def unusable(path: Path, exc: sqlite3.DatabaseError) -> LedgerError:
+    """The one-line error for a ledger SQLite cannot use, saying what to do where we can."""
+    text = str(exc)
+    if "readonly" in text or "read-only" in text:
+        return LedgerError(f"{path}: cannot write the ledger: the file or its folder is "
+                           "read-only (or immutable); a run needs to write it (copy it "
+                           "somewhere writable), while `report` only reads it")
+    if "unable to open" in text:
+        return LedgerError(f"{path}: cannot open the ledger ({text}; check the permissions "
+                           "of the file and its folder)")
+    return LedgerError(f"{path}: not a usable ledger ({text})")
+
+
