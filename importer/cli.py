@@ -39,7 +39,7 @@ from .events import Observer, RunSummary, stop_reason_for
 from .ledger import Ledger, Status
 from .lookup import run_lookup
 from .outputs import atomic_text, ledger_inputs, refuse_overwrites
-from .pipeline import ImportRun, RetrySelection
+from .pipeline import ImportRun, Retry, RetrySelection, Upload, Validate
 from .progress import ProgressObserver
 from .report import (
     ObjectWriter,
@@ -493,8 +493,8 @@ def cmd_run(args: argparse.Namespace, upload: bool) -> int:
         log.warning("--skip-duplicate-audio is the default now (audio already imported is not "
                     "sent again) and does nothing; --send-same-audio sends such rows")
     errors_out: Path | None = getattr(args, "errors_out", None)
-    run = ImportRun(settings, args.manifest, upload=upload, observer=_observer(settings),
-                    errors_out=errors_out)
+    mode = Upload(args.manifest, errors_out) if upload else Validate(args.manifest, errors_out)
+    run = ImportRun(settings, mode, observer=_observer(settings))
     # validate reads no ledger, but the one a run of this manifest keeps is protected too:
     # a CSV written over it would lose every earlier night's outcomes.
     refuse_overwrites({"--errors-out": errors_out, "--summary-json": settings.summary_json},
@@ -508,7 +508,9 @@ def cmd_retry(args: argparse.Namespace) -> int:
     _setup_logging(settings, args.verbose)
     statuses = tuple(Status(s) for s in dict.fromkeys(args.status or ["failed"]))
     selection = RetrySelection(statuses, args.include_rejected, _since(args.since))
-    run = ImportRun(settings, None, retry=selection, observer=_observer(settings))
+    if settings.ledger is None:
+        raise UsageError("retry needs a ledger")
+    run = ImportRun(settings, Retry(settings.ledger, selection), observer=_observer(settings))
     refuse_overwrites({"--summary-json": settings.summary_json},
                       [*ledger_inputs(run.ledger_path()), *_settings_inputs(settings)])
     return _execute(run, settings)

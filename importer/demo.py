@@ -12,7 +12,7 @@ from pathlib import Path
 
 from .events import Observer
 from .ledger import Ledger
-from .pipeline import ImportRun
+from .pipeline import ImportRun, Upload
 from .report import counts_text, summary_text
 from .sandbox import STATE, STORE, SandboxConfig, start
 from .settings import Settings
@@ -33,7 +33,7 @@ async def run_demo(ledger: Path, manifest: Path, concurrency: int,
             "ledger": ledger, "concurrency": concurrency, "rate": 20.0,
             "timezone": "America/New_York",
         }, environ={})
-        summary = await ImportRun(settings, manifest, observer=observer).execute()
+        summary = await ImportRun(settings, Upload(manifest), observer=observer).execute()
         app = runner.app
         say(summary_text(summary))
         logins = app[STATE].logins

@@ -42,15 +42,17 @@ class RunGuard:
         return self.clock() - self.started
 
     def before_upload(self) -> Stop | None:
-        """Whether another upload may start (and, if so, count it as started)."""
+        """Whether another upload may start: the budget that forbids it, if one does."""
         s = self.settings
         if s.max_uploads is not None and self.uploads >= s.max_uploads:
             return Stop(StopReason.BUDGET, f"budget: --max-uploads {s.max_uploads} reached")
         if s.max_duration is not None and self.elapsed() >= s.max_duration:
             return Stop(StopReason.BUDGET,
                         f"budget: --max-duration {s.max_duration:g}s reached")
-        self.uploads += 1
         return None
+
+    def upload_started(self) -> None:
+        self.uploads += 1
 
     def after_problem(self, summary: RunSummary, rows_read: int) -> Stop | None:
         """``--max-errors`` after a row failed or was found invalid: N rows, or N% judged

@@ -78,5 +78,5 @@ def test_environment_is_read_only_in_settings() -> None:
 
 def test_pipeline_has_a_bounded_queue_and_no_tqdm() -> None:
     text = (PACKAGE / "pipeline.py").read_text()
-    assert "asyncio.Queue(self.settings.effective_queue_size)" in text
+    assert re.search(r"asyncio\.Queue\((self\.settings|s)\.effective_queue_size\)", text)
     assert "tqdm" not in text

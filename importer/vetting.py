@@ -1,0 +1,170 @@
+"""A row's recording checked before anything is sent: its file probed and hashed, its audio
+compared with what the ledger holds and with what this run's other workers are sending.
+
+The same audio is imported once. Audio the ledger holds as imported, under any key, is not sent
+again: the row is recorded as already imported under that key. Of rows of this run with the
+same audio, one is sent and the others wait for its outcome (a ``Claim`` per audio on its way):
+imported, they are recorded as already imported; not, the next one goes. Audio whose upload
+elsewhere has an unknown outcome is not sent either. ``--send-same-audio`` sends such rows, with
+a warning (two short calls of silence can be byte-identical); ``validate`` names the rows of its
+manifest that share their audio.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import os
+from concurrent.futures import Executor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .audio import AudioInfo, check_url_form, judge_url_answer, probe
+from .context import Job, RunContext
+from .errors import ApiError, AudioError
+from .events import Outcome, RowEvent
+from .ledger import FileFacts, SameAudio, Status
+
+log = logging.getLogger("importer.pipeline")
+
+#: Files up to this size are probed, hashed and read on the event loop (reading and hashing
+#: 40 KB costs less than handing it to a thread and back), and sent from memory.
+INLINE_PROBE_BYTES = 256 * 1024
+
+
+@dataclass
+class Claim:
+    """A worker's hold on one audio content (sha256) while its row is on its way: other rows
+    of the run with the same audio wait for ``done``, which gives the key the audio was
+    imported under, or None when it was not."""
+
+    key: str
+    row: int = 0
+    sha256: str | None = None
+    imported: str | None = None
+    claimed: bool = False  # the ledger marked the row uploading with its audio's facts
+    done: asyncio.Future[str | None] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future())
+
+
+class Vetting:
+    """The checks of a row before it is sent, for the workers of one run."""
+
+    def __init__(self, ctx: RunContext, probes: Executor) -> None:
+        self.ctx = ctx
+        self.probes = probes
+        #: Audio (sha256) on its way in this run, and the claim that holds it.
+        self.claims: dict[str, Claim] = {}
+
+    async def vet(self, job: Job, claim: Claim) -> tuple[bool, AudioInfo | None]:
+        """Whether the row may go on (a refusal is recorded here), and its file's facts. In a
+        run that sends, a file row that may go is claimed: ``uploading``, durably."""
+        s, path, url = self.ctx.settings, job.record.recording_file, job.record.recording_url
+        try:
+            if path is not None:
+                info = await self._probe(path, job.known)
+                return await self._same_audio(job, info, claim), info
+            if url is not None:
+                check_url_form(url)
+                if s.check_urls and self.ctx.client is not None:
+                    judge_url_answer(url, await self.ctx.client.check_url(url), s.max_file_size)
+        except AudioError as exc:
+            await self.refuse(job, str(exc), exc.reason)
+            return False, None
+        except ApiError as exc:  # the URL's server could not be asked at all
+            await self.refuse(job, f"{url}: cannot check the URL: {exc.message}",
+                              "URL cannot be checked (--check-urls)")
+            return False, None
+        return True, None
+
+    async def refuse(self, job: Job, detail: str, reason: str) -> None:
+        """The row's recording is refused: ``detail`` says why, ``reason`` the same without
+        the row's particulars (for counting)."""
+        error = f"row {job.row}: {detail}"
+        await self.ctx.ledger.invalid(job.key, error, reason)
+        self.ctx.outcomes.emit(RowEvent(job.row, job.key, Outcome.INVALID, error, reason),
+                               job.cells, detail)
+
+    def release(self, claim: Claim) -> None:
+        """The row's outcome is known (or the run is stopping): rows waiting on the same audio
+        learn whether it is imported."""
+        if claim.sha256 is not None and self.claims.get(claim.sha256) is claim:
+            del self.claims[claim.sha256]
+        if not claim.done.done():
+            claim.done.set_result(claim.imported)
+
+    async def _probe(self, path: Path, known: FileFacts | None) -> AudioInfo:
+        """A small file here, on the event loop, read once and kept for the upload; a bigger
+        one in the probe pool, beside the uploads."""
+        s = self.ctx.settings
+        check = functools.partial(probe, path, s.max_file_size,
+                                  max_duration=s.max_recording_duration, known=known)
+        try:
+            small = os.stat(path).st_size <= INLINE_PROBE_BYTES
+        except OSError:
+            small = True  # the probe says why, at once
+        if small:
+            return check(keep=INLINE_PROBE_BYTES if self.ctx.mode.sends else 0)
+        return await asyncio.get_running_loop().run_in_executor(self.probes, check)
+
+    async def _same_audio(self, job: Job, info: AudioInfo, claim: Claim) -> bool:
+        """Whether the row may be sent, given the other recordings with the same audio (see
+        the module docstring)."""
+        ctx, sha = self.ctx, info.sha256
+        if not ctx.sends or ctx.settings.send_same_audio or sha is None:
+            if ctx.sends:
+                same = await ctx.ledger.claim(job.key, job.record.external_id, info,
+                                              send_twins=True)
+                claim.claimed = True
+            else:
+                same = await ctx.ledger.twin_in_run(job.key, job.row, info)
+            if same is not None:
+                ctx.outcomes.summary.same_audio += 1
+                ctx.outcomes.problem(
+                    f"row {job.row}: {info.path}: {self._twin(same, sha or '')}; " +
+                    ("sending it anyway (--send-same-audio)" if ctx.sends else
+                     "run sends only one of them (--send-same-audio sends both)"))
+            return True
+        while (owner := self.claims.get(sha)) is not None:
+            imported_as = await asyncio.shield(owner.done)
+            if imported_as is not None:
+                await self._already(job, imported_as, f"row {owner.row} of this run")
+                claim.imported = imported_as
+                return False
+        claim.sha256, claim.row = sha, job.row
+        self.claims[sha] = claim
+        same = await ctx.ledger.claim(job.key, job.record.external_id, info, send_twins=False)
+        if same is None:
+            claim.claimed = True
+            return True
+        if same.status is Status.SUCCEEDED:
+            await self._already(job, same.key, self._where(same))
+            claim.imported = same.key
+            return False
+        ctx.outcomes.emit(RowEvent(
+            job.row, job.key, Outcome.UNRESOLVED,
+            f"row {job.row}: {info.path}: {self._twin(same, sha)}: not sent, since it may be "
+            "imported already; it is sent or found imported on a later run, once that upload "
+            "is reconciled (--send-same-audio sends it now)",
+            "same audio as an upload of unknown outcome"))
+        return False
+
+    async def _already(self, job: Job, same_as: str, where: str) -> None:
+        await self.ctx.ledger.already_imported(job.key, same_as)
+        log.info("row %d: %s: the same audio is already imported, as %s (%s); not sent again "
+                 "(--send-same-audio sends it)", job.row, job.record.recording_file, same_as,
+                 where)
+        self.ctx.outcomes.emit(RowEvent(job.row, job.key, Outcome.ALREADY_IMPORTED))
+
+    def _where(self, same: SameAudio) -> str:
+        where = f"row {same.row_number}"
+        if same.manifest != self.ctx.origin and same.manifest:
+            where += f" of {Path(same.manifest).name}"
+        return where
+
+    def _twin(self, same: SameAudio, sha256: str) -> str:
+        state = {Status.SUCCEEDED: "already uploaded", Status.UPLOADING: "whose upload has an "
+                 "unknown outcome", Status.FAILED: "whose upload failed"}.get(same.status,
+                                                                               "not sent yet")
+        return f"same audio (sha256 {sha256[:12]}...) as {self._where(same)} ({same.key}), {state}"
