@@ -13,38 +13,33 @@ import asyncio
 import io
 import os
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from importlib.metadata import PackageNotFoundError, version
 from types import TracebackType
 from typing import Any, TypeVar
 
 import aiohttp
-from pydantic import ValidationError
 
 from .audio import AudioInfo, UrlAnswer
 from .auth import PasswordLogin, StaticToken, TokenProvider
+from .client_lookups import THROTTLE_PAUSE, Lookups
 from .errors import (
     ApiError,
-    ApiUnavailable,
     AudioError,
     AuthError,
     NotTheApi,
     RateLimited,
-    RequestRejected,
     RequestTimeout,
-    ServerError,
     TransportError,
     UnexpectedAnswer,
     UsageError,
 )
-from .limits import RateLimiter, RetryPolicy, Sleep, retrying
+from .limits import RateLimiter, RetryPolicy, Sleep
 from .records import UploadRecord
 from .redact import Redactor
-from .resources import RESOURCES, ApiObject, Call, Resource, build_filter
 from .responses import (
     Token,
     UploadAnswer,
-    interpret_lookup,
     interpret_token,
     interpret_upload,
 )
@@ -52,24 +47,11 @@ from .settings import Settings
 
 UPLOAD_PATH = "/v2/call/upload"
 TOKEN_PATH = "/oauth/token"
-#: The cheap authenticated request that shows, before the first row, that the API answers and
-#: takes our credentials: the first group the account sees.
-CHECK_PATH = "/v2/group/list"
 #: Answers are read whole (a body can arrive in many pieces), up to this: a page of lookups
 #: is far smaller, and a misbehaving server cannot fill memory.
 MAX_ANSWER_BYTES = 8 << 20
-#: The check before the first row: attempts, the pause between them, and its own timeouts, so
-#: that an API that is not there stops the run in seconds, not after many rows' retries.
-CHECK_ATTEMPTS = 3
-CHECK_PAUSE = 1.0
-CHECK_CONNECT_TIMEOUT = 10.0
-CHECK_READ_TIMEOUT = 30.0
-#: Seconds every request waits after a 429 that names no Retry-After.
-THROTTLE_PAUSE = 1.0
 #: No headers beyond the token's (a default argument that is never changed).
 _NO_HEADERS: Mapping[str, str] = {}
-#: The V2 lookups' own default page size.
-DEFAULT_PAGE = 100
 T = TypeVar("T")
 
 
@@ -78,15 +60,6 @@ def _user_agent() -> str:
         return f"convirza-import/{version('convirza-import')}"
     except PackageNotFoundError:
         return "convirza-import"
-
-
-def _model(resource: Resource, item: dict[str, Any]) -> ApiObject:
-    try:
-        return resource.model.model_validate(item)
-    except ValidationError as exc:
-        fields = ", ".join(str(e["loc"][0]) for e in exc.errors() if e["loc"])
-        raise UnexpectedAnswer(f"{resource.path} answered an object without a usable "
-                               f"{fields or 'shape'}") from None
 
 
 def translate(exc: BaseException, *, body_sent: bool) -> ApiError:
@@ -116,7 +89,7 @@ def translate(exc: BaseException, *, body_sent: bool) -> ApiError:
     raise TypeError(f"no ApiError for {type(exc).__name__}") from exc
 
 
-class ConvirzaClient:
+class ConvirzaClient(Lookups):
     """Async client for one run: ``async with ConvirzaClient(settings) as client: ...``."""
 
     def __init__(self, settings: Settings, *, limiter: RateLimiter | None = None,
@@ -211,13 +184,6 @@ class ConvirzaClient:
 
     # --- lookups ----------------------------------------------------------------------
 
-    async def fetch(self, path: str, params: Mapping[str, str | int]) -> list[dict[str, Any]]:
-        """One GET of a V2 list endpoint, retried on transient failures (a GET is safe to
-        repeat), returning the envelope's ``data`` items."""
-        return await retrying(
-            lambda: self._authorized(lambda token: self._get_once(path, params, token)),
-            self.policy, pause=self._sleep)
-
     def _paced(self, interpret: Callable[[int, Mapping[str, str], bytes], T], status: int,
                headers: Mapping[str, str], body: bytes) -> T:
         """Interpret an answer, and tell the limiter how it went: a success counts toward
@@ -229,93 +195,6 @@ class ConvirzaClient:
             raise
         self.limiter.succeeded()
         return result
-
-    async def _get_once(self, path: str, params: Mapping[str, str | int],
-                        token: str) -> list[dict[str, Any]]:
-        return await self._request("GET", path, token, interpret_lookup,
-                                   params={k: str(v) for k, v in params.items()})
-
-    async def iterate(self, resource: Resource, *, filter: str = "",
-                      params: Mapping[str, str | int] | None = None, limit: int | None = None,
-                      page_size: int = DEFAULT_PAGE) -> AsyncIterator[ApiObject]:
-        """Every object of a list endpoint, page after page; the next page is fetched only
-        when the caller has consumed this one. ``limit`` caps the number of objects."""
-        offset = 0
-        seen = 0
-        while limit is None or seen < limit:
-            size = page_size if limit is None else min(page_size, limit - seen)
-            query: dict[str, str | int] = {**(params or {}), "limit": size, "offset": offset}
-            if filter:
-                query["filter"] = filter
-            page = await self.fetch(resource.path, query)
-            for item in page:
-                yield _model(resource, item)
-            seen += len(page)
-            if len(page) < size:
-                return
-            offset += len(page)
-
-    async def get_one(self, resource: Resource, object_id: int | str) -> ApiObject | None:
-        """The object with this id, or None when the API has no such record."""
-        page = await self.fetch(resource.path, {"id": object_id})
-        return _model(resource, page[0]) if page else None
-
-    async def find_calls(self, external_id: str,
-                         narrow: Mapping[str, str] | None = None) -> list[Call]:
-        """Calls carrying exactly this ``external_id``: how an upload with an unknown outcome
-        (the API returns no call id) is found again.
-
-        The API's filter separates rules with commas and has no escape for one, so an id with
-        a comma is looked for among the calls that ``narrow`` selects (the row's group and
-        caller, say) and matched here; without ``narrow`` such an id cannot be looked up
-        (``UsageError``). Every match is exact, whatever the filter lets through.
-        """
-        if "," not in external_id and external_id.strip() == external_id:
-            rule = build_filter({"external_id": external_id})
-        elif narrow:
-            rule = build_filter(narrow)
-        else:
-            raise UsageError(f"the external_id {external_id!r} cannot be written in the API's "
-                             "filter (a comma separates its rules)")
-        return [c async for c in self.iterate(RESOURCES["calls"], filter=rule)
-                if isinstance(c, Call) and c.external_id == external_id]
-
-    async def check_api(self) -> None:
-        """Before the first row: one cheap authenticated request (the first group) shows that
-        the API answers, as the API, and takes our credentials (a login first, when that is
-        how we get a token). A few quick tries with short timeouts, so that an API that is
-        not there stops the run in seconds (``ApiUnavailable``) instead of failing rows;
-        ``AuthError`` and ``NotTheApi`` as for any request."""
-        url = self.settings.base_url
-        timeout = aiohttp.ClientTimeout(
-            total=None, connect=min(self.settings.connect_timeout, CHECK_CONNECT_TIMEOUT),
-            sock_read=min(self.settings.read_timeout, CHECK_READ_TIMEOUT))
-        for attempt in range(1, CHECK_ATTEMPTS + 1):
-            try:
-                await self._authorized(lambda token: self._request(
-                    "GET", CHECK_PATH, token, interpret_lookup,
-                    params={"limit": "1"}, timeout=timeout))
-                return
-            except RateLimited as exc:  # it answers: wait as asked, and ask again
-                await self._sleep(exc.retry_after or THROTTLE_PAUSE)
-            except (AuthError, NotTheApi):
-                raise
-            except RequestRejected as exc:
-                if exc.status == 404:
-                    raise NotTheApi(f"{url}{CHECK_PATH} answered HTTP 404: check --api-url "
-                                    "(the API's root, such as https://apicfa.convirza.com)",
-                                    status=404) from None
-                return  # it answered as the API does, and took the credentials
-            except UnexpectedAnswer as exc:
-                raise NotTheApi(f"{url}{CHECK_PATH} answered, but not as the API does "
-                                f"({exc.message}): check --api-url", status=exc.status) \
-                    from None
-            except (TransportError, ServerError) as exc:
-                if attempt == CHECK_ATTEMPTS:
-                    raise ApiUnavailable(f"the API at {url} does not answer ({exc}; "
-                                         f"{CHECK_ATTEMPTS} tries): nothing was sent; run again "
-                                         "once it is back", status=exc.status) from None
-                await self._sleep(CHECK_PAUSE * attempt)
 
     async def _upload_once(self, record: UploadRecord, audio: AudioInfo | None,
                            token: str) -> UploadAnswer:
