@@ -32,6 +32,7 @@ import os
 import queue
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, fields, replace
 from datetime import UTC, datetime
@@ -40,6 +41,7 @@ from pathlib import Path
 from typing import Any, NamedTuple, ParamSpec, TypeVar
 
 from .errors import LedgerError
+from .events import NullObserver, Observer
 from .lock import LedgerLock, describe
 
 
@@ -1018,6 +1020,7 @@ class AsyncLedger:
         self.ledger = ledger
         self.batches = 0  # commits made, for benchmarks
         self.calls = 0
+        self.observer: Observer = NullObserver()  # told of every commit (the metrics)
         self._queue: queue.SimpleQueue[_Call | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._write_loop, name="ledger-writer",
                                         daemon=True)
@@ -1052,6 +1055,7 @@ class AsyncLedger:
                     break
                 batch.append(item)
             results: list[tuple[bool, Any]] = []
+            began = time.monotonic()
             try:
                 conn.execute("BEGIN IMMEDIATE")
                 for call in batch:
@@ -1067,6 +1071,7 @@ class AsyncLedger:
                 results = [(False, failure)] * len(batch)
             self.batches += 1
             self.calls += len(batch)
+            self.observer.committed(time.monotonic() - began, len(batch))
             for call, (ok, value) in zip(batch, results, strict=True):
                 _deliver(call, ok, value)
         self.ledger.close()

@@ -308,6 +308,7 @@ class ImportRun:
                 Ledger.open, path, create=manifest is not None, durable=self.upload)
             opened.scrub = Redactor(s.secrets())
             ledger = AsyncLedger(opened)
+            ledger.observer = self.observer
             self.summary.ledger = str(path) if self.upload else None
             try:
                 await self._execute(ledger, manifest)
@@ -337,6 +338,7 @@ class ImportRun:
             client = None
             if self.upload or self.settings.preflight or self.settings.check_urls:
                 client = await stack.enter_async_context(ConvirzaClient(self.settings))
+                client.observer = self.observer
                 if self.upload or self.settings.preflight:
                     await client.check_api()  # no API, no row touched: fail in seconds
                 if self.settings.preflight:
