@@ -312,13 +312,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     rep = sub.add_parser("report", help="counts and reasons, or every row as a table, CSV, JSON",
                          description="Show one or more ledgers (e.g. one per shard): counts "
-                                     "by state, error reasons and runs (default), or every "
+                                     "by state, error reasons and runs (default), every "
                                      "recording as a table, CSV (safe to open in Excel) or a "
-                                     "JSON array.")
+                                     "JSON array, or a self-contained HTML page with charts.")
     rep.add_argument("ledgers", type=Path, nargs="+", metavar="LEDGER",
                      help="ledger files written by run (several: their sum)")
-    rep.add_argument("--format", choices=["summary", "table", "csv", "json"], default="summary",
-                     help="summary: counts, reasons, runs (default); table/csv/json: every row")
+    rep.add_argument("--format", choices=["summary", "table", "csv", "json", "html"],
+                     default="summary",
+                     help="summary: counts, reasons, runs (default); table/csv/json: every "
+                          "row; html: one page with charts, needing no network (give "
+                          "--output FILE.html)")
     rep.add_argument("--summary", action="store_true",
                      help="the summary (counts by state and error reason, per run and "
                           "overall); with --format json, as JSON")
@@ -606,10 +609,21 @@ def _write_summary(path: Path, summary: RunSummary) -> None:
 def cmd_report(args: argparse.Namespace) -> int:
     if args.run is not None and len(args.ledgers) > 1:
         raise UsageError("--run numbers are per ledger: give one ledger with --run")
+    if args.format == "html" and (args.status or args.run is not None):
+        raise UsageError("--format html shows every row and run; --status and --run select "
+                         "rows for table, csv and json")
     refuse_overwrites({"--output": args.output},
                       [found for path in args.ledgers for found in ledger_inputs(path)])
     ledgers = [Ledger.open_readonly(path) for path in args.ledgers]
     try:
+        if args.format == "html":
+            from .html_report import render
+            from .ledger_stats import collect
+
+            page = render(collect(args.ledgers))
+            with _output(args.output) as out:
+                out.write(page)
+            return 0
         with _output(args.output, for_people=args.format in ("table", "summary")) as out:
             if args.summary or args.format == "summary":
                 summary = ledger_summary(ledgers)
