@@ -116,7 +116,8 @@ def _figure(name: str, label: str, value: str, note: str = "") -> str:
 
 def _headline(stats: LedgerStats, p: Pace, line: Timeline | None) -> str:
     c = stats.counts
-    figures = [_figure("rows", "Rows in the ledger", _n(stats.rows))]
+    figures = [_figure("rows", "Rows in the ledgers" if len(stats.ledgers) > 1 else
+                       "Rows in the ledger", _n(stats.rows))]
     figures += [_figure(s.value, f"{s.value.capitalize()}", _n(c[s.value]),
                         "outcome unknown, looked up on the next run" if s is Status.UPLOADING
                         else "") for s in Status]
