@@ -29,13 +29,13 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TextIO, cast
+from typing import TYPE_CHECKING, Any, TextIO, cast
 
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from . import demo, logs
 from .errors import ImporterError, UsageError
-from .events import Observer, RunSummary, stop_reason_for
+from .events import FanOut, Observer, RunSummary, stop_reason_for
 from .ledger import Ledger, Status
 from .lookup import run_lookup
 from .outputs import atomic_text, ledger_inputs, refuse_overwrites
@@ -58,6 +58,9 @@ from .settings import (
     parse_duration,
     parse_size,
 )
+
+if TYPE_CHECKING:
+    from .metrics import MetricsObserver
 
 log = logging.getLogger("importer.cli")
 
@@ -156,6 +159,7 @@ def _add_settings_options(p: argparse.ArgumentParser, *, upload: bool) -> None:
                             "manifest); re-running with the same ledger resumes")
         _add_upload_options(a)
         _add_budget_options(p)
+        _add_metrics_options(p)
     _add_output_options(p, summary_json=True)
 
 
@@ -188,6 +192,20 @@ def _add_budget_options(p: argparse.ArgumentParser) -> None:
     b.add_argument("--max-duration", metavar="TIME",
                    help="start no new upload after TIME, e.g. 45m, 6h (uploads in flight "
                         "finish)")
+
+
+def _add_metrics_options(p: argparse.ArgumentParser) -> None:
+    m = p.add_argument_group("metrics (Prometheus)")
+    m.add_argument("--metrics-port", type=int, metavar="PORT",
+                   help="serve Prometheus metrics at http://HOST:PORT/metrics while the run "
+                        "lasts (0: any free port, logged)")
+    m.add_argument("--metrics-host", metavar="HOST",
+                   help="address for --metrics-port (default 127.0.0.1, this machine only; "
+                        "0.0.0.0 to be scraped from elsewhere, e.g. in a pod)")
+    m.add_argument("--metrics-textfile", type=Path, metavar="FILE",
+                   help="write the same metrics to FILE (name it *.prom) every "
+                        "15 s and at the end of the run, whole, for node_exporter's textfile "
+                        "collector (cron jobs)")
 
 
 def _add_api_options(p: argparse.ArgumentParser) -> argparse._ArgumentGroup:
@@ -289,17 +307,21 @@ def build_parser() -> argparse.ArgumentParser:
                      help="refuse recordings bigger than this (default 50MB)")
     _add_upload_options(_add_api_options(rty))
     _add_budget_options(rty)
+    _add_metrics_options(rty)
     _add_output_options(rty, summary_json=True)
 
     rep = sub.add_parser("report", help="counts and reasons, or every row as a table, CSV, JSON",
                          description="Show one or more ledgers (e.g. one per shard): counts "
-                                     "by state, error reasons and runs (default), or every "
+                                     "by state, error reasons and runs (default), every "
                                      "recording as a table, CSV (safe to open in Excel) or a "
-                                     "JSON array.")
+                                     "JSON array, or a self-contained HTML page with charts.")
     rep.add_argument("ledgers", type=Path, nargs="+", metavar="LEDGER",
                      help="ledger files written by run (several: their sum)")
-    rep.add_argument("--format", choices=["summary", "table", "csv", "json"], default="summary",
-                     help="summary: counts, reasons, runs (default); table/csv/json: every row")
+    rep.add_argument("--format", choices=["summary", "table", "csv", "json", "html"],
+                     default="summary",
+                     help="summary: counts, reasons, runs (default); table/csv/json: every "
+                          "row; html: one page with charts, needing no network (give "
+                          "--output FILE.html)")
     rep.add_argument("--summary", action="store_true",
                      help="the summary (counts by state and error reason, per run and "
                           "overall); with --format json, as JSON")
@@ -420,7 +442,8 @@ def _settings(args: argparse.Namespace) -> Settings:
                      "wait_for_ledger",
                      "max_consecutive_failures",
                      "send_same_audio", "check_urls", "columns_file", "sheet",
-                     "encoding", "dayfirst")
+                     "encoding", "dayfirst", "metrics_port", "metrics_host",
+                     "metrics_textfile")
     }
     flags["preflight"] = getattr(args, "preflight", None)
     if getattr(args, "min_upload_rate", None) is not None:
@@ -441,12 +464,23 @@ def _setup_logging(settings: Settings, verbose: bool) -> None:
     logs.configure(settings.log_format, level, settings.secrets())
 
 
-def _observer(settings: Settings) -> Observer:
-    if settings.quiet:
-        from .events import NullObserver
+def _observer(settings: Settings, metrics: MetricsObserver | None = None) -> Observer:
+    """The run's observers: the progress bar or line (unless ``--quiet``) and the metrics."""
+    shown: list[Observer] = [] if settings.quiet else \
+        [ProgressObserver(interval=settings.progress_interval)]
+    observers = [*shown, *([metrics] if metrics is not None else [])]
+    return observers[0] if len(observers) == 1 else FanOut(*observers)
 
-        return NullObserver()
-    return ProgressObserver(interval=settings.progress_interval)
+
+def _metrics(settings: Settings) -> MetricsObserver | None:
+    """The metrics observer, when ``--metrics-port`` or ``--metrics-textfile`` asks for it;
+    a shard's metrics carry its ``shard`` label."""
+    if settings.metrics_port is None and settings.metrics_textfile is None:
+        return None
+    from .metrics import MetricsObserver
+
+    labels = {"shard": settings.shard} if settings.shard else {}
+    return MetricsObserver(labels=labels, textfile=settings.metrics_textfile)
 
 
 async def _run_until_signalled(run: ImportRun) -> RunSummary:
@@ -493,14 +527,16 @@ def cmd_run(args: argparse.Namespace, upload: bool) -> int:
         log.warning("--skip-duplicate-audio is the default now (audio already imported is not "
                     "sent again) and does nothing; --send-same-audio sends such rows")
     errors_out: Path | None = getattr(args, "errors_out", None)
+    metrics = _metrics(settings)
     mode = Upload(args.manifest, errors_out) if upload else Validate(args.manifest, errors_out)
-    run = ImportRun(settings, mode, observer=_observer(settings))
+    run = ImportRun(settings, mode, observer=_observer(settings, metrics))
     # validate reads no ledger, but the one a run of this manifest keeps is protected too:
     # a CSV written over it would lose every earlier night's outcomes.
-    refuse_overwrites({"--errors-out": errors_out, "--summary-json": settings.summary_json},
+    refuse_overwrites({"--errors-out": errors_out, "--summary-json": settings.summary_json,
+                       "--metrics-textfile": settings.metrics_textfile},
                       [("the manifest", args.manifest), *ledger_inputs(run.ledger_path()),
                        *_settings_inputs(settings)])
-    return _execute(run, settings, reasons=5 if upload else 20)
+    return _execute(run, settings, reasons=5 if upload else 20, metrics=metrics)
 
 
 def cmd_retry(args: argparse.Namespace) -> int:
@@ -510,10 +546,13 @@ def cmd_retry(args: argparse.Namespace) -> int:
     selection = RetrySelection(statuses, args.include_rejected, _since(args.since))
     if settings.ledger is None:
         raise UsageError("retry needs a ledger")
-    run = ImportRun(settings, Retry(settings.ledger, selection), observer=_observer(settings))
-    refuse_overwrites({"--summary-json": settings.summary_json},
+    metrics = _metrics(settings)
+    run = ImportRun(settings, Retry(settings.ledger, selection),
+                    observer=_observer(settings, metrics))
+    refuse_overwrites({"--summary-json": settings.summary_json,
+                       "--metrics-textfile": settings.metrics_textfile},
                       [*ledger_inputs(run.ledger_path()), *_settings_inputs(settings)])
-    return _execute(run, settings)
+    return _execute(run, settings, metrics=metrics)
 
 
 def _settings_inputs(settings: Settings) -> list[tuple[str, Path | None]]:
@@ -535,13 +574,17 @@ def _since(text: str | None) -> str | None:
     return moment.astimezone(UTC).isoformat(timespec="milliseconds")
 
 
-def _execute(run: ImportRun, settings: Settings, *, reasons: int = 5) -> int:
-    """Run with signals handled; print the summary (with up to ``reasons`` error reasons)
-    and write it as JSON if asked."""
+def _execute(run: ImportRun, settings: Settings, *, reasons: int = 5,
+             metrics: MetricsObserver | None = None) -> int:
+    """Run with signals handled, metrics served if asked; print the summary (with up to
+    ``reasons`` error reasons) and write it as JSON if asked."""
     redirect = logging_redirect_tqdm(loggers=[logging.getLogger("importer")]) \
         if sys.stderr.isatty() and not settings.quiet else contextlib.nullcontext()
+    served = metrics.serve(settings.metrics_host, settings.metrics_port) \
+        if metrics is not None and settings.metrics_port is not None \
+        else contextlib.nullcontext()
     try:
-        with redirect:
+        with served, redirect:
             summary = asyncio.run(_run_until_signalled(run))
     finally:
         if settings.summary_json is not None:
@@ -569,10 +612,21 @@ def _write_summary(path: Path, summary: RunSummary) -> None:
 def cmd_report(args: argparse.Namespace) -> int:
     if args.run is not None and len(args.ledgers) > 1:
         raise UsageError("--run numbers are per ledger: give one ledger with --run")
+    if args.format == "html" and (args.status or args.run is not None):
+        raise UsageError("--format html shows every row and run; --status and --run select "
+                         "rows for table, csv and json")
     refuse_overwrites({"--output": args.output},
                       [found for path in args.ledgers for found in ledger_inputs(path)])
     ledgers = [Ledger.open_readonly(path) for path in args.ledgers]
     try:
+        if args.format == "html":
+            from .html_report import render
+            from .ledger_stats import collect
+
+            page = render(collect(args.ledgers))
+            with _output(args.output) as out:
+                out.write(page)
+            return 0
         with _output(args.output, for_people=args.format in ("table", "summary")) as out:
             if args.summary or args.format == "summary":
                 summary = ledger_summary(ledgers)

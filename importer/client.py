@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import io
 import os
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from importlib.metadata import PackageNotFoundError, version
@@ -34,6 +35,7 @@ from .errors import (
     UnexpectedAnswer,
     UsageError,
 )
+from .events import NullObserver, Observer, RequestEvent
 from .limits import RateLimiter, RetryPolicy, Sleep
 from .records import UploadRecord
 from .redact import Redactor
@@ -103,6 +105,7 @@ class ConvirzaClient(Lookups):
         self.redact = Redactor(settings.secrets())
         self.auth = self._token_provider(settings)
         self._session: aiohttp.ClientSession | None = None
+        self.observer: Observer = NullObserver()  # told of every request (the metrics)
 
     def _token_provider(self, s: Settings) -> TokenProvider:
         if s.token is not None:
@@ -233,13 +236,16 @@ class ConvirzaClient(Lookups):
         """One request through the limiter, its answer interpreted; every aiohttp failure
         comes out as one of ours, knowing whether the request may have reached the server."""
         sent = False
+        status: int | None = None
         try:
             async with self.limiter:
-                sent = True
+                sent, began = True, time.monotonic()
+                self.observer.request_started(method, path)
                 async with self.session.request(
                         method, self.settings.base_url + path, allow_redirects=False,
                         headers={"Authorization": f"Bearer {token}", **extra_headers},
                         **kwargs) as resp:
+                    status = resp.status
                     body = await _read_body(resp)
                     return self._paced(interpret, resp.status, resp.headers, body)
         except NotTheApi as exc:
@@ -249,6 +255,10 @@ class ConvirzaClient(Lookups):
             raise exc.redacted(self.redact) from None
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             raise translate(exc, body_sent=sent).redacted(self.redact) from exc
+        finally:
+            if sent:
+                self.observer.request_finished(RequestEvent(
+                    method, path, status, time.monotonic() - began, self.limiter.rate))
 
     async def check_url(self, url: str) -> UrlAnswer:
         """Ask a ``recording_url``'s server what it would serve, without fetching it: a HEAD,

@@ -117,7 +117,7 @@ class RunSummary:
     def add_many(self, outcome: Outcome, n: int) -> None:
         """``n`` rows with an outcome that carries nothing more (valid, skipped, another
         shard's), counted at once: a resumed run of a million rows makes no million events."""
-        self.counts[_NOT_ROWS.get(outcome) or outcome.value] += n
+        self.counts[counter_of(outcome)] += n
 
     def add(self, event: RowEvent) -> None:
         self.add_many(event.outcome, 1)
@@ -158,6 +158,8 @@ class RunSummary:
             "manifest": self.manifest, "ledger": self.ledger, "rows": self.rows,
             "counts": dict(self.counts), "top_errors": dict(self.errors.most_common(10)),
             "bytes_sent": self.bytes_sent, "same_audio": self.same_audio,
+            # The manifest's rows, roughly: what a report measures progress against.
+            "expected": self.expected,
             "elapsed_seconds": round(self.elapsed, 3),
             "stopped": self.stopped,
             "stop_reason": self.stop_reason.name.lower() if self.stop_reason else None,
@@ -169,8 +171,38 @@ _NOT_ROWS = {Outcome.RETRYING: "retries", Outcome.RESENDING: "resent after looku
              Outcome.OTHER_SHARD: "other shards"}
 
 
+def counter_of(outcome: Outcome) -> str:
+    """The summary's counter that an outcome feeds: its own name, or for an event that is not
+    a row's outcome (a retry, a resend, another shard's row) the counter of those."""
+    return _NOT_ROWS.get(outcome) or outcome.value
+
+
+def is_row_outcome(outcome: Outcome) -> bool:
+    """Whether the outcome ends a row (and counts in ``RunSummary.rows``)."""
+    return outcome not in _NOT_ROWS
+
+
+@dataclass(frozen=True)
+class RequestEvent:
+    """One request to the API, answered or not, as the client saw it: what the metrics need
+    for latency, 429s and the limiter's pace, which no row event carries."""
+
+    method: str
+    path: str
+    #: The HTTP status of the answer; None when none came (a timeout, a dropped connection).
+    status: int | None
+    #: From leaving the rate limiter to the answer read whole (or the failure).
+    seconds: float
+    #: The rate limiter's rate after this answer, in requests a second (it slows on a 429).
+    rate: float
+
+
 class Observer(Protocol):
-    """Watches a run. ``started`` hands over the live summary, which the run keeps current."""
+    """Watches a run. ``started`` hands over the live summary, which the run keeps current.
+
+    The methods with a body do nothing by default, so an observer that subclasses this one
+    needs only the events it cares about; the progress bar ignores requests and commits, the
+    metrics use them."""
 
     def started(self, summary: RunSummary) -> None: ...
 
@@ -181,8 +213,23 @@ class Observer(Protocol):
 
     def finished(self, summary: RunSummary) -> None: ...
 
+    def request_started(self, method: str, path: str) -> None:
+        """A request left the rate limiter for the API: in flight until ``request_finished``."""
+        return None
 
-class NullObserver:
+    def request_finished(self, event: RequestEvent) -> None:
+        """A request of ``request_started`` ended, answered or not."""
+        return None
+
+    def committed(self, seconds: float, calls: int) -> None:
+        """The ledger made one group commit of ``calls`` writes, durable after ``seconds``.
+
+        Called on the ledger's writer thread, not the event loop: keep it short, and safe to
+        run beside the other methods."""
+        return None
+
+
+class NullObserver(Observer):
     def started(self, summary: RunSummary) -> None:
         return None
 
@@ -194,3 +241,39 @@ class NullObserver:
 
     def finished(self, summary: RunSummary) -> None:
         return None
+
+
+class FanOut(Observer):
+    """Several observers of one run (the progress bar and the metrics), each told every event,
+    in the order given."""
+
+    def __init__(self, *observers: Observer) -> None:
+        self.observers = observers
+
+    def started(self, summary: RunSummary) -> None:
+        for observer in self.observers:
+            observer.started(summary)
+
+    def row(self, event: RowEvent) -> None:
+        for observer in self.observers:
+            observer.row(event)
+
+    def passed(self, outcome: Outcome, n: int) -> None:
+        for observer in self.observers:
+            observer.passed(outcome, n)
+
+    def finished(self, summary: RunSummary) -> None:
+        for observer in self.observers:
+            observer.finished(summary)
+
+    def request_started(self, method: str, path: str) -> None:
+        for observer in self.observers:
+            observer.request_started(method, path)
+
+    def request_finished(self, event: RequestEvent) -> None:
+        for observer in self.observers:
+            observer.request_finished(event)
+
+    def committed(self, seconds: float, calls: int) -> None:
+        for observer in self.observers:
+            observer.committed(seconds, calls)

@@ -17,11 +17,13 @@ import functools
 import queue
 import sqlite3
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from .errors import LedgerError
+from .events import NullObserver, Observer
 
 if TYPE_CHECKING:
     from .ledger import Ledger
@@ -53,6 +55,7 @@ class AsyncLedger:
         self.ledger = ledger
         self.batches = 0  # commits made, for benchmarks
         self.calls = 0
+        self.observer: Observer = NullObserver()  # told of every commit (the metrics)
         self._queue: queue.SimpleQueue[_Call | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._write_loop, name="ledger-writer",
                                         daemon=True)
@@ -87,6 +90,7 @@ class AsyncLedger:
                     break
                 batch.append(item)
             results: list[tuple[bool, Any]] = []
+            began = time.monotonic()
             try:
                 conn.execute("BEGIN IMMEDIATE")
                 for call in batch:
@@ -102,6 +106,7 @@ class AsyncLedger:
                 results = [(False, failure)] * len(batch)
             self.batches += 1
             self.calls += len(batch)
+            self.observer.committed(time.monotonic() - began, len(batch))
             _deliver(batch, results)
         self.ledger.close()
 

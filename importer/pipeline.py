@@ -150,7 +150,7 @@ class ImportRun:
             opened = await asyncio.to_thread(Ledger.open, path, create=manifest is not None,
                                              durable=self.mode.sends)
             opened.scrub = Redactor(s.secrets())
-            ledger = RunLedger(opened, record=self.mode.sends)
+            ledger = RunLedger(opened, record=self.mode.sends, observer=self.observer)
             self.summary.ledger = str(path) if self.mode.sends else None
             ctx = self._context(ledger)
             ctx.outcomes.invalid_rows = invalid_rows
@@ -194,6 +194,7 @@ class ImportRun:
             preflight = None
             if self.mode.sends or s.preflight or s.check_urls:
                 ctx.client = await stack.enter_async_context(ConvirzaClient(s))
+                ctx.client.observer = self.observer  # told of every request
                 if self.mode.sends or s.preflight:
                     await ctx.client.check_api()  # no API, no row touched: fail in seconds
                 if s.preflight:

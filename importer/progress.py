@@ -12,7 +12,7 @@ from typing import Never, TextIO
 
 from tqdm import tqdm
 
-from .events import Outcome, RowEvent, RunSummary
+from .events import Observer, Outcome, RowEvent, RunSummary
 
 log = logging.getLogger("importer.progress")
 
@@ -45,7 +45,7 @@ def _duration(seconds: float) -> str:
     return f"{seconds}s"
 
 
-class ProgressObserver:
+class ProgressObserver(Observer):
     """Shows how far a run is. ``stream`` decides: a terminal gets a bar (rows done of the
     manifest's rows, rate, ETA, counts), anything else a line every ``interval`` seconds."""
 

@@ -16,6 +16,7 @@ from typing import Any
 
 from .admission import Admission, Decision
 from .audio import AudioInfo
+from .events import Observer
 from .ledger import AttemptRecord, Ledger, SameAudio
 from .ledger_queries import Candidate
 from .ledger_writer import AsyncLedger
@@ -27,12 +28,15 @@ class RunLedger:
     """One run's ledger. ``record=False`` (``validate``): decisions are made as in a run,
     but no row is written."""
 
-    def __init__(self, ledger: Ledger, *, record: bool = True) -> None:
+    def __init__(self, ledger: Ledger, *, record: bool = True,
+                 observer: Observer | None = None) -> None:
         self.path: Path = ledger.path
         self.record = record
         self.run_id = 0
         self._ledger = ledger
         self._writer = AsyncLedger(ledger)
+        if observer is not None:
+            self._writer.observer = observer  # told of every commit
 
     async def begin(self, command: str, manifest: str | None) -> int:
         self.run_id = await self._writer.call(self._ledger.begin_run, command, manifest)

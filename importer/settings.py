@@ -160,6 +160,11 @@ class Settings(BaseModel):
     log_format: Literal["text", "json"] = "text"
     quiet: bool = False
     progress_interval: float = Field(10.0, gt=0)
+    #: Prometheus metrics: served on this port during a run (0: any free port), on
+    #: ``metrics_host`` (loopback unless widened), and/or written to ``metrics_textfile``.
+    metrics_port: int | None = Field(None, ge=0, le=65535)
+    metrics_host: str = "127.0.0.1"
+    metrics_textfile: Path | None = None
 
     @model_validator(mode="after")
     def _check(self) -> Settings:

@@ -42,7 +42,7 @@ def everything_written(workdir: Path, ledger: Path, capsys: pytest.CaptureFixtur
     with sqlite3.connect(ledger) as conn:
         seen.extend(conn.iterdump())
     conn.close()
-    for fmt in ("table", "csv", "json", "summary"):
+    for fmt in ("table", "csv", "json", "summary", "html"):
         assert main(["report", str(ledger), "--format", fmt]) == 0
         report = workdir / f"report.{fmt}"
         assert main(["report", str(ledger), "--format", fmt, "--output", str(report)]) == 0
