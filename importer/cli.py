@@ -29,7 +29,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TextIO, cast
+from typing import TextIO, cast
 
 from tqdm.contrib.logging import logging_redirect_tqdm
 
@@ -38,6 +38,7 @@ from .errors import ImporterError, UsageError
 from .events import Observer, RunSummary, stop_reason_for
 from .ledger import Ledger, Status
 from .lookup import run_lookup
+from .options import MANIFEST, OUTPUT, add_flags
 from .outputs import atomic_text, ledger_inputs, refuse_overwrites
 from .pipeline import ImportRun, RetrySelection
 from .progress import ProgressObserver
@@ -51,13 +52,8 @@ from .report import (
 from .resources import RESOURCES, parse_rules
 from .sandbox import Faults, SandboxConfig, serve_forever
 from .sandbox.seed import default_seed, load_seed
-from .settings import (
-    Settings,
-    environment_secrets,
-    parse_assignments,
-    parse_duration,
-    parse_size,
-)
+from .settings import DECLARED, Settings, environment_secrets
+from .units import parse_size
 
 log = logging.getLogger("importer.cli")
 
@@ -97,139 +93,22 @@ def exit_code_for(exc: BaseException) -> int:
 
 # --- parser ---------------------------------------------------------------------------------
 
-def _add_settings_options(p: argparse.ArgumentParser, *, upload: bool) -> None:
-    g = p.add_argument_group("manifest")
-    g.add_argument("--map", dest="column_map", action="append", default=[],
-                   metavar="COLUMN=FIELD",
-                   help="read the manifest column COLUMN as upload field FIELD (repeatable), "
-                        "e.g. --map 'Call Start=call_date'")
-    g.add_argument("--set", dest="defaults", action="append", default=[],
-                   metavar="FIELD=VALUE",
-                   help="value of FIELD for rows that leave it empty (repeatable), "
-                        "e.g. --set group_id=12")
-    g.add_argument("--columns", dest="columns_file", type=Path, metavar="FILE",
-                   help="TOML file of [columns] (COLUMN = FIELD) and [defaults] (FIELD = "
-                        "VALUE); --map and --set win over it")
-    g.add_argument("--sheet", metavar="NAME",
-                   help="the sheet of an Excel workbook to read (default: the first)")
-    g.add_argument("--encoding", metavar="NAME",
-                   help="text encoding of a CSV manifest, e.g. cp1252 (default: UTF-8 with "
-                        "or without BOM, else cp1252 with a warning)")
-    g.add_argument("--timezone", metavar="ZONE",
-                   help="IANA zone for call dates written without one (default: this "
-                        "machine's zone, named in a warning)")
-    g.add_argument("--dayfirst", action="store_const", const=True, default=None,
-                   help="read dates such as 04/03/2025 day first (4 March), not month first")
-    g.add_argument("--max-file-size", metavar="SIZE",
-                   help="refuse recordings bigger than this, e.g. 50MB, 1GiB (default 50MB)")
-    g.add_argument("--max-recording-duration", metavar="DURATION",
-                   help="refuse recordings longer than this: seconds, or e.g. 90m, 1h30m "
-                        "(default: no limit)")
-    g.add_argument("--send-same-audio", action="store_const", const=True, default=None,
-                   help="send a row whose audio bytes (sha256) are already imported under "
-                        "another key, or sent by another row of this run (default: not sent "
-                        "again, recorded as already imported; two short calls of silence can "
-                        "be byte-identical)")
-    g.add_argument("--skip-duplicate-audio", action="store_true",
-                   help="the default now (audio already imported is not sent again); "
-                        "accepted so that older scripts keep working")
-    g.add_argument("--check-urls", action="store_const", const=True, default=None,
-                   help="for recording_url rows, ask the URL's server (HEAD, or a one-byte "
-                        "GET) and refuse a non-2xx answer or a type that is not mp3/wav audio "
-                        "(uses the API client, so validate needs credentials too)")
-    g.add_argument("--no-auto-external-id", dest="auto_external_id", action="store_const",
-                   const=False, default=None,
-                   help="do not send a derived external_id for rows that have none")
-    g.add_argument("--concurrency", type=int, metavar="N",
-                   help="files probed or uploaded at once (default 4)")
-    a = _add_api_options(p)
-    a.add_argument("--preflight", action="store_const", const=True, default=None,
-                   help="look up every distinct group_id, campaign_id and channel_id once; "
-                        "rows naming one the API does not show become invalid" +
-                        ("" if upload else " (needs credentials)"))
-    g.add_argument("--shard", metavar="K/N",
-                   help="process only the rows whose key hashes to shard K of N (0 <= K < N); "
-                        "give each shard its own --ledger")
-    if upload:
-        a.add_argument("--ledger", type=Path, metavar="FILE",
-                       help="results ledger (default: MANIFEST.ledger.sqlite beside the "
-                            "manifest); re-running with the same ledger resumes")
-        _add_upload_options(a)
-        _add_budget_options(p)
-    _add_output_options(p, summary_json=True)
+def _add_options(p: argparse.ArgumentParser,
+                 command: str) -> dict[str, argparse._ArgumentGroup]:
+    """The setting flags ``command`` takes (declared once, in ``settings``) and ``--verbose``;
+    returns the groups, for the command's own flags."""
+    groups = add_flags(p, command, DECLARED)
+    groups[OUTPUT].add_argument("--verbose", action="store_true",
+                                help="log every row and attempt (by default, problems of the "
+                                     "first 100 rows)")
+    return groups
 
 
-def _add_upload_options(a: argparse._ArgumentGroup) -> None:
-    a.add_argument("--wait-for-ledger", nargs="?", const="forever", metavar="TIME",
-                   help="when another run or retry is writing the ledger, wait for it (at "
-                        "most TIME, e.g. 30m; without TIME, as long as it takes) instead of "
-                        "stopping at once (exit 2, naming the holder)")
-    a.add_argument("--burst", type=int, metavar="B",
-                   help="requests allowed back to back (default 1: evenly spaced)")
-    a.add_argument("--file-field", choices=["recording_file", "file"],
-                   help="multipart name of the audio part (older API: file)")
-    a.add_argument("--on-unknown", choices=["resend", "skip"],
-                   help="a row whose earlier upload has an unknown outcome is looked up by its "
-                        "external_id first; when that is impossible: skip it (default, it "
-                        "stays 'uploading') or resend it (may import it twice)")
-
-
-def _add_budget_options(p: argparse.ArgumentParser) -> None:
-    b = p.add_argument_group("budgets (a run they stop exits 4; run again to go on)")
-    b.add_argument("--max-errors", metavar="N|N%",
-                   help="stop once N rows failed or were invalid, or N%% of the rows read "
-                        "so far (judged once 20 rows have an outcome)")
-    b.add_argument("--max-uploads", type=int, metavar="N",
-                   help="start no more than N uploads (e.g. a daily API quota)")
-    b.add_argument("--max-consecutive-failures", type=int, metavar="N",
-                   help="stop once N rows in a row failed every attempt for the API's sake "
-                        "(unreachable, 5xx, throttled), not their own; rows not started stay "
-                        "pending (default 25; 0: never)")
-    b.add_argument("--max-duration", metavar="TIME",
-                   help="start no new upload after TIME, e.g. 45m, 6h (uploads in flight "
-                        "finish)")
-
-
-def _add_api_options(p: argparse.ArgumentParser) -> argparse._ArgumentGroup:
-    a = p.add_argument_group("API")
-    a.add_argument("--api-url", metavar="URL",
-                   help="API root, to which /v2/... is appended "
-                        "(default https://apicfa.convirza.com)")
-    a.add_argument("--token-file", metavar="FILE",
-                   help="read the bearer token from FILE (instead of CONVIRZA_TOKEN)")
-    a.add_argument("--rate", type=float, metavar="R",
-                   help="requests per second, over all workers (default 5)")
-    a.add_argument("--max-attempts", type=int, metavar="N",
-                   help="attempts per request on retryable errors (default 5)")
-    a.add_argument("--timeout", dest="read_timeout", type=float, metavar="SECONDS",
-                   help="longest silence from the server before a request is given up "
-                        "(default 120)")
-    a.add_argument("--connect-timeout", type=float, metavar="SECONDS",
-                   help="longest wait for a connection (default 30)")
-    a.add_argument("--min-upload-rate", metavar="SIZE",
-                   help="bytes a second an upload is allowed at the least: its deadline is "
-                        "--timeout plus its size at this rate (default 50KB)")
-    a.add_argument("--backoff-base", type=float, metavar="SECONDS",
-                   help="first retry waits up to this, doubling each time (default 0.5)")
-    a.add_argument("--backoff-cap", type=float, metavar="SECONDS",
-                   help="longest wait between retries (default 60)")
-    return a
-
-
-def _add_output_options(p: argparse.ArgumentParser, summary_json: bool = False) -> None:
-    o = p.add_argument_group("output")
-    o.add_argument("--quiet", action="store_const", const=True, default=None,
-                   help="print only errors (the exit code tells the rest)")
-    o.add_argument("--verbose", action="store_true",
-                   help="log every row and attempt (by default, problems of the first 100 rows)")
-    o.add_argument("--log-format", choices=["text", "json"],
-                   help="log lines as text (default) or JSON objects")
-    o.add_argument("--progress-interval", type=float, metavar="SECONDS",
-                   help="when stderr is not a terminal, a progress line this often "
-                        "(default 10)")
-    if summary_json:
-        o.add_argument("--summary-json", type=Path, metavar="FILE",
-                       help="write the end-of-run summary to FILE as JSON, for schedulers")
+def _add_manifest_options(groups: dict[str, argparse._ArgumentGroup]) -> None:
+    groups[MANIFEST].add_argument(
+        "--skip-duplicate-audio", action="store_true",
+        help="the default now (audio already imported is not sent again); accepted so that "
+             "older scripts keep working")
 
 
 MANIFEST_HELP = "CSV (.csv, .tsv, .txt) or Excel (.xlsx, .xlsm), one row per recording"
@@ -254,7 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--dry-run", action="store_true",
                      help="do everything but send: the same as `validate MANIFEST` (no upload, "
                           "no ledger written)")
-    _add_settings_options(run, upload=True)
+    _add_manifest_options(_add_options(run, "run"))
 
     val = sub.add_parser("validate", help="check the manifest and files; send nothing",
                          description="Everything run does before sending: read the manifest, "
@@ -265,7 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
     val.add_argument("--errors-out", type=Path, metavar="FILE",
                      help="write the invalid rows, with what is wrong, to FILE (CSV): fix "
                           "them there and validate FILE again")
-    _add_settings_options(val, upload=False)
+    _add_manifest_options(_add_options(val, "validate"))
 
     rty = sub.add_parser("retry", help="send again the rows that failed, from the ledger alone",
                          description="Send again the rows of LEDGER that failed, with the "
@@ -283,13 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
     rty.add_argument("--since", metavar="TIME",
                      help="only rows last tried at or after TIME (ISO 8601, UTC, e.g. "
                           "2025-03-04 or 2025-03-04T10:00)")
-    rty.add_argument("--concurrency", type=int, metavar="N",
-                     help="files probed or uploaded at once (default 4)")
-    rty.add_argument("--max-file-size", metavar="SIZE",
-                     help="refuse recordings bigger than this (default 50MB)")
-    _add_upload_options(_add_api_options(rty))
-    _add_budget_options(rty)
-    _add_output_options(rty, summary_json=True)
+    _add_options(rty, "retry")
 
     rep = sub.add_parser("report", help="counts and reasons, or every row as a table, CSV, JSON",
                          description="Show one or more ledgers (e.g. one per shard): counts "
@@ -329,8 +202,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="an 80-column table (default), CSV, or one JSON array of the objects "
                          "as the API gives them")
     lk.add_argument("--output", type=Path, metavar="FILE", help="write to FILE, not stdout")
-    _add_api_options(lk)
-    _add_output_options(lk)
+    _add_options(lk, "lookup")
 
     sbx = sub.add_parser("sandbox", help="run a local Convirza-compatible API server",
                          description="A stand-in for Convirza's API on loopback, for trying "
@@ -410,30 +282,9 @@ def _version() -> str:
 # --- commands -------------------------------------------------------------------------------
 
 def _settings(args: argparse.Namespace) -> Settings:
-    flags: dict[str, Any] = {
-        name: getattr(args, name, None)
-        for name in ("api_url", "token_file", "ledger", "concurrency", "rate", "burst",
-                     "max_attempts", "read_timeout", "timezone", "file_field",
-                     "auto_external_id", "quiet", "log_format", "on_unknown", "shard",
-                     "summary_json", "connect_timeout", "backoff_base", "backoff_cap",
-                     "progress_interval", "max_errors", "max_uploads", "max_duration",
-                     "wait_for_ledger",
-                     "max_consecutive_failures",
-                     "send_same_audio", "check_urls", "columns_file", "sheet",
-                     "encoding", "dayfirst")
-    }
-    flags["preflight"] = getattr(args, "preflight", None)
-    if getattr(args, "min_upload_rate", None) is not None:
-        flags["min_upload_rate"] = parse_size(args.min_upload_rate)
-    if getattr(args, "max_file_size", None) is not None:
-        flags["max_file_size"] = parse_size(args.max_file_size)
-    if getattr(args, "max_recording_duration", None) is not None:
-        flags["max_recording_duration"] = parse_duration(args.max_recording_duration)
-    if getattr(args, "defaults", None):
-        flags["defaults"] = parse_assignments(args.defaults, "--set")
-    if getattr(args, "column_map", None):
-        flags["column_map"] = parse_assignments(args.column_map, "--map")
-    return Settings.load(flags)
+    """Settings from the flags given (by field name; those not given are None) over the
+    environment over the defaults."""
+    return Settings.load({d.name: getattr(args, d.name, None) for d in DECLARED})
 
 
 def _setup_logging(settings: Settings, verbose: bool) -> None:
@@ -657,11 +508,15 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
         raise UsageError(f"--seed-data: {exc}") from None
     if args.split_answers and args.split_answers < 2:
         raise UsageError(f"--split-answers expects N >= 2, got {args.split_answers}")
+    try:
+        max_file_size = parse_size(args.max_file_size)
+    except ValueError as exc:
+        raise UsageError(f"--max-file-size: {exc}") from None
     if args.redirect_to and not args.redirect_to.startswith(("http://", "https://")):
         raise UsageError(f"--redirect-to expects an http(s) URL, got {args.redirect_to!r}")
     config = SandboxConfig(
         seed=seed, users=users, static_tokens=frozenset(args.token), token_ttl=args.token_ttl,
-        max_file_size=parse_size(args.max_file_size), store_path=args.store,
+        max_file_size=max_file_size, store_path=args.store,
         faults=Faults(fail_rate=args.fail_rate, ambiguous_rate=args.ambiguous_rate,
                       lost_answer_rate=args.lost_answer_rate, reset_rate=args.reset_rate,
                       rate_limit=args.rate_limit, rate_burst=args.rate_burst,
