@@ -26,21 +26,30 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
-from datetime import UTC, datetime
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
-from typing import TextIO, cast
+from typing import Any, Protocol, TextIO, TypeVar, cast
 
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from . import demo, logs
+from .config import config_json, config_text, entries
 from .errors import ImporterError, UsageError
-from .events import Observer, RunSummary, stop_reason_for
+from .events import stop_reason_for
+from .jobs import (
+    ImportJob,
+    Plan,
+    default_observer,
+    job_text,
+    plan,
+    refuse_overwriting_inputs,
+    retry_selection,
+    write_summary_json,
+)
 from .ledger import Ledger, Status
 from .lookup import run_lookup
 from .options import MANIFEST, OUTPUT, add_flags
 from .outputs import atomic_text, ledger_inputs, refuse_overwrites
-from .pipeline import ImportRun, RetrySelection
 from .progress import ProgressObserver
 from .report import (
     ObjectWriter,
@@ -56,10 +65,12 @@ from .settings import DECLARED, Settings, environment_secrets
 from .units import parse_size
 
 log = logging.getLogger("importer.cli")
+T = TypeVar("T")
 
 EPILOG = """\
 environment: each option --some-name can also be set as CONVIRZA_SOME_NAME, e.g.
-CONVIRZA_CONCURRENCY=8, CONVIRZA_MAP='Call Start=call_date;From=caller_id' (flags win).
+CONVIRZA_CONCURRENCY=8, CONVIRZA_MAP='Call Start=call_date;From=caller_id', and as some_name
+in a --job file; a flag wins over a variable, which wins over the job file (see `config`).
 credentials: CONVIRZA_TOKEN or --token-file FILE, or CONVIRZA_USERNAME + CONVIRZA_PASSWORD
 (with CONVIRZA_CLIENT_ID, default 'system', and CONVIRZA_CLIENT_SECRET); never on the command
 line, where other users could read them in the process list.
@@ -93,15 +104,22 @@ def exit_code_for(exc: BaseException) -> int:
 
 # --- parser ---------------------------------------------------------------------------------
 
-def _add_options(p: argparse.ArgumentParser,
-                 command: str) -> dict[str, argparse._ArgumentGroup]:
-    """The setting flags ``command`` takes (declared once, in ``settings``) and ``--verbose``;
-    returns the groups, for the command's own flags."""
+def _add_options(p: argparse.ArgumentParser, command: str, *,
+                 job: bool = True) -> dict[str, argparse._ArgumentGroup]:
+    """The setting flags ``command`` takes (declared once, in ``settings``), ``--job`` and
+    ``--verbose``; returns the groups, for the command's own flags."""
     groups = add_flags(p, command, DECLARED)
+    if job:
+        p.add_argument("--job", type=Path, metavar="FILE",
+                       help="a job file (TOML) of settings, and the manifest for run and "
+                            "validate: flags and CONVIRZA_* variables win over it")
     groups[OUTPUT].add_argument("--verbose", action="store_true",
                                 help="log every row and attempt (by default, problems of the "
                                      "first 100 rows)")
     return groups
+
+
+MANIFEST_HELP = "CSV (.csv, .tsv, .txt) or Excel (.xlsx, .xlsm), one row per recording"
 
 
 def _add_manifest_options(groups: dict[str, argparse._ArgumentGroup]) -> None:
@@ -109,9 +127,6 @@ def _add_manifest_options(groups: dict[str, argparse._ArgumentGroup]) -> None:
         "--skip-duplicate-audio", action="store_true",
         help="the default now (audio already imported is not sent again); accepted so that "
              "older scripts keep working")
-
-
-MANIFEST_HELP = "CSV (.csv, .tsv, .txt) or Excel (.xlsx, .xlsm), one row per recording"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -129,7 +144,8 @@ def build_parser() -> argparse.ArgumentParser:
                                      "and record every outcome in the ledger. Running the "
                                      "same command again skips what succeeded.",
                          epilog=RUN_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    run.add_argument("manifest", type=Path, metavar="MANIFEST", help=MANIFEST_HELP)
+    run.add_argument("manifest", type=Path, nargs="?", metavar="MANIFEST",
+                     help=MANIFEST_HELP + " (default: the --job file's)")
     run.add_argument("--dry-run", action="store_true",
                      help="do everything but send: the same as `validate MANIFEST` (no upload, "
                           "no ledger written)")
@@ -140,7 +156,8 @@ def build_parser() -> argparse.ArgumentParser:
                                      "validate every row, probe every file. Nothing is "
                                      "uploaded and no ledger is written.",
                          epilog=RUN_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    val.add_argument("manifest", type=Path, metavar="MANIFEST", help=MANIFEST_HELP)
+    val.add_argument("manifest", type=Path, nargs="?", metavar="MANIFEST",
+                     help=MANIFEST_HELP + " (default: the --job file's)")
     val.add_argument("--errors-out", type=Path, metavar="FILE",
                      help="write the invalid rows, with what is wrong, to FILE (CSV): fix "
                           "them there and validate FILE again")
@@ -152,7 +169,8 @@ def build_parser() -> argparse.ArgumentParser:
                                      "probed again. Rows the API refused for good (4xx) are "
                                      "left alone unless --include-rejected.",
                          epilog=RUN_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    rty.add_argument("ledger", type=Path, metavar="LEDGER", help="a ledger file written by run")
+    rty.add_argument("ledger", type=Path, nargs="?", metavar="LEDGER",
+                     help="a ledger file written by run (default: the --job file's)")
     rty.add_argument("--include-rejected", action="store_true",
                      help="also send rows the API refused with a 4xx (after you fixed the "
                           "cause, e.g. a group's permissions)")
@@ -163,6 +181,16 @@ def build_parser() -> argparse.ArgumentParser:
                      help="only rows last tried at or after TIME (ISO 8601, UTC, e.g. "
                           "2025-03-04 or 2025-03-04T10:00)")
     _add_options(rty, "retry")
+
+    cfg = sub.add_parser("config", help="the effective settings and where each came from",
+                         description="Print the settings a command would run with, and where "
+                                     "each came from: a flag, a CONVIRZA_* variable, the job "
+                                     "file, or the default. Secrets are masked. Takes every "
+                                     "setting flag, to show what wins.",
+                         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    cfg.add_argument("--format", choices=["table", "json"], default="table",
+                     help="an aligned table (default) or a JSON array")
+    _add_options(cfg, "config")
 
     rep = sub.add_parser("report", help="counts and reasons, or every row as a table, CSV, JSON",
                          description="Show one or more ledgers (e.g. one per shard): counts "
@@ -202,7 +230,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="an 80-column table (default), CSV, or one JSON array of the objects "
                          "as the API gives them")
     lk.add_argument("--output", type=Path, metavar="FILE", help="write to FILE, not stdout")
-    _add_options(lk, "lookup")
+    _add_options(lk, "lookup", job=False)
 
     sbx = sub.add_parser("sandbox", help="run a local Convirza-compatible API server",
                          description="A stand-in for Convirza's API on loopback, for trying "
@@ -281,10 +309,18 @@ def _version() -> str:
 
 # --- commands -------------------------------------------------------------------------------
 
+def _flags(args: argparse.Namespace) -> dict[str, Any]:
+    """The setting flags given, by field name (those not given are None)."""
+    return {d.name: getattr(args, d.name, None) for d in DECLARED}
+
+
+def _plan(args: argparse.Namespace, manifest: Path | None = None, *,
+          reads: bool = False) -> Plan:
+    return plan(_flags(args), job=getattr(args, "job", None), manifest=manifest, reads=reads)
+
+
 def _settings(args: argparse.Namespace) -> Settings:
-    """Settings from the flags given (by field name; those not given are None) over the
-    environment over the defaults."""
-    return Settings.load({d.name: getattr(args, d.name, None) for d in DECLARED})
+    return _plan(args).settings
 
 
 def _setup_logging(settings: Settings, verbose: bool) -> None:
@@ -292,15 +328,11 @@ def _setup_logging(settings: Settings, verbose: bool) -> None:
     logs.configure(settings.log_format, level, settings.secrets())
 
 
-def _observer(settings: Settings) -> Observer:
-    if settings.quiet:
-        from .events import NullObserver
-
-        return NullObserver()
-    return ProgressObserver(interval=settings.progress_interval)
+class _Stoppable(Protocol):
+    def stop(self) -> None: ...
 
 
-async def _run_until_signalled(run: ImportRun) -> RunSummary:
+async def _until_signalled(work: _Stoppable, running: Awaitable[T]) -> T:
     """Run; the first SIGINT/SIGTERM stops gracefully, and one that comes later than
     ``SIGNAL_WINDOW`` after it aborts what is in flight. Those in between are echoes of the
     first (``timeout``, systemd), and aborting on them would leave rows ``uploading`` and no
@@ -315,9 +347,9 @@ async def _run_until_signalled(run: ImportRun) -> RunSummary:
         name = signal.Signals(signum).name
         if first is None:
             first = now
-            run.stop()
-            log.warning("%s received; a second Ctrl-C or SIGTERM, a moment from now, aborts the "
-                        "uploads in flight instead (their rows stay 'uploading' until the "
+            work.stop()
+            log.warning("%s received; a second Ctrl-C or SIGTERM, a moment from now, aborts "
+                        "what is in flight instead (uploads' rows stay 'uploading' until the "
                         "next run reconciles them)", name)
         elif now - first < SIGNAL_WINDOW:
             log.debug("%s %.3fs after the first signal: the same request to stop", name,
@@ -330,7 +362,7 @@ async def _run_until_signalled(run: ImportRun) -> RunSummary:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, on_signal, sig)
     try:
-        return await run.execute()
+        return await running
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
@@ -338,31 +370,55 @@ async def _run_until_signalled(run: ImportRun) -> RunSummary:
 
 def cmd_run(args: argparse.Namespace, upload: bool) -> int:
     upload = upload and not getattr(args, "dry_run", False)
-    settings = _settings(args)
+    chosen = _plan(args, args.manifest, reads=True)
+    settings = chosen.settings
     _setup_logging(settings, args.verbose)
     if args.skip_duplicate_audio:
         log.warning("--skip-duplicate-audio is the default now (audio already imported is not "
                     "sent again) and does nothing; --send-same-audio sends such rows")
-    errors_out: Path | None = getattr(args, "errors_out", None)
-    run = ImportRun(settings, args.manifest, upload=upload, observer=_observer(settings),
-                    errors_out=errors_out)
-    # validate reads no ledger, but the one a run of this manifest keeps is protected too:
-    # a CSV written over it would lose every earlier night's outcomes.
-    refuse_overwrites({"--errors-out": errors_out, "--summary-json": settings.summary_json},
-                      [("the manifest", args.manifest), *ledger_inputs(run.ledger_path()),
-                       *_settings_inputs(settings)])
-    return _execute(run, settings, reasons=5 if upload else 20)
+    reasons = 5 if upload else 20
+    job = ImportJob(settings, chosen.manifests, upload=upload, observer=default_observer(settings),
+                    errors_out=getattr(args, "errors_out", None),
+                    on_summary=None if settings.quiet else lambda summary: print(
+                        logs.shown(summary_text(summary, reasons=reasons))))
+    refuse_overwriting_inputs(job, [("the job file", args.job)])
+    return _execute(job, settings)
 
 
 def cmd_retry(args: argparse.Namespace) -> int:
-    settings = _settings(args)
+    chosen = _plan(args)
+    settings = chosen.settings
     _setup_logging(settings, args.verbose)
-    statuses = tuple(Status(s) for s in dict.fromkeys(args.status or ["failed"]))
-    selection = RetrySelection(statuses, args.include_rejected, _since(args.since))
-    run = ImportRun(settings, None, retry=selection, observer=_observer(settings))
-    refuse_overwrites({"--summary-json": settings.summary_json},
-                      [*ledger_inputs(run.ledger_path()), *_settings_inputs(settings)])
-    return _execute(run, settings)
+    if settings.ledger is None:
+        raise UsageError("retry needs a LEDGER (or --job FILE naming one)")
+    job = ImportJob(settings, (), observer=default_observer(settings),
+                    retry=retry_selection(args.status, args.include_rejected, args.since),
+                    on_summary=None if settings.quiet else lambda summary: print(
+                        logs.shown(summary_text(summary))))
+    refuse_overwriting_inputs(job, [("the job file", args.job)])
+    return _execute(job, settings)
+
+
+def _execute(job: ImportJob, settings: Settings) -> int:
+    """Run with signals handled (each run's summary is printed as it ends, and for several
+    manifests a last line for the whole job), and write the summary as JSON if asked."""
+    redirect = logging_redirect_tqdm(loggers=[logging.getLogger("importer")]) \
+        if sys.stderr.isatty() and not settings.quiet else contextlib.nullcontext()
+    try:
+        with redirect:
+            result = asyncio.run(_until_signalled(job, job.execute()))
+    finally:
+        if settings.summary_json is not None:
+            write_summary_json(settings.summary_json, job.result().as_dict(),
+                               settings.secrets())
+    if not settings.quiet:
+        if len(job.manifests) > 1 or result.not_started:
+            print(logs.shown(job_text(result)))
+        if job.errors_out is not None:
+            invalid = result.counts.get("invalid", 0)
+            print(f"{invalid} invalid rows written to {job.errors_out}" if invalid else
+                  f"No invalid rows; {job.errors_out} has the header only.")
+    return result.exit_code
 
 
 def _settings_inputs(settings: Settings) -> list[tuple[str, Path | None]]:
@@ -371,48 +427,13 @@ def _settings_inputs(settings: Settings) -> list[tuple[str, Path | None]]:
             ("the token file", settings.token_file)]
 
 
-def _since(text: str | None) -> str | None:
-    """``--since`` as the ledger's UTC ISO text, so that it compares as a string."""
-    if text is None:
-        return None
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        raise UsageError(f"--since {text!r}: expected an ISO 8601 date or time") from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC).isoformat(timespec="milliseconds")
-
-
-def _execute(run: ImportRun, settings: Settings, *, reasons: int = 5) -> int:
-    """Run with signals handled; print the summary (with up to ``reasons`` error reasons)
-    and write it as JSON if asked."""
-    redirect = logging_redirect_tqdm(loggers=[logging.getLogger("importer")]) \
-        if sys.stderr.isatty() and not settings.quiet else contextlib.nullcontext()
-    try:
-        with redirect:
-            summary = asyncio.run(_run_until_signalled(run))
-    finally:
-        if settings.summary_json is not None:
-            _write_summary(settings.summary_json, run.summary)
-    if not settings.quiet:
-        print(logs.shown(summary_text(summary, reasons=reasons)))
-        if run.errors_out is not None:
-            invalid = summary.counts["invalid"]
-            print(f"{invalid} invalid rows written to {run.errors_out}" if invalid else
-                  f"No invalid rows; {run.errors_out} has the header only.")
-    return summary.exit_code
-
-
-def _write_summary(path: Path, summary: RunSummary) -> None:
-    """Write the summary whole or not at all. A failure is logged and leaves the exit code
-    to the run, which did happen: a scheduler must not mistake it for a usage error."""
-    try:
-        with atomic_text(path, newline=None) as out:
-            out.write(logs.scrubbed(json.dumps(
-                {**summary.as_dict(), "exit_code": summary.exit_code}, indent=2)) + "\n")
-    except UsageError as exc:
-        log.error("the summary was not written: %s", exc)
+def cmd_config(args: argparse.Namespace) -> int:
+    chosen = _plan(args)
+    logs.remember_secrets(chosen.settings.secrets())
+    found = entries(chosen)
+    print(logs.shown(config_json(found) if args.format == "json" else config_text(found)),
+          end="")
+    return 0
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -549,6 +570,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "run": lambda a: cmd_run(a, upload=True),
     "validate": lambda a: cmd_run(a, upload=False),
     "retry": cmd_retry,
+    "config": cmd_config,
     "report": cmd_report,
     "lookup": cmd_lookup,
     "sandbox": cmd_sandbox,
