@@ -1,4 +1,4 @@
-"""One command's work, as the command line runs it: settings merged
+"""One command's work, as the command line and the Python API both run it: settings merged
 from flags (or keywords), the environment and a job file (``plan``), then one or more
 manifests run in turn through one ledger, or one retry of a ledger (``ImportJob``).
 
@@ -8,7 +8,7 @@ stops a run (a budget, Ctrl-C, refused credentials, an API that does not answer)
 since the next manifest would meet it too. The overall exit code is the worst of the runs', by
 ``SEVERITY``. ``--max-duration`` and ``--max-uploads`` count over the whole job.
 
-Signals are not handled here: a program that embeds the importer owns them; the command line
+Signals are not handled here: a scheduler that embeds the importer owns them; the command line
 installs its own and calls ``stop``.
 """
 
