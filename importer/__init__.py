@@ -2,11 +2,11 @@
 
 The command line (``convirza-import``) is the main way in; these names are the library API
 for embedding the importer in another program (an Airflow task, a notebook). For schedulers,
-``run_import``, ``validate_manifest`` and ``retry_ledger`` do what the commands do and return
-an ``ImportResult`` (see ``importer.api``).
+``run_import``, ``validate_manifest``, ``retry_ledger`` and ``verify_ledger`` do what the
+commands do and return an ``ImportResult`` or a ``VerifyResult`` (see ``importer.api``).
 """
 
-from .api import retry_ledger, run_import, validate_manifest
+from .api import retry_ledger, run_import, validate_manifest, verify_ledger
 from .audio import AudioInfo, probe
 from .client import ConvirzaClient
 from .errors import (
@@ -30,6 +30,7 @@ from .ledger import Ledger, Status
 from .pipeline import ImportRun
 from .records import UploadRecord
 from .settings import Settings
+from .verify import VerifyResult
 
 __all__ = [
     "ApiError",
@@ -58,8 +59,10 @@ __all__ = [
     "TransportError",
     "UploadRecord",
     "UsageError",
+    "VerifyResult",
     "probe",
     "retry_ledger",
     "run_import",
     "validate_manifest",
+    "verify_ledger",
 ]

@@ -46,6 +46,7 @@ from .jobs import (
     retry_selection,
     write_summary_json,
 )
+from .verify import Verifier, VerifyResult, check_outputs, findings_file
 
 PathLike = str | os.PathLike[str]
 
@@ -86,6 +87,25 @@ def retry_ledger(ledger: PathLike | None = None, *, job: PathLike | None = None,
     selection = retry_selection(statuses, include_rejected, since)
     return _execute(chosen, ImportJob(chosen.settings, (), retry=selection,
                                       observer=_observer(chosen, observer)))
+
+
+def verify_ledger(*ledgers: PathLike, job: PathLike | None = None,
+                  output: PathLike | None = None, environ: Mapping[str, str] | None = None,
+                  **settings: Any) -> VerifyResult:
+    """Look every succeeded row of ``ledgers`` (default: the job file's) up in Convirza, as
+    ``convirza-import verify`` does; ``output`` receives the discrepancies as CSV. The
+    result's ``exit_code`` is 0 when every row that can be verified is there exactly once."""
+    chosen = _plan(settings, job, None, environ)
+    paths = [Path(p) for p in ledgers]
+    if not paths and chosen.settings.ledger is not None:
+        paths = [chosen.settings.ledger]
+    if not paths:
+        raise UsageError("verify needs a ledger: give one, or a job file")
+    out_path = Path(output) if output is not None else None
+    check_outputs(out_path, paths, chosen.job.path if chosen.job else None)
+    with findings_file(out_path) as out:
+        verifier = Verifier(chosen.settings, paths, on_finding=out.write if out else None)
+        return asyncio.run(verifier.execute())
 
 
 def _plan(settings: dict[str, Any], job: PathLike | None, manifest: PathLike | None,

@@ -63,6 +63,7 @@ from .sandbox import Faults, SandboxConfig, serve_forever
 from .sandbox.seed import default_seed, load_seed
 from .settings import DECLARED, Settings, environment_secrets
 from .units import parse_size
+from .verify import Verifier, check_outputs, findings_file, verify_text
 
 log = logging.getLogger("importer.cli")
 T = TypeVar("T")
@@ -181,6 +182,23 @@ def build_parser() -> argparse.ArgumentParser:
                      help="only rows last tried at or after TIME (ISO 8601, UTC, e.g. "
                           "2025-03-04 or 2025-03-04T10:00)")
     _add_options(rty, "retry")
+
+    ver = sub.add_parser("verify", help="look every imported row up in the API: present once, "
+                                        "missing, or doubled",
+                         description="The migration's proof: every row LEDGER holds as "
+                                     "succeeded is looked up in the API by the external_id "
+                                     "its call was sent with, and is found once (good), "
+                                     "missing, or more than once (a duplicate in Convirza). "
+                                     "Rows imported without an external_id are listed as "
+                                     "unverifiable. Exit 0 only when every verifiable row is "
+                                     "present exactly once, else 1.",
+                         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ver.add_argument("ledgers", type=Path, nargs="*", metavar="LEDGER",
+                     help="ledger files written by run (default: the --job file's)")
+    ver.add_argument("--output", type=Path, metavar="FILE",
+                     help="write the discrepancies (missing, duplicated, unverifiable, "
+                          "unchecked rows) to FILE as CSV")
+    _add_options(ver, "verify")
 
     cfg = sub.add_parser("config", help="the effective settings and where each came from",
                          description="Print the settings a command would run with, and where "
@@ -427,6 +445,24 @@ def _settings_inputs(settings: Settings) -> list[tuple[str, Path | None]]:
             ("the token file", settings.token_file)]
 
 
+def cmd_verify(args: argparse.Namespace) -> int:
+    chosen = _plan(args)
+    settings = chosen.settings
+    _setup_logging(settings, args.verbose)
+    ledgers = list(args.ledgers) or ([settings.ledger] if settings.ledger else [])
+    if not ledgers:
+        raise UsageError("verify needs a LEDGER (or --job FILE naming one)")
+    check_outputs(args.output, ledgers, args.job)
+    with findings_file(args.output) as out:
+        verifier = Verifier(settings, ledgers, on_finding=out.write if out else None)
+        result = asyncio.run(_until_signalled(verifier, verifier.execute()))
+    if not settings.quiet:
+        print(logs.shown(verify_text(result)))
+        if out is not None:
+            print(f"{out.count} discrepancies written to {args.output}")
+    return result.exit_code
+
+
 def cmd_config(args: argparse.Namespace) -> int:
     chosen = _plan(args)
     logs.remember_secrets(chosen.settings.secrets())
@@ -570,6 +606,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "run": lambda a: cmd_run(a, upload=True),
     "validate": lambda a: cmd_run(a, upload=False),
     "retry": cmd_retry,
+    "verify": cmd_verify,
     "config": cmd_config,
     "report": cmd_report,
     "lookup": cmd_lookup,

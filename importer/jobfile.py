@@ -1,5 +1,5 @@
 """A job file: what a scheduler would otherwise pass as flags, kept in one TOML file that
-``run --job``, ``validate --job``, ``retry --job`` and ``config --job`` read::
+``run --job``, ``validate --job``, ``retry --job``, ``verify --job`` and ``config --job`` read::
 
     # nightly.toml
     manifest = "/data/exports/calls-*.csv"   # a path, or a glob: each match in turn

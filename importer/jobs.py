@@ -68,7 +68,7 @@ def plan(given: Mapping[str, Any], *, job: Path | None = None, manifest: Path | 
     """Settings and manifests for one command: ``given`` (flags, or the API's keywords) over
     the environment over the job file over defaults; the manifest given wins over the job's.
     For a command that ``reads`` the manifests (run, validate), a job's glob that matches
-    nothing is an error; for the others (retry, config), it is no manifest."""
+    nothing is an error; for the others (retry, verify, config), it is no manifest."""
     job_file = read_job(job) if job is not None else None
     resolved = resolve(given, environ, job_file.values if job_file else None, given_as=given_as)
     manifests: list[Path] = []

@@ -33,7 +33,7 @@ ENV_PREFIX = "CONVIRZA_"
 READS = frozenset({"run", "validate"})  # read a manifest
 FILES = READS | {"retry"}  # probe and upload (or check) files
 UPLOADS = frozenset({"run", "retry"})  # write a ledger
-API = FILES | {"lookup"}  # talk to the API
+API = FILES | {"lookup", "verify"}  # talk to the API
 
 # Groups of --help, in the order they are shown.
 MANIFEST = "manifest"

@@ -75,6 +75,7 @@ Seconds = Annotated[float, BeforeValidator(parse_duration)]
 MaybeSeconds = Annotated[float | None, BeforeValidator(
     lambda v: v if v is None else parse_duration(v))]
 Assignments = Annotated[dict[str, str], BeforeValidator(parse_assignments)]
+VERIFY = frozenset({"verify"})
 
 
 class Settings(BaseModel):
@@ -103,7 +104,7 @@ class Settings(BaseModel):
         "results ledger (default: MANIFEST.ledger.sqlite beside the manifest); re-running with "
         "the same ledger resumes", "FILE", frozenset({"run"}))] = None
     concurrency: Annotated[int, Field(ge=1, le=256), Opt(
-        "files probed or uploaded at once", "N", FILES,
+        "files probed or uploaded (verify: calls looked up) at once", "N", FILES | VERIFY,
         group=MANIFEST)] = 4
     rate: Annotated[float, Field(gt=0), Opt(
         "requests per second, over all workers", "R", API)] = 5.0
@@ -202,8 +203,8 @@ class Settings(BaseModel):
     #: (the API unreachable, 5xx, throttled past every attempt) stop the run; 0 turns it off.
     max_consecutive_failures: Annotated[int, Field(ge=0), Opt(
         "stop once N rows in a row failed every attempt for the API's sake (unreachable, 5xx, "
-        "throttled), not their own; rows not started stay pending (0: never)", "N", UPLOADS,
-        BUDGETS)] = 25
+        "throttled), not their own; rows not started stay pending (0: never; verify: N "
+        "lookups in a row)", "N", UPLOADS | VERIFY, BUDGETS)] = 25
     max_duration: Annotated[MaybeSeconds, Field(gt=0), Opt(
         "start no new upload after TIME, e.g. 45m, 6h (uploads in flight finish)", "TIME",
         UPLOADS, BUDGETS)] = None

@@ -17,6 +17,7 @@ from importer import (
     retry_ledger,
     run_import,
     validate_manifest,
+    verify_ledger,
 )
 from importer.errors import ApiUnavailable
 from importer.events import stop_reason_for
@@ -44,6 +45,9 @@ def test_run_import_returns_a_typed_result(workdir: Path, sandbox: SandboxThread
 
     again = run_import(manifest, ledger=ledger, **settings_for(sandbox))
     assert again.exit_code == 0 and again.counts == {"skipped": len(sample_files())}
+
+    checked = verify_ledger(ledger, **settings_for(sandbox))
+    assert checked.exit_code == 0 and checked.calls == {"present": len(sample_files())}
 
 
 def test_a_budget_stop_is_a_result_not_an_error(workdir: Path, sandbox: SandboxThread) -> None:

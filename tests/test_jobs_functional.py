@@ -1,6 +1,6 @@
 """Job files on the command line: ``run --job`` over a glob of nightly exports through one
 ledger, each manifest a run with its own summary, the worst exit code overall; a stop ends
-the job; ``validate`` and ``retry`` take the same file."""
+the job; ``validate``, ``retry`` and ``verify`` take the same file."""
 
 from __future__ import annotations
 
@@ -67,6 +67,9 @@ def test_a_glob_of_exports_runs_in_turn_through_one_ledger(
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["exit_code"] == 1 and summary["counts"]["succeeded"] == 4
     assert [r["exit_code"] for r in summary["runs"]] == [1, 0]
+
+    assert main(["verify", "--job", str(job)]) == 0
+    assert "4 calls present once" in capsys.readouterr().out
 
 
 def test_an_unreadable_export_is_reported_and_the_next_goes_on(
