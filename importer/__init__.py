@@ -1,9 +1,12 @@
 """convirza-import: bulk call-recording import into the Convirza API, with a resumable ledger.
 
 The command line (``convirza-import``) is the main way in; these names are the library API
-for embedding the importer in another program (an Airflow task, a notebook).
+for embedding the importer in another program (an Airflow task, a notebook). For schedulers,
+``run_import``, ``validate_manifest``, ``retry_ledger`` and ``verify_ledger`` do what the
+commands do and return an ``ImportResult`` or a ``VerifyResult`` (see ``importer.api``).
 """
 
+from .api import retry_ledger, run_import, validate_manifest, verify_ledger
 from .audio import AudioInfo, probe
 from .client import ConvirzaClient
 from .errors import (
@@ -21,11 +24,13 @@ from .errors import (
     TransportError,
     UsageError,
 )
-from .events import Observer, Outcome, RowEvent, RunSummary
+from .events import Observer, Outcome, RowEvent, RunSummary, StopReason
+from .jobs import ImportResult
 from .ledger import Ledger, Status
 from .pipeline import ImportRun
 from .records import UploadRecord
 from .settings import Settings
+from .verify import VerifyResult
 
 __all__ = [
     "ApiError",
@@ -33,6 +38,7 @@ __all__ = [
     "AudioInfo",
     "AuthError",
     "ConvirzaClient",
+    "ImportResult",
     "ImportRun",
     "ImporterError",
     "Ledger",
@@ -49,8 +55,14 @@ __all__ = [
     "ServerError",
     "Settings",
     "Status",
+    "StopReason",
     "TransportError",
     "UploadRecord",
     "UsageError",
+    "VerifyResult",
     "probe",
+    "retry_ledger",
+    "run_import",
+    "validate_manifest",
+    "verify_ledger",
 ]

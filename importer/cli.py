@@ -26,20 +26,30 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
-from datetime import UTC, datetime
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO, cast
+from typing import TYPE_CHECKING, Any, Protocol, TextIO, TypeVar, cast
 
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from . import demo, logs
+from .config import config_json, config_text, entries
 from .errors import ImporterError, UsageError
-from .events import FanOut, Observer, RunSummary, stop_reason_for
+from .events import FanOut, Observer, stop_reason_for
+from .jobs import (
+    ImportJob,
+    Plan,
+    default_observer,
+    job_text,
+    plan,
+    refuse_overwriting_inputs,
+    retry_selection,
+    write_summary_json,
+)
 from .ledger import Ledger, Status
 from .lookup import run_lookup
+from .options import MANIFEST, OUTPUT, add_flags
 from .outputs import atomic_text, ledger_inputs, refuse_overwrites
-from .pipeline import ImportRun, Retry, RetrySelection, Upload, Validate
 from .progress import ProgressObserver
 from .report import (
     ObjectWriter,
@@ -51,22 +61,20 @@ from .report import (
 from .resources import RESOURCES, parse_rules
 from .sandbox import Faults, SandboxConfig, serve_forever
 from .sandbox.seed import default_seed, load_seed
-from .settings import (
-    Settings,
-    environment_secrets,
-    parse_assignments,
-    parse_duration,
-    parse_size,
-)
+from .settings import DECLARED, Settings, environment_secrets
+from .units import parse_size
+from .verify import Verifier, check_outputs, findings_file, verify_text
 
 if TYPE_CHECKING:
     from .metrics import MetricsObserver
 
 log = logging.getLogger("importer.cli")
+T = TypeVar("T")
 
 EPILOG = """\
 environment: each option --some-name can also be set as CONVIRZA_SOME_NAME, e.g.
-CONVIRZA_CONCURRENCY=8, CONVIRZA_MAP='Call Start=call_date;From=caller_id' (flags win).
+CONVIRZA_CONCURRENCY=8, CONVIRZA_MAP='Call Start=call_date;From=caller_id', and as some_name
+in a --job file; a flag wins over a variable, which wins over the job file (see `config`).
 credentials: CONVIRZA_TOKEN or --token-file FILE, or CONVIRZA_USERNAME + CONVIRZA_PASSWORD
 (with CONVIRZA_CLIENT_ID, default 'system', and CONVIRZA_CLIENT_SECRET); never on the command
 line, where other users could read them in the process list.
@@ -100,157 +108,29 @@ def exit_code_for(exc: BaseException) -> int:
 
 # --- parser ---------------------------------------------------------------------------------
 
-def _add_settings_options(p: argparse.ArgumentParser, *, upload: bool) -> None:
-    g = p.add_argument_group("manifest")
-    g.add_argument("--map", dest="column_map", action="append", default=[],
-                   metavar="COLUMN=FIELD",
-                   help="read the manifest column COLUMN as upload field FIELD (repeatable), "
-                        "e.g. --map 'Call Start=call_date'")
-    g.add_argument("--set", dest="defaults", action="append", default=[],
-                   metavar="FIELD=VALUE",
-                   help="value of FIELD for rows that leave it empty (repeatable), "
-                        "e.g. --set group_id=12")
-    g.add_argument("--columns", dest="columns_file", type=Path, metavar="FILE",
-                   help="TOML file of [columns] (COLUMN = FIELD) and [defaults] (FIELD = "
-                        "VALUE); --map and --set win over it")
-    g.add_argument("--sheet", metavar="NAME",
-                   help="the sheet of an Excel workbook to read (default: the first)")
-    g.add_argument("--encoding", metavar="NAME",
-                   help="text encoding of a CSV manifest, e.g. cp1252 (default: UTF-8 with "
-                        "or without BOM, else cp1252 with a warning)")
-    g.add_argument("--timezone", metavar="ZONE",
-                   help="IANA zone for call dates written without one (default: this "
-                        "machine's zone, named in a warning)")
-    g.add_argument("--dayfirst", action="store_const", const=True, default=None,
-                   help="read dates such as 04/03/2025 day first (4 March), not month first")
-    g.add_argument("--max-file-size", metavar="SIZE",
-                   help="refuse recordings bigger than this, e.g. 50MB, 1GiB (default 50MB)")
-    g.add_argument("--max-recording-duration", metavar="DURATION",
-                   help="refuse recordings longer than this: seconds, or e.g. 90m, 1h30m "
-                        "(default: no limit)")
-    g.add_argument("--send-same-audio", action="store_const", const=True, default=None,
-                   help="send a row whose audio bytes (sha256) are already imported under "
-                        "another key, or sent by another row of this run (default: not sent "
-                        "again, recorded as already imported; two short calls of silence can "
-                        "be byte-identical)")
-    g.add_argument("--skip-duplicate-audio", action="store_true",
-                   help="the default now (audio already imported is not sent again); "
-                        "accepted so that older scripts keep working")
-    g.add_argument("--check-urls", action="store_const", const=True, default=None,
-                   help="for recording_url rows, ask the URL's server (HEAD, or a one-byte "
-                        "GET) and refuse a non-2xx answer or a type that is not mp3/wav audio "
-                        "(uses the API client, so validate needs credentials too)")
-    g.add_argument("--no-auto-external-id", dest="auto_external_id", action="store_const",
-                   const=False, default=None,
-                   help="do not send a derived external_id for rows that have none")
-    g.add_argument("--concurrency", type=int, metavar="N",
-                   help="files probed or uploaded at once (default 4)")
-    a = _add_api_options(p)
-    a.add_argument("--preflight", action="store_const", const=True, default=None,
-                   help="look up every distinct group_id, campaign_id and channel_id once; "
-                        "rows naming one the API does not show become invalid" +
-                        ("" if upload else " (needs credentials)"))
-    g.add_argument("--shard", metavar="K/N",
-                   help="process only the rows whose key hashes to shard K of N (0 <= K < N); "
-                        "give each shard its own --ledger")
-    if upload:
-        a.add_argument("--ledger", type=Path, metavar="FILE",
-                       help="results ledger (default: MANIFEST.ledger.sqlite beside the "
-                            "manifest); re-running with the same ledger resumes")
-        _add_upload_options(a)
-        _add_budget_options(p)
-        _add_metrics_options(p)
-    _add_output_options(p, summary_json=True)
-
-
-def _add_upload_options(a: argparse._ArgumentGroup) -> None:
-    a.add_argument("--wait-for-ledger", nargs="?", const="forever", metavar="TIME",
-                   help="when another run or retry is writing the ledger, wait for it (at "
-                        "most TIME, e.g. 30m; without TIME, as long as it takes) instead of "
-                        "stopping at once (exit 2, naming the holder)")
-    a.add_argument("--burst", type=int, metavar="B",
-                   help="requests allowed back to back (default 1: evenly spaced)")
-    a.add_argument("--file-field", choices=["recording_file", "file"],
-                   help="multipart name of the audio part (older API: file)")
-    a.add_argument("--on-unknown", choices=["resend", "skip"],
-                   help="a row whose earlier upload has an unknown outcome is looked up by its "
-                        "external_id first; when that is impossible: skip it (default, it "
-                        "stays 'uploading') or resend it (may import it twice)")
-
-
-def _add_budget_options(p: argparse.ArgumentParser) -> None:
-    b = p.add_argument_group("budgets (a run they stop exits 4; run again to go on)")
-    b.add_argument("--max-errors", metavar="N|N%",
-                   help="stop once N rows failed or were invalid, or N%% of the rows read "
-                        "so far (judged once 20 rows have an outcome)")
-    b.add_argument("--max-uploads", type=int, metavar="N",
-                   help="start no more than N uploads (e.g. a daily API quota)")
-    b.add_argument("--max-consecutive-failures", type=int, metavar="N",
-                   help="stop once N rows in a row failed every attempt for the API's sake "
-                        "(unreachable, 5xx, throttled), not their own; rows not started stay "
-                        "pending (default 25; 0: never)")
-    b.add_argument("--max-duration", metavar="TIME",
-                   help="start no new upload after TIME, e.g. 45m, 6h (uploads in flight "
-                        "finish)")
-
-
-def _add_metrics_options(p: argparse.ArgumentParser) -> None:
-    m = p.add_argument_group("metrics (Prometheus)")
-    m.add_argument("--metrics-port", type=int, metavar="PORT",
-                   help="serve Prometheus metrics at http://HOST:PORT/metrics while the run "
-                        "lasts (0: any free port, logged)")
-    m.add_argument("--metrics-host", metavar="HOST",
-                   help="address for --metrics-port (default 127.0.0.1, this machine only; "
-                        "0.0.0.0 to be scraped from elsewhere, e.g. in a pod)")
-    m.add_argument("--metrics-textfile", type=Path, metavar="FILE",
-                   help="write the same metrics to FILE (name it *.prom) every "
-                        "15 s and at the end of the run, whole, for node_exporter's textfile "
-                        "collector (cron jobs)")
-
-
-def _add_api_options(p: argparse.ArgumentParser) -> argparse._ArgumentGroup:
-    a = p.add_argument_group("API")
-    a.add_argument("--api-url", metavar="URL",
-                   help="API root, to which /v2/... is appended "
-                        "(default https://apicfa.convirza.com)")
-    a.add_argument("--token-file", metavar="FILE",
-                   help="read the bearer token from FILE (instead of CONVIRZA_TOKEN)")
-    a.add_argument("--rate", type=float, metavar="R",
-                   help="requests per second, over all workers (default 5)")
-    a.add_argument("--max-attempts", type=int, metavar="N",
-                   help="attempts per request on retryable errors (default 5)")
-    a.add_argument("--timeout", dest="read_timeout", type=float, metavar="SECONDS",
-                   help="longest silence from the server before a request is given up "
-                        "(default 120)")
-    a.add_argument("--connect-timeout", type=float, metavar="SECONDS",
-                   help="longest wait for a connection (default 30)")
-    a.add_argument("--min-upload-rate", metavar="SIZE",
-                   help="bytes a second an upload is allowed at the least: its deadline is "
-                        "--timeout plus its size at this rate (default 50KB)")
-    a.add_argument("--backoff-base", type=float, metavar="SECONDS",
-                   help="first retry waits up to this, doubling each time (default 0.5)")
-    a.add_argument("--backoff-cap", type=float, metavar="SECONDS",
-                   help="longest wait between retries (default 60)")
-    return a
-
-
-def _add_output_options(p: argparse.ArgumentParser, summary_json: bool = False) -> None:
-    o = p.add_argument_group("output")
-    o.add_argument("--quiet", action="store_const", const=True, default=None,
-                   help="print only errors (the exit code tells the rest)")
-    o.add_argument("--verbose", action="store_true",
-                   help="log every row and attempt (by default, problems of the first 100 rows)")
-    o.add_argument("--log-format", choices=["text", "json"],
-                   help="log lines as text (default) or JSON objects")
-    o.add_argument("--progress-interval", type=float, metavar="SECONDS",
-                   help="when stderr is not a terminal, a progress line this often "
-                        "(default 10)")
-    if summary_json:
-        o.add_argument("--summary-json", type=Path, metavar="FILE",
-                       help="write the end-of-run summary to FILE as JSON, for schedulers")
+def _add_options(p: argparse.ArgumentParser, command: str, *,
+                 job: bool = True) -> dict[str, argparse._ArgumentGroup]:
+    """The setting flags ``command`` takes (declared once, in ``settings``), ``--job`` and
+    ``--verbose``; returns the groups, for the command's own flags."""
+    groups = add_flags(p, command, DECLARED)
+    if job:
+        p.add_argument("--job", type=Path, metavar="FILE",
+                       help="a job file (TOML) of settings, and the manifest for run and "
+                            "validate: flags and CONVIRZA_* variables win over it")
+    groups[OUTPUT].add_argument("--verbose", action="store_true",
+                                help="log every row and attempt (by default, problems of the "
+                                     "first 100 rows)")
+    return groups
 
 
 MANIFEST_HELP = "CSV (.csv, .tsv, .txt) or Excel (.xlsx, .xlsm), one row per recording"
+
+
+def _add_manifest_options(groups: dict[str, argparse._ArgumentGroup]) -> None:
+    groups[MANIFEST].add_argument(
+        "--skip-duplicate-audio", action="store_true",
+        help="the default now (audio already imported is not sent again); accepted so that "
+             "older scripts keep working")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -268,22 +148,24 @@ def build_parser() -> argparse.ArgumentParser:
                                      "and record every outcome in the ledger. Running the "
                                      "same command again skips what succeeded.",
                          epilog=RUN_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    run.add_argument("manifest", type=Path, metavar="MANIFEST", help=MANIFEST_HELP)
+    run.add_argument("manifest", type=Path, nargs="?", metavar="MANIFEST",
+                     help=MANIFEST_HELP + " (default: the --job file's)")
     run.add_argument("--dry-run", action="store_true",
                      help="do everything but send: the same as `validate MANIFEST` (no upload, "
                           "no ledger written)")
-    _add_settings_options(run, upload=True)
+    _add_manifest_options(_add_options(run, "run"))
 
     val = sub.add_parser("validate", help="check the manifest and files; send nothing",
                          description="Everything run does before sending: read the manifest, "
                                      "validate every row, probe every file. Nothing is "
                                      "uploaded and no ledger is written.",
                          epilog=RUN_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    val.add_argument("manifest", type=Path, metavar="MANIFEST", help=MANIFEST_HELP)
+    val.add_argument("manifest", type=Path, nargs="?", metavar="MANIFEST",
+                     help=MANIFEST_HELP + " (default: the --job file's)")
     val.add_argument("--errors-out", type=Path, metavar="FILE",
                      help="write the invalid rows, with what is wrong, to FILE (CSV): fix "
                           "them there and validate FILE again")
-    _add_settings_options(val, upload=False)
+    _add_manifest_options(_add_options(val, "validate"))
 
     rty = sub.add_parser("retry", help="send again the rows that failed, from the ledger alone",
                          description="Send again the rows of LEDGER that failed, with the "
@@ -291,7 +173,8 @@ def build_parser() -> argparse.ArgumentParser:
                                      "probed again. Rows the API refused for good (4xx) are "
                                      "left alone unless --include-rejected.",
                          epilog=RUN_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    rty.add_argument("ledger", type=Path, metavar="LEDGER", help="a ledger file written by run")
+    rty.add_argument("ledger", type=Path, nargs="?", metavar="LEDGER",
+                     help="a ledger file written by run (default: the --job file's)")
     rty.add_argument("--include-rejected", action="store_true",
                      help="also send rows the API refused with a 4xx (after you fixed the "
                           "cause, e.g. a group's permissions)")
@@ -301,14 +184,34 @@ def build_parser() -> argparse.ArgumentParser:
     rty.add_argument("--since", metavar="TIME",
                      help="only rows last tried at or after TIME (ISO 8601, UTC, e.g. "
                           "2025-03-04 or 2025-03-04T10:00)")
-    rty.add_argument("--concurrency", type=int, metavar="N",
-                     help="files probed or uploaded at once (default 4)")
-    rty.add_argument("--max-file-size", metavar="SIZE",
-                     help="refuse recordings bigger than this (default 50MB)")
-    _add_upload_options(_add_api_options(rty))
-    _add_budget_options(rty)
-    _add_metrics_options(rty)
-    _add_output_options(rty, summary_json=True)
+    _add_options(rty, "retry")
+
+    ver = sub.add_parser("verify", help="look every imported row up in the API: present once, "
+                                        "missing, or doubled",
+                         description="The migration's proof: every row LEDGER holds as "
+                                     "succeeded is looked up in the API by the external_id "
+                                     "its call was sent with, and is found once (good), "
+                                     "missing, or more than once (a duplicate in Convirza). "
+                                     "Rows imported without an external_id are listed as "
+                                     "unverifiable. Exit 0 only when every verifiable row is "
+                                     "present exactly once, else 1.",
+                         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ver.add_argument("ledgers", type=Path, nargs="*", metavar="LEDGER",
+                     help="ledger files written by run (default: the --job file's)")
+    ver.add_argument("--output", type=Path, metavar="FILE",
+                     help="write the discrepancies (missing, duplicated, unverifiable, "
+                          "unchecked rows) to FILE as CSV")
+    _add_options(ver, "verify")
+
+    cfg = sub.add_parser("config", help="the effective settings and where each came from",
+                         description="Print the settings a command would run with, and where "
+                                     "each came from: a flag, a CONVIRZA_* variable, the job "
+                                     "file, or the default. Secrets are masked. Takes every "
+                                     "setting flag, to show what wins.",
+                         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    cfg.add_argument("--format", choices=["table", "json"], default="table",
+                     help="an aligned table (default) or a JSON array")
+    _add_options(cfg, "config")
 
     rep = sub.add_parser("report", help="counts and reasons, or every row as a table, CSV, JSON",
                          description="Show one or more ledgers (e.g. one per shard): counts "
@@ -351,8 +254,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="an 80-column table (default), CSV, or one JSON array of the objects "
                          "as the API gives them")
     lk.add_argument("--output", type=Path, metavar="FILE", help="write to FILE, not stdout")
-    _add_api_options(lk)
-    _add_output_options(lk)
+    _add_options(lk, "lookup", job=False)
 
     sbx = sub.add_parser("sandbox", help="run a local Convirza-compatible API server",
                          description="A stand-in for Convirza's API on loopback, for trying "
@@ -431,32 +333,18 @@ def _version() -> str:
 
 # --- commands -------------------------------------------------------------------------------
 
+def _flags(args: argparse.Namespace) -> dict[str, Any]:
+    """The setting flags given, by field name (those not given are None)."""
+    return {d.name: getattr(args, d.name, None) for d in DECLARED}
+
+
+def _plan(args: argparse.Namespace, manifest: Path | None = None, *,
+          reads: bool = False) -> Plan:
+    return plan(_flags(args), job=getattr(args, "job", None), manifest=manifest, reads=reads)
+
+
 def _settings(args: argparse.Namespace) -> Settings:
-    flags: dict[str, Any] = {
-        name: getattr(args, name, None)
-        for name in ("api_url", "token_file", "ledger", "concurrency", "rate", "burst",
-                     "max_attempts", "read_timeout", "timezone", "file_field",
-                     "auto_external_id", "quiet", "log_format", "on_unknown", "shard",
-                     "summary_json", "connect_timeout", "backoff_base", "backoff_cap",
-                     "progress_interval", "max_errors", "max_uploads", "max_duration",
-                     "wait_for_ledger",
-                     "max_consecutive_failures",
-                     "send_same_audio", "check_urls", "columns_file", "sheet",
-                     "encoding", "dayfirst", "metrics_port", "metrics_host",
-                     "metrics_textfile")
-    }
-    flags["preflight"] = getattr(args, "preflight", None)
-    if getattr(args, "min_upload_rate", None) is not None:
-        flags["min_upload_rate"] = parse_size(args.min_upload_rate)
-    if getattr(args, "max_file_size", None) is not None:
-        flags["max_file_size"] = parse_size(args.max_file_size)
-    if getattr(args, "max_recording_duration", None) is not None:
-        flags["max_recording_duration"] = parse_duration(args.max_recording_duration)
-    if getattr(args, "defaults", None):
-        flags["defaults"] = parse_assignments(args.defaults, "--set")
-    if getattr(args, "column_map", None):
-        flags["column_map"] = parse_assignments(args.column_map, "--map")
-    return Settings.load(flags)
+    return _plan(args).settings
 
 
 def _setup_logging(settings: Settings, verbose: bool) -> None:
@@ -464,26 +352,11 @@ def _setup_logging(settings: Settings, verbose: bool) -> None:
     logs.configure(settings.log_format, level, settings.secrets())
 
 
-def _observer(settings: Settings, metrics: MetricsObserver | None = None) -> Observer:
-    """The run's observers: the progress bar or line (unless ``--quiet``) and the metrics."""
-    shown: list[Observer] = [] if settings.quiet else \
-        [ProgressObserver(interval=settings.progress_interval)]
-    observers = [*shown, *([metrics] if metrics is not None else [])]
-    return observers[0] if len(observers) == 1 else FanOut(*observers)
+class _Stoppable(Protocol):
+    def stop(self) -> None: ...
 
 
-def _metrics(settings: Settings) -> MetricsObserver | None:
-    """The metrics observer, when ``--metrics-port`` or ``--metrics-textfile`` asks for it;
-    a shard's metrics carry its ``shard`` label."""
-    if settings.metrics_port is None and settings.metrics_textfile is None:
-        return None
-    from .metrics import MetricsObserver
-
-    labels = {"shard": settings.shard} if settings.shard else {}
-    return MetricsObserver(labels=labels, textfile=settings.metrics_textfile)
-
-
-async def _run_until_signalled(run: ImportRun) -> RunSummary:
+async def _until_signalled(work: _Stoppable, running: Awaitable[T]) -> T:
     """Run; the first SIGINT/SIGTERM stops gracefully, and one that comes later than
     ``SIGNAL_WINDOW`` after it aborts what is in flight. Those in between are echoes of the
     first (``timeout``, systemd), and aborting on them would leave rows ``uploading`` and no
@@ -498,9 +371,9 @@ async def _run_until_signalled(run: ImportRun) -> RunSummary:
         name = signal.Signals(signum).name
         if first is None:
             first = now
-            run.stop()
-            log.warning("%s received; a second Ctrl-C or SIGTERM, a moment from now, aborts the "
-                        "uploads in flight instead (their rows stay 'uploading' until the "
+            work.stop()
+            log.warning("%s received; a second Ctrl-C or SIGTERM, a moment from now, aborts "
+                        "what is in flight instead (uploads' rows stay 'uploading' until the "
                         "next run reconciles them)", name)
         elif now - first < SIGNAL_WINDOW:
             log.debug("%s %.3fs after the first signal: the same request to stop", name,
@@ -513,7 +386,7 @@ async def _run_until_signalled(run: ImportRun) -> RunSummary:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, on_signal, sig)
     try:
-        return await run.execute()
+        return await running
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
@@ -521,38 +394,79 @@ async def _run_until_signalled(run: ImportRun) -> RunSummary:
 
 def cmd_run(args: argparse.Namespace, upload: bool) -> int:
     upload = upload and not getattr(args, "dry_run", False)
-    settings = _settings(args)
+    chosen = _plan(args, args.manifest, reads=True)
+    settings = chosen.settings
     _setup_logging(settings, args.verbose)
     if args.skip_duplicate_audio:
         log.warning("--skip-duplicate-audio is the default now (audio already imported is not "
                     "sent again) and does nothing; --send-same-audio sends such rows")
-    errors_out: Path | None = getattr(args, "errors_out", None)
-    metrics = _metrics(settings)
-    mode = Upload(args.manifest, errors_out) if upload else Validate(args.manifest, errors_out)
-    run = ImportRun(settings, mode, observer=_observer(settings, metrics))
-    # validate reads no ledger, but the one a run of this manifest keeps is protected too:
-    # a CSV written over it would lose every earlier night's outcomes.
-    refuse_overwrites({"--errors-out": errors_out, "--summary-json": settings.summary_json,
-                       "--metrics-textfile": settings.metrics_textfile},
-                      [("the manifest", args.manifest), *ledger_inputs(run.ledger_path()),
-                       *_settings_inputs(settings)])
-    return _execute(run, settings, reasons=5 if upload else 20, metrics=metrics)
+    reasons = 5 if upload else 20
+    metrics = _metrics(settings) if upload else None
+    job = ImportJob(settings, chosen.manifests, upload=upload,
+                    observer=_observer(settings, metrics),
+                    errors_out=getattr(args, "errors_out", None),
+                    on_summary=None if settings.quiet else lambda summary: print(
+                        logs.shown(summary_text(summary, reasons=reasons))))
+    refuse_overwriting_inputs(job, [("the job file", args.job)])
+    return _execute(job, settings, metrics)
 
 
 def cmd_retry(args: argparse.Namespace) -> int:
-    settings = _settings(args)
+    chosen = _plan(args)
+    settings = chosen.settings
     _setup_logging(settings, args.verbose)
-    statuses = tuple(Status(s) for s in dict.fromkeys(args.status or ["failed"]))
-    selection = RetrySelection(statuses, args.include_rejected, _since(args.since))
     if settings.ledger is None:
-        raise UsageError("retry needs a ledger")
+        raise UsageError("retry needs a LEDGER (or --job FILE naming one)")
     metrics = _metrics(settings)
-    run = ImportRun(settings, Retry(settings.ledger, selection),
-                    observer=_observer(settings, metrics))
-    refuse_overwrites({"--summary-json": settings.summary_json,
-                       "--metrics-textfile": settings.metrics_textfile},
-                      [*ledger_inputs(run.ledger_path()), *_settings_inputs(settings)])
-    return _execute(run, settings, metrics=metrics)
+    job = ImportJob(settings, (), observer=_observer(settings, metrics),
+                    retry=retry_selection(args.status, args.include_rejected, args.since),
+                    on_summary=None if settings.quiet else lambda summary: print(
+                        logs.shown(summary_text(summary))))
+    refuse_overwriting_inputs(job, [("the job file", args.job)])
+    return _execute(job, settings, metrics)
+
+
+def _observer(settings: Settings, metrics: MetricsObserver | None) -> Observer:
+    """The run's observers: the progress bar or line (unless ``--quiet``) and the metrics."""
+    shown = default_observer(settings)
+    return shown if metrics is None else FanOut(shown, metrics)
+
+
+def _metrics(settings: Settings) -> MetricsObserver | None:
+    """The metrics observer, when ``--metrics-port`` or ``--metrics-textfile`` asks for it;
+    a shard's metrics carry its ``shard`` label."""
+    if settings.metrics_port is None and settings.metrics_textfile is None:
+        return None
+    from .metrics import MetricsObserver
+
+    labels = {"shard": str(settings.shard)} if settings.shard else {}
+    return MetricsObserver(labels=labels, textfile=settings.metrics_textfile)
+
+
+def _execute(job: ImportJob, settings: Settings, metrics: MetricsObserver | None = None) -> int:
+    """Run with signals handled and metrics served if asked (each run's summary is printed as
+    it ends, and for several manifests a last line for the whole job), and write the summary
+    as JSON if asked."""
+    redirect = logging_redirect_tqdm(loggers=[logging.getLogger("importer")]) \
+        if sys.stderr.isatty() and not settings.quiet else contextlib.nullcontext()
+    served = metrics.serve(settings.metrics_host, settings.metrics_port) \
+        if metrics is not None and settings.metrics_port is not None \
+        else contextlib.nullcontext()
+    try:
+        with served, redirect:
+            result = asyncio.run(_until_signalled(job, job.execute()))
+    finally:
+        if settings.summary_json is not None:
+            write_summary_json(settings.summary_json, job.result().as_dict(),
+                               settings.secrets())
+    if not settings.quiet:
+        if len(job.manifests) > 1 or result.not_started:
+            print(logs.shown(job_text(result)))
+        if job.errors_out is not None:
+            invalid = result.counts.get("invalid", 0)
+            print(f"{invalid} invalid rows written to {job.errors_out}" if invalid else
+                  f"No invalid rows; {job.errors_out} has the header only.")
+    return result.exit_code
 
 
 def _settings_inputs(settings: Settings) -> list[tuple[str, Path | None]]:
@@ -561,52 +475,31 @@ def _settings_inputs(settings: Settings) -> list[tuple[str, Path | None]]:
             ("the token file", settings.token_file)]
 
 
-def _since(text: str | None) -> str | None:
-    """``--since`` as the ledger's UTC ISO text, so that it compares as a string."""
-    if text is None:
-        return None
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        raise UsageError(f"--since {text!r}: expected an ISO 8601 date or time") from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC).isoformat(timespec="milliseconds")
-
-
-def _execute(run: ImportRun, settings: Settings, *, reasons: int = 5,
-             metrics: MetricsObserver | None = None) -> int:
-    """Run with signals handled, metrics served if asked; print the summary (with up to
-    ``reasons`` error reasons) and write it as JSON if asked."""
-    redirect = logging_redirect_tqdm(loggers=[logging.getLogger("importer")]) \
-        if sys.stderr.isatty() and not settings.quiet else contextlib.nullcontext()
-    served = metrics.serve(settings.metrics_host, settings.metrics_port) \
-        if metrics is not None and settings.metrics_port is not None \
-        else contextlib.nullcontext()
-    try:
-        with served, redirect:
-            summary = asyncio.run(_run_until_signalled(run))
-    finally:
-        if settings.summary_json is not None:
-            _write_summary(settings.summary_json, run.summary)
+def cmd_verify(args: argparse.Namespace) -> int:
+    chosen = _plan(args)
+    settings = chosen.settings
+    _setup_logging(settings, args.verbose)
+    ledgers = list(args.ledgers) or ([settings.ledger] if settings.ledger else [])
+    if not ledgers:
+        raise UsageError("verify needs a LEDGER (or --job FILE naming one)")
+    check_outputs(args.output, ledgers, args.job)
+    with findings_file(args.output) as out:
+        verifier = Verifier(settings, ledgers, on_finding=out.write if out else None)
+        result = asyncio.run(_until_signalled(verifier, verifier.execute()))
     if not settings.quiet:
-        print(logs.shown(summary_text(summary, reasons=reasons)))
-        if run.errors_out is not None:
-            invalid = summary.counts["invalid"]
-            print(f"{invalid} invalid rows written to {run.errors_out}" if invalid else
-                  f"No invalid rows; {run.errors_out} has the header only.")
-    return summary.exit_code
+        print(logs.shown(verify_text(result)))
+        if out is not None:
+            print(f"{out.count} discrepancies written to {args.output}")
+    return result.exit_code
 
 
-def _write_summary(path: Path, summary: RunSummary) -> None:
-    """Write the summary whole or not at all. A failure is logged and leaves the exit code
-    to the run, which did happen: a scheduler must not mistake it for a usage error."""
-    try:
-        with atomic_text(path, newline=None) as out:
-            out.write(logs.scrubbed(json.dumps(
-                {**summary.as_dict(), "exit_code": summary.exit_code}, indent=2)) + "\n")
-    except UsageError as exc:
-        log.error("the summary was not written: %s", exc)
+def cmd_config(args: argparse.Namespace) -> int:
+    chosen = _plan(args)
+    logs.remember_secrets(chosen.settings.secrets())
+    found = entries(chosen)
+    print(logs.shown(config_json(found) if args.format == "json" else config_text(found)),
+          end="")
+    return 0
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -713,11 +606,15 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
         raise UsageError(f"--seed-data: {exc}") from None
     if args.split_answers and args.split_answers < 2:
         raise UsageError(f"--split-answers expects N >= 2, got {args.split_answers}")
+    try:
+        max_file_size = parse_size(args.max_file_size)
+    except ValueError as exc:
+        raise UsageError(f"--max-file-size: {exc}") from None
     if args.redirect_to and not args.redirect_to.startswith(("http://", "https://")):
         raise UsageError(f"--redirect-to expects an http(s) URL, got {args.redirect_to!r}")
     config = SandboxConfig(
         seed=seed, users=users, static_tokens=frozenset(args.token), token_ttl=args.token_ttl,
-        max_file_size=parse_size(args.max_file_size), store_path=args.store,
+        max_file_size=max_file_size, store_path=args.store,
         faults=Faults(fail_rate=args.fail_rate, ambiguous_rate=args.ambiguous_rate,
                       lost_answer_rate=args.lost_answer_rate, reset_rate=args.reset_rate,
                       rate_limit=args.rate_limit, rate_burst=args.rate_burst,
@@ -750,6 +647,8 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "run": lambda a: cmd_run(a, upload=True),
     "validate": lambda a: cmd_run(a, upload=False),
     "retry": cmd_retry,
+    "verify": cmd_verify,
+    "config": cmd_config,
     "report": cmd_report,
     "lookup": cmd_lookup,
     "sandbox": cmd_sandbox,

@@ -39,6 +39,7 @@ from .ledger_queries import (
     LedgerQueries,
     LedgerRow,
     RunRecord,
+    SentCall,
     SettledKeys,
     connect_readonly,
 )
@@ -60,8 +61,8 @@ from .states import TRANSITIONS, Status, check
 __all__ = [
     "ALREADY", "CHANGED", "DUPLICATE", "MIGRATIONS", "OTHER_SHARD", "SAME_AUDIO_QUERY", "SETTLED",
     "TRANSITIONS", "Admission", "AsyncLedger", "AttemptRecord", "Candidate", "Decision",
-    "FileFacts", "Ledger", "LedgerRow", "RunRecord", "SameAudio", "SettledKeys", "Status",
-    "Verdict",
+    "FileFacts", "Ledger", "LedgerRow", "RunRecord", "SameAudio", "SentCall", "SettledKeys",
+    "Status", "Verdict",
 ]
 
 #: Another recording with a file's content that is imported (``succeeded``; an alias names the

@@ -74,6 +74,23 @@ class RunRecord:
 
 
 
+@dataclass(frozen=True)
+class SentCall:
+    """A ``succeeded`` row and the call it stands for, as ``verify`` looks it up: the row's own
+    call, or, for a row found already imported under another key (``same_as``), that key's.
+    ``external_id``, ``group_id`` and ``caller_id`` are what that call was sent with;
+    ``target_status`` is the status of the row it was sent for (None: no such row)."""
+
+    key: str
+    manifest: str | None
+    row_number: int | None
+    same_as: str | None
+    target_status: Status | None
+    external_id: str | None
+    group_id: str | None
+    caller_id: str | None
+
+
 def _as_is(text: str) -> str:
     return text
 
@@ -150,6 +167,23 @@ class LedgerQueries:
             values = dict(zip(ROW_FIELDS, rec, strict=True))
             values["status"] = Status(values["status"])
             yield LedgerRow(**values)
+
+    def sent_calls(self) -> Iterator[SentCall]:
+        """Every ``succeeded`` row with the call it stands for (``SentCall``), ordered by the
+        group that call was sent to and then its external_id: ``verify`` counts a group's
+        calls together, and looks a call that several rows stand for up once."""
+        cur = self._conn.execute(
+            "SELECT r.key, r.manifest, r.row_number, r.same_as, t.status, "
+            "COALESCE(t.sent_external_id, t.external_id), "
+            "CASE WHEN json_valid(t.fields) THEN json_extract(t.fields, '$.group_id') END, "
+            "CASE WHEN json_valid(t.fields) THEN json_extract(t.fields, '$.caller_id') END "
+            "FROM recordings r LEFT JOIN recordings t ON t.key = COALESCE(r.same_as, r.key) "
+            "WHERE r.status = 'succeeded' ORDER BY 7, 6, r.manifest, r.row_number, r.key")
+        for rec in cur:
+            yield SentCall(rec[0], rec[1], rec[2], rec[3],
+                           Status(rec[4]) if rec[4] is not None else None, rec[5],
+                           None if rec[6] is None else str(rec[6]),
+                           None if rec[7] is None else str(rec[7]))
 
 
 

@@ -20,6 +20,7 @@ import errno
 import json
 import os
 import socket
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,6 +30,8 @@ from .errors import LedgerBusy, LedgerError
 
 #: How often a run that waits for the ledger (``--wait-for-ledger``) tries again.
 POLL_SECONDS = 0.5
+#: Reads of a lock file found empty (its holder about to write it), 10 ms apart.
+HOLDER_READS = 20
 
 try:
     import fcntl
@@ -100,11 +103,17 @@ class LedgerLock:
 
 
 def _read_holder(fd: int) -> dict[str, Any]:
-    try:
-        data = json.loads(os.pread(fd, 4096, 0) or b"{}")
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
+    """What the lock file says of its holder. A holder writes it just after it takes the lock,
+    so one that has only just taken it gets a moment to say who it is."""
+    for _ in range(HOLDER_READS):
+        try:
+            data = json.loads(os.pread(fd, 4096, 0) or b"{}")
+        except (OSError, ValueError):
+            data = {}
+        if isinstance(data, dict) and data:
+            return data
+        time.sleep(0.01)
+    return {}
 
 
 def describe(holder: dict[str, Any]) -> str:

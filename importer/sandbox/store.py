@@ -80,6 +80,10 @@ class CallStore:
             })
         return records
 
+    def delete(self, call_id: int) -> bool:
+        """Forget a call, as if it had been deleted in Convirza (tests of ``verify``)."""
+        return self._conn.execute("DELETE FROM calls WHERE call_id = ?", (call_id,)).rowcount == 1
+
     def count(self) -> int:
         return int(self._conn.execute("SELECT COUNT(*) FROM calls").fetchone()[0])
 

@@ -1,0 +1,132 @@
+"""The importer as functions, for schedulers that call Python (an Airflow ``PythonOperator``,
+a Dagster op, a cron wrapper) rather than a command::
+
+    from importer import run_import
+
+    result = run_import(job="/etc/convirza/nightly.toml", rate=2)
+    if result.exit_code:
+        raise RuntimeError(f"import ended with {result.exit_code}: {result.counts}")
+
+Each function takes a job file, keyword settings named as ``Settings``' fields
+(``concurrency=8``, ``api_url=...``, ``token=...``, ``max_file_size="50MB"``), and the
+``CONVIRZA_*`` variables of ``environ`` (default: this process's environment), in that order
+of precedence: keyword > environment > job file > default, as flags are on the command line.
+
+A command that runs to its end returns a typed result whose ``exit_code`` is the command
+line's (0 all done, 1 some rows failed, 4 stopped by a budget, ...), with ``stop_reason`` as a
+``StopReason``. What the command line reports as an error line is raised instead, from
+``importer.errors``: ``UsageError`` (settings, no manifest), ``ManifestError`` (a job's only
+manifest cannot be read), ``LedgerError``/``LedgerBusy``, ``AuthError`` (credentials refused),
+``NotTheApi`` (a redirect or an HTML page answered), ``ApiUnavailable`` (no API before the
+first row). ``events.stop_reason_for(exc)`` maps each to the exit code the command line gives.
+
+The host owns the process: these functions install no signal handler and set up no logging
+(their records go to the ``importer`` logger, progress to ``importer.progress`` when not
+quiet). They run their own event loop: from async code, call them in a thread
+(``await asyncio.to_thread(run_import, ...)``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from .errors import UsageError
+from .events import Observer
+from .jobs import (
+    ImportJob,
+    ImportResult,
+    Plan,
+    default_observer,
+    plan,
+    refuse_overwriting_inputs,
+    retry_selection,
+    write_summary_json,
+)
+from .verify import Verifier, VerifyResult, check_outputs, findings_file
+
+PathLike = str | os.PathLike[str]
+
+
+def run_import(manifest: PathLike | None = None, *, job: PathLike | None = None,
+               observer: Observer | None = None, environ: Mapping[str, str] | None = None,
+               **settings: Any) -> ImportResult:
+    """Import ``manifest`` (or the job file's manifest: a path, or a glob whose matches run in
+    turn through one ledger), as ``convirza-import run`` does; running it again resumes."""
+    chosen = _plan(settings, job, manifest, environ, reads=True)
+    return _execute(chosen, ImportJob(chosen.settings, chosen.manifests,
+                                      observer=_observer(chosen, observer)))
+
+
+def validate_manifest(manifest: PathLike | None = None, *, job: PathLike | None = None,
+                      errors_out: PathLike | None = None, observer: Observer | None = None,
+                      environ: Mapping[str, str] | None = None,
+                      **settings: Any) -> ImportResult:
+    """Everything ``run_import`` does before sending, as ``convirza-import validate`` does:
+    nothing is uploaded and no ledger written; ``errors_out`` receives the invalid rows."""
+    chosen = _plan(settings, job, manifest, environ, reads=True)
+    return _execute(chosen, ImportJob(
+        chosen.settings, chosen.manifests, upload=False, observer=_observer(chosen, observer),
+        errors_out=Path(errors_out) if errors_out is not None else None))
+
+
+def retry_ledger(ledger: PathLike | None = None, *, job: PathLike | None = None,
+                 statuses: Sequence[str] = ("failed",), include_rejected: bool = False,
+                 since: str | None = None, observer: Observer | None = None,
+                 environ: Mapping[str, str] | None = None, **settings: Any) -> ImportResult:
+    """Send again the rows of ``ledger`` (default: the job file's) that failed, or whose
+    outcome is unknown (``statuses=("uploading",)``), as ``convirza-import retry`` does."""
+    if ledger is not None:
+        settings["ledger"] = ledger
+    chosen = _plan(settings, job, None, environ)
+    if chosen.settings.ledger is None:
+        raise UsageError("retry needs a ledger: give it, or a job file")
+    selection = retry_selection(statuses, include_rejected, since)
+    return _execute(chosen, ImportJob(chosen.settings, (), retry=selection,
+                                      observer=_observer(chosen, observer)))
+
+
+def verify_ledger(*ledgers: PathLike, job: PathLike | None = None,
+                  output: PathLike | None = None, environ: Mapping[str, str] | None = None,
+                  **settings: Any) -> VerifyResult:
+    """Look every succeeded row of ``ledgers`` (default: the job file's) up in Convirza, as
+    ``convirza-import verify`` does; ``output`` receives the discrepancies as CSV. The
+    result's ``exit_code`` is 0 when every row that can be verified is there exactly once."""
+    chosen = _plan(settings, job, None, environ)
+    paths = [Path(p) for p in ledgers]
+    if not paths and chosen.settings.ledger is not None:
+        paths = [chosen.settings.ledger]
+    if not paths:
+        raise UsageError("verify needs a ledger: give one, or a job file")
+    out_path = Path(output) if output is not None else None
+    check_outputs(out_path, paths, chosen.job.path if chosen.job else None)
+    with findings_file(out_path) as out:
+        verifier = Verifier(chosen.settings, paths, on_finding=out.write if out else None)
+        return asyncio.run(verifier.execute())
+
+
+def _plan(settings: dict[str, Any], job: PathLike | None, manifest: PathLike | None,
+          environ: Mapping[str, str] | None, *, reads: bool = False) -> Plan:
+    return plan(settings, job=Path(job) if job is not None else None,
+                manifest=Path(manifest) if manifest is not None else None, environ=environ,
+                given_as="keyword", reads=reads)
+
+
+def _observer(chosen: Plan, observer: Observer | None) -> Observer:
+    return observer if observer is not None else default_observer(chosen.settings)
+
+
+def _execute(chosen: Plan, job: ImportJob) -> ImportResult:
+    """Run ``job`` to its end in an event loop of its own, writing ``summary_json`` if asked,
+    also when the run ends with an error."""
+    refuse_overwriting_inputs(job, [("the job file", chosen.job.path if chosen.job else None)])
+    try:
+        result = asyncio.run(job.execute())
+    finally:
+        if chosen.settings.summary_json is not None:
+            write_summary_json(chosen.settings.summary_json, job.result().as_dict(),
+                               chosen.settings.secrets())
+    return result
