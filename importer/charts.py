@@ -88,23 +88,7 @@ def time_chart(chart_id: str, title: str, description: str, times: Sequence[date
     plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
     values = [v for s in series for v in s.values if v is not None]
     top = max([*values, reference[1] if reference else 0.0, 0.0])
-    if log:
-        positive = [v for v in values if v > 0] or [1.0]
-        low = 10 ** math.floor(math.log10(min(positive)))
-        high = 10 ** math.ceil(math.log10(max(positive)))
-        high = high * 10 if high <= low else high
-        ticks = [low * 10 ** i for i in range(round(math.log10(high / low)) + 1)]
-
-        def y(v: float) -> float:
-            share = (math.log10(max(v, low)) - math.log10(low)) / math.log10(high / low)
-            return TOP + plot_h * (1 - share)
-    else:
-        step = nice_step(top or 1.0)
-        high = step * math.ceil((top or 1.0) / step)
-        ticks = [step * i for i in range(round(high / step) + 1)]
-
-        def y(v: float) -> float:
-            return TOP + plot_h * (1 - v / high)
+    ticks, y = _y_scale(values, top, log, plot_h)
 
     first, last = times[0], times[-1] if len(times) > 1 else times[0] + timedelta(minutes=1)
     span = (last - first).total_seconds() or 60.0
@@ -140,6 +124,30 @@ def time_chart(chart_id: str, title: str, description: str, times: Sequence[date
                 f'y2="{TOP + plot_h}" stroke="#888"/>')
     body.extend(_legend([s.name for s in series], PALETTE, x=max(LEFT, 20 + 7 * len(unit))))
     return _frame(chart_id, title, description, body)
+
+
+def _y_scale(values: Sequence[float], top: float, log: bool,
+             plot_h: float) -> tuple[list[float], Callable[[float], float]]:
+    """The y axis's ticks and where a value goes on it: powers of ten (``log``), or round
+    steps from zero to at least ``top``."""
+    if log:
+        positive = [v for v in values if v > 0] or [1.0]
+        low = 10 ** math.floor(math.log10(min(positive)))
+        high = 10 ** math.ceil(math.log10(max(positive)))
+        high = high * 10 if high <= low else high
+
+        def on_log(v: float) -> float:
+            share = (math.log10(max(v, low)) - math.log10(low)) / math.log10(high / low)
+            return TOP + plot_h * (1 - share)
+
+        return [low * 10 ** i for i in range(round(math.log10(high / low)) + 1)], on_log
+    step = nice_step(top or 1.0)
+    ceiling = step * math.ceil((top or 1.0) / step)
+
+    def on_line(v: float) -> float:
+        return TOP + plot_h * (1 - v / ceiling)
+
+    return [step * i for i in range(round(ceiling / step) + 1)], on_line
 
 
 def _path(points: Sequence[tuple[float, float] | None]) -> str:

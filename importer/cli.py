@@ -142,7 +142,15 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    _add_sending_commands(sub)
+    _add_ledger_commands(sub)
+    _add_lookup_command(sub)
+    _add_sandbox_command(sub)
+    _add_demo_command(sub)
+    return parser
 
+
+def _add_sending_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     run = sub.add_parser("run", help="validate and upload every row; re-run to resume",
                          description="Read MANIFEST, validate each row and file, upload them "
                                      "and record every outcome in the ledger. Running the "
@@ -186,6 +194,8 @@ def build_parser() -> argparse.ArgumentParser:
                           "2025-03-04 or 2025-03-04T10:00)")
     _add_options(rty, "retry")
 
+
+def _add_ledger_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     ver = sub.add_parser("verify", help="look every imported row up in the API: present once, "
                                         "missing, or doubled",
                          description="The migration's proof: every row LEDGER holds as "
@@ -234,6 +244,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="only rows last touched by run N (see the summary; one ledger only)")
     rep.add_argument("--output", type=Path, metavar="FILE", help="write to FILE, not stdout")
 
+
+def _add_lookup_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     lk = sub.add_parser("lookup", help="read-only API lookups: groups, campaigns, calls, ...",
                         description="Ask the API and print what it answers, page by page as "
                                     "it arrives. Resources: " + "; ".join(
@@ -256,6 +268,8 @@ def build_parser() -> argparse.ArgumentParser:
     lk.add_argument("--output", type=Path, metavar="FILE", help="write to FILE, not stdout")
     _add_options(lk, "lookup", job=False)
 
+
+def _add_sandbox_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     sbx = sub.add_parser("sandbox", help="run a local Convirza-compatible API server",
                          description="A stand-in for Convirza's API on loopback, for trying "
                                      "the importer and for tests. Prints its URL, then serves "
@@ -273,6 +287,14 @@ def build_parser() -> argparse.ArgumentParser:
                      help="uploads above this get 413 (default 50MB)")
     sbx.add_argument("--store", default=":memory:", metavar="FILE",
                      help="keep received calls in this SQLite file (default: memory)")
+    _add_sandbox_faults(sbx)
+    sbx.add_argument("--seed", type=int, help="seed for the injected faults (reproducible)")
+    sbx.add_argument("--seed-data", metavar="FILE",
+                     help="JSON file of groups, campaigns, custom_sources, callflows, "
+                          "channels, numbers to serve instead of the built-in account")
+
+
+def _add_sandbox_faults(sbx: argparse.ArgumentParser) -> None:
     sbx.add_argument("--fail-rate", type=float, default=0.0, metavar="F",
                      help="share of uploads answered 500, e.g. 0.1")
     sbx.add_argument("--ambiguous-rate", type=float, default=0.0, metavar="F",
@@ -305,11 +327,9 @@ def build_parser() -> argparse.ArgumentParser:
     sbx.add_argument("--login-error", type=int, default=0, metavar="STATUS",
                      help="the token endpoint answers every login with this HTTP status, "
                           "e.g. 500")
-    sbx.add_argument("--seed", type=int, help="seed for the injected faults (reproducible)")
-    sbx.add_argument("--seed-data", metavar="FILE",
-                     help="JSON file of groups, campaigns, custom_sources, callflows, "
-                          "channels, numbers to serve instead of the built-in account")
 
+
+def _add_demo_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     dmo = sub.add_parser("demo", help="import the bundled samples into an in-process sandbox",
                          description="Start the sandbox in this process, import the sample "
                                      "manifest, print the report. Run it twice: the second "
@@ -319,7 +339,6 @@ def build_parser() -> argparse.ArgumentParser:
     dmo.add_argument("--manifest", type=Path, default=demo.SAMPLE_MANIFEST,
                      help="manifest to import (default the bundled manifests/sample.csv)")
     dmo.add_argument("--concurrency", type=int, default=4, help="uploads at once (default 4)")
-    return parser
 
 
 def _version() -> str:
