@@ -654,8 +654,9 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     logs.configure("text", logging.INFO, [])
     if not args.manifest.is_file():
-        raise UsageError(f"the demo manifest {args.manifest} is missing; run the demo from a "
-                         "checkout of the repository, or pass --manifest")
+        raise UsageError(f"the demo manifest {args.manifest} is missing: reinstall "
+                         "convirza-import (pipx reinstall convirza-import), or pass "
+                         "--manifest FILE")
     observer = ProgressObserver()
     code: int = asyncio.run(demo.run_demo(args.ledger, args.manifest, args.concurrency,
                                           observer, print))

@@ -19,7 +19,21 @@ from .settings import Settings
 
 DEMO_USER = "demo@example.com"
 DEMO_PASSWORD = "demo-password"  # a sandbox-only credential, known to everyone
-SAMPLE_MANIFEST = Path(__file__).resolve().parent.parent / "manifests" / "sample.csv"
+_PACKAGE = Path(__file__).resolve().parent
+
+
+def _sample_manifest() -> Path:
+    """The demo's manifest, wherever the tool runs from: an installed wheel carries it as
+    package data (``importer/_demo``, built from the repository's ``manifests/`` and
+    ``sample_data/``); a checkout, or an editable install, has the repository's own."""
+    for base in (_PACKAGE / "_demo", _PACKAGE.parent):
+        found = base / "manifests" / "sample.csv"
+        if found.is_file():
+            return found
+    return _PACKAGE / "_demo" / "manifests" / "sample.csv"  # named by the error that follows
+
+
+SAMPLE_MANIFEST = _sample_manifest()
 
 
 async def run_demo(ledger: Path, manifest: Path, concurrency: int,
@@ -45,7 +59,10 @@ async def run_demo(ledger: Path, manifest: Path, concurrency: int,
         finally:
             opened.close()
         say(f"See every row: convirza-import report {ledger} --format table\n"
-            f"Run `make demo` again: nothing is uploaded twice. Delete {ledger} to start over.")
+            f"Run `convirza-import demo` again: nothing is uploaded twice. Delete {ledger} to "
+            "start over.")
+        if manifest == SAMPLE_MANIFEST:
+            say(f"The sample manifest is {manifest}; template.csv beside it has every column.")
         return summary.exit_code
     finally:
         await runner.cleanup()
