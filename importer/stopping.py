@@ -1,0 +1,64 @@
+"""A command stopped by a signal: the first Ctrl-C or SIGTERM stops gently (uploads in flight
+finish, the summary is printed), a later one aborts what is in flight. Only the command line
+installs this; a scheduler that embeds the importer owns its signals."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import time
+from collections.abc import Awaitable
+from typing import Protocol, TypeVar
+
+log = logging.getLogger("importer.cli")
+T = TypeVar("T")
+
+#: Signals closer than this to the first one are the same request to stop. ``timeout``
+#: signals the program and then its whole process group, systemd every process of the unit at
+#: once, a shell's Ctrl-C the whole foreground group: the copies arrive microseconds to
+#: milliseconds apart, or up to some hundreds of milliseconds when a busy, shared machine
+#: delays the event loop. A person who means to abort reads "stopping ..." first and then
+#: presses again, which takes longer; one second separates the two with room on both sides.
+#: Measured from the first signal, not the latest, so that hammering Ctrl-C still aborts.
+SIGNAL_WINDOW = 1.0
+
+
+class Stoppable(Protocol):
+    def stop(self) -> None: ...
+
+
+async def until_signalled(work: Stoppable, running: Awaitable[T]) -> T:
+    """Run; the first SIGINT/SIGTERM stops gracefully, and one that comes later than
+    ``SIGNAL_WINDOW`` after it aborts what is in flight. Those in between are echoes of the
+    first (``timeout``, systemd), and aborting on them would leave rows ``uploading`` and no
+    summary when the scheduler meant a clean stop."""
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    first: float | None = None
+
+    def on_signal(signum: int) -> None:
+        nonlocal first
+        now = time.monotonic()
+        name = signal.Signals(signum).name
+        if first is None:
+            first = now
+            work.stop()
+            log.warning("%s received; a second Ctrl-C or SIGTERM, a moment from now, aborts "
+                        "what is in flight instead (uploads' rows stay 'uploading' until the "
+                        "next run reconciles them)", name)
+        elif now - first < SIGNAL_WINDOW:
+            log.debug("%s %.3fs after the first signal: the same request to stop", name,
+                      now - first)
+        elif task is not None:
+            log.warning("aborting: uploads in flight are left 'uploading' and will be "
+                        "reconciled on the next run")
+            task.cancel()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, on_signal, sig)
+    try:
+        return await running
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
