@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections import Counter
 
 from .admission import Decision, Verdict, duplicate_error
 from .context import Job, RunContext
@@ -80,27 +81,30 @@ class Intake:
         the chunk's other rows is still reported."""
         outcomes = self.ctx.outcomes
         outcomes.rows_read += len(prepared)
-        counted = dict.fromkeys([Outcome.VALID, *_COUNTED.values()], 0)
+        # The chunk's rows with nothing to say (done before, another shard's, imported under
+        # another key) are counted before any of its rows waits for room in the queue: a
+        # resumed run's progress starts from the rows already done, not from nought.
+        counted = Counter(_COUNTED[d.verdict] for d in decisions if d.verdict in _COUNTED)
+        for outcome in _COUNTED.values():
+            outcomes.tally(outcome, counted[outcome])
+        outcomes.rows_read -= counted[Outcome.OTHER_SHARD]
+        valid = 0
         try:
             for item, decision in zip(prepared, decisions, strict=True):
                 adm, verdict = item.admission, decision.verdict
                 if verdict in _GO_ON and adm.status is Status.PENDING:
                     if item.clean is None or (not self.ctx.sends and not item.needs_worker):
-                        counted[Outcome.VALID] += 1  # nothing to probe or ask: done
+                        valid += 1  # nothing to probe or ask: done
                     elif not self.ctx.stopping.is_set():
                         # UNKNOWN: its last request's outcome is unknown: looked up first.
                         await queue.put(Job(adm.row_number, adm.key, build_record(item.clean),
                                             item.cells, reconcile=verdict is Verdict.UNKNOWN,
                                             known=decision.known,
                                             sent_external_id=decision.sent_external_id))
-                elif verdict in _COUNTED:
-                    counted[_COUNTED[verdict]] += 1
-                else:
+                elif verdict not in _COUNTED:
                     self._report(item, decision)
         finally:
-            for outcome, n in counted.items():
-                outcomes.tally(outcome, n)
-            outcomes.rows_read -= counted[Outcome.OTHER_SHARD]
+            outcomes.tally(Outcome.VALID, valid)
 
     def _report(self, item: Prepared, decision: Decision) -> None:
         """A row not queued, with something to say of it."""

@@ -1,0 +1,56 @@
+"""The rough edges a new user hit (issue 13, item 6), each held by a test: progress of a
+resumed run, `report --status` alone, `--verbose`, wide tables, `retry` of invalid rows, a
+lookup of nothing, a `--map` of a column that is not there, `run --errors-out`, short flags
+and examples in `--help`, and the README's by-hand commands reading dates alike."""
+
+from __future__ import annotations
+
+import argparse
+import re
+from pathlib import Path
+
+import pytest
+
+from importer.cli import build_parser, main
+
+from .conftest import SandboxThread
+from .test_ledger_functional import many_rows
+from .test_run_functional import good_row, write_manifest
+
+README = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+
+
+def subcommands() -> dict[str, argparse.ArgumentParser]:
+    parser = build_parser()
+    [action] = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    return dict(action.choices)
+
+
+def mixed_ledger(workdir: Path) -> tuple[Path, Path]:
+    """A run of three rows: one succeeded, one invalid (a bad phone), one failed (the API
+    refuses campaign 777)."""
+    manifest = write_manifest(workdir / "manifests" / "m.csv", [
+        good_row(external_id="OK-1"),
+        good_row(external_id="BAD-1", caller_id="call me",
+                 recording_file="../sample_data/call-0002-ulaw8k.wav"),
+        good_row(external_id="NO-1", campaign_id="777",
+                 recording_file="../sample_data/call-0003-alaw8k.wav")])
+    ledger = workdir / "ledger.sqlite"
+    assert main(["run", str(manifest), "--ledger", str(ledger)]) == 1
+    return manifest, ledger
+
+
+def test_progress_of_a_resumed_run_counts_the_rows_already_done(
+        workdir: Path, sandbox: SandboxThread, token_env: str,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    manifest = write_manifest(workdir / "manifests" / "m.csv", many_rows(workdir, 30))
+    ledger = workdir / "ledger.sqlite"
+    assert main(["run", str(manifest), "--ledger", str(ledger), "--max-uploads", "20",
+                 "--rate", "500"]) == 4
+    capsys.readouterr()
+
+    assert main(["run", str(manifest), "--ledger", str(ledger), "--rate", "500",
+                 "--concurrency", "1", "--progress-interval", "0.001"]) == 0
+
+    done = [int(n) for n in re.findall(r"progress: (\d+)/30 rows", capsys.readouterr().err)]
+    assert done and min(done) >= 20, done  # the 20 done before count from the first line
