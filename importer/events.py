@@ -113,6 +113,10 @@ class RunSummary:
     #: Rows sent (``--send-same-audio``; or, in validate, found valid) although another row has
     #: the same audio.
     same_audio: int = 0
+    #: ``retry``: the invalid rows its ledger holds, which it cannot send (they never passed
+    #: the checks) and which make its exit code 1 until fixed in the manifest and sent by
+    #: ``run``. None for ``run`` and ``validate``, whose invalid rows are counted as read.
+    invalid_left: int | None = None
 
     def add_many(self, outcome: Outcome, n: int) -> None:
         """``n`` rows with an outcome that carries nothing more (valid, skipped, another
@@ -151,10 +155,10 @@ class RunSummary:
         """0 all done, 1 some rows failed or invalid, else the stop reason's code."""
         if self.stop_reason is not None:
             return self.stop_reason.exit_code
-        return 1 if self.problems else 0
+        return 1 if self.problems or self.invalid_left else 0
 
     def as_dict(self) -> dict[str, object]:
-        return {
+        found: dict[str, object] = {
             "manifest": self.manifest, "ledger": self.ledger, "rows": self.rows,
             "counts": dict(self.counts), "top_errors": dict(self.errors.most_common(10)),
             "bytes_sent": self.bytes_sent, "same_audio": self.same_audio,
@@ -164,6 +168,9 @@ class RunSummary:
             "stopped": self.stopped,
             "stop_reason": self.stop_reason.name.lower() if self.stop_reason else None,
         }
+        if self.invalid_left is not None:  # a retry's
+            found["invalid_left"] = self.invalid_left
+        return found
 
 
 #: Events that are not a row's final outcome, and the counter each one feeds.

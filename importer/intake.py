@@ -151,6 +151,10 @@ class Intake:
             batch = await self.ctx.ledger.candidates(
                 selection, after=after, limit=self.ctx.settings.chunk_rows)
             if not batch:
+                # What retry cannot send is said, not passed over: invalid rows wait for a
+                # fix in the manifest and a run.
+                counts = await self.ctx.ledger.counts()
+                self.ctx.outcomes.summary.invalid_left = counts[Status.INVALID]
                 return
             after = batch[-1].rowid
             for cand in batch:

@@ -37,6 +37,8 @@ def summary_text(summary: RunSummary, *, reasons: int = 5) -> str:
     if summary.rows and summary.rows == c["skipped"]:
         lines.append(f"Nothing to upload: all {summary.rows} rows were already done "
                      f"(ledger {summary.ledger}).")
+    elif summary.invalid_left is not None and not summary.rows:
+        lines.append(f"Nothing to retry in {summary.ledger}.")
     else:
         parts = [f"{n} {name}" for name, n in sorted(c.items())
                  if n and name not in ("retries", "other shards")]
@@ -63,12 +65,23 @@ def summary_text(summary: RunSummary, *, reasons: int = 5) -> str:
         lines.extend(f"  {n:>6}  {reason}" for reason, n in summary.errors.most_common(reasons))
         if len(summary.errors) > reasons:
             lines.append(f"  ... and {len(summary.errors) - reasons} other reasons")
+    if summary.invalid_left:
+        lines.append(_invalid_left_text(summary.invalid_left, summary.ledger or "LEDGER"))
     if summary.stopped:
         then = "Fix the manifest, then run" if summary.exit_code == 2 else "Run"
         lines.append(f"Stopped early: {summary.stopped}. {then} the same command again to go on.")
     if summary.ledger:
         lines.append(f"Ledger: {summary.ledger}")
     return "\n".join(lines)
+
+
+def _invalid_left_text(n: int, ledger: str) -> str:
+    """What to do with the invalid rows a retry cannot send."""
+    rows, it, they = ("row is", "it", "it") if n == 1 else ("rows are", "them", "they")
+    return (f"{n} {rows} invalid: retry does not send {it}, since {they} never passed the "
+            f"checks; fix {it} in the manifest and run it again with `convirza-import run "
+            f"MANIFEST --ledger {ledger}` (`convirza-import report {ledger} --status invalid` "
+            f"lists {it}, with what is wrong).")
 
 
 def ledger_summary(ledgers: list[Ledger]) -> dict[str, Any]:

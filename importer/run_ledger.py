@@ -99,6 +99,10 @@ class RunLedger:
         await self._writer.call(self._ledger.record_attempt, attempt)
         await self._writer.call(self._ledger.mark_pending, attempt.key)
 
+    async def counts(self) -> dict[Status, int]:
+        """Rows by state, over the whole ledger."""
+        return await self._writer.call(self._ledger.counts)
+
     async def candidates(self, selection: RetrySelection, *, after: int,
                          limit: int) -> list[Candidate]:
         return await self._writer.call(functools.partial(

@@ -119,8 +119,8 @@ def test_validate_and_retry_take_the_job_file(tmp_path: Path, sandbox: SandboxTh
     assert not (tmp_path / "nightly.ledger.sqlite").exists()  # validate writes no ledger
     assert main(["run", "--job", str(job)]) == 1
     capsys.readouterr()
-    assert main(["retry", "--job", str(job)]) == 0
-    assert "0 rows" in capsys.readouterr().out
+    assert main(["retry", "--job", str(job)]) == 1  # nothing to send; the invalid row waits
+    assert "1 row is invalid: retry does not send it" in capsys.readouterr().out
 
 
 def test_a_job_file_with_a_typo_is_refused_in_one_line(

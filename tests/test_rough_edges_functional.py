@@ -54,3 +54,23 @@ def test_progress_of_a_resumed_run_counts_the_rows_already_done(
 
     done = [int(n) for n in re.findall(r"progress: (\d+)/30 rows", capsys.readouterr().err)]
     assert done and min(done) >= 20, done  # the 20 done before count from the first line
+
+
+def test_retry_of_a_ledger_whose_only_problems_are_invalid_rows_says_what_to_do(
+        workdir: Path, sandbox: SandboxThread, token_env: str,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    manifest = write_manifest(workdir / "manifests" / "m.csv", [
+        good_row(external_id="OK-1"),
+        good_row(external_id="BAD-1", caller_id="call me",
+                 recording_file="../sample_data/call-0002-ulaw8k.wav")])
+    ledger = workdir / "ledger.sqlite"
+    assert main(["run", str(manifest), "--ledger", str(ledger)]) == 1
+    capsys.readouterr()
+
+    assert main(["retry", str(ledger)]) == 1
+
+    out = capsys.readouterr().out
+    assert "0 rows in" not in out
+    assert "1 row is invalid" in out
+    assert "fix it in the manifest and run it again with `convirza-import run" in out
+    assert f"report {ledger} --status invalid" in out
