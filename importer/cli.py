@@ -295,6 +295,12 @@ def cmd_lookup(args: argparse.Namespace) -> int:
         count = asyncio.run(run_lookup(settings, resource, writer, object_id=args.object_id,
                                        filter=parse_rules(args.filter), params=params,
                                        limit=args.limit))
+    if count == 0 and resource.single:
+        # Asked for one object by its id: its absence is an answer a script must not take
+        # for success (a list that matches nothing is an answer too, and exits 0).
+        print(f"convirza-import: error: no {resource.name} {args.object_id} (the API knows no "
+              f"such {resource.name}, or this login may not see it)", file=sys.stderr)
+        return 1
     if count == 0 and not settings.quiet:
         print("no records found", file=sys.stderr)
     return 0

@@ -74,3 +74,13 @@ def test_retry_of_a_ledger_whose_only_problems_are_invalid_rows_says_what_to_do(
     assert "1 row is invalid" in out
     assert "fix it in the manifest and run it again with `convirza-import run" in out
     assert f"report {ledger} --status invalid" in out
+
+
+def test_lookup_of_an_object_that_does_not_exist_exits_1(
+        sandbox: SandboxThread, token_env: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["lookup", "group", "999"]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err == "convirza-import: error: no group 999 (the API knows no such " \
+                           "group, or this login may not see it)\n"
+    assert main(["lookup", "group", "12"]) == 0
