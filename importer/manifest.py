@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import codecs
 import csv
+import difflib
 import io
 import logging
 import os
@@ -158,6 +159,7 @@ def plan_columns(headers: list[str], column_map: dict[str, str], defaults: dict[
     bad_defaults = sorted(set(map(canonical, defaults)) - set(UPLOAD_FIELDS))
     if bad_defaults:
         raise ManifestError(path, f"--set names unknown upload field(s): {', '.join(bad_defaults)}")
+    _refuse_absent_columns(headers, column_map, path)
     fields: list[str | None] = []
     unknown: list[str] = []
     seen: dict[str, str] = {}
@@ -186,6 +188,24 @@ def plan_columns(headers: list[str], column_map: dict[str, str], defaults: dict[
             "--set)",
         )
     return ColumnPlan(tuple(fields), tuple(unknown), {canonical(k): v for k, v in defaults.items()})
+
+
+def _refuse_absent_columns(headers: list[str], column_map: dict[str, str], path: str) -> None:
+    """A ``--map`` (or ``[columns]``) entry naming a column the header lacks is a typo or the
+    wrong manifest: refused, never read as an empty column, with the columns there are."""
+    present = {canonical(h) for h in headers}
+    absent = [c for c in column_map if canonical(c) not in present]
+    if not absent:
+        return
+    named = [str(h) for h in headers if str(h).strip()]
+
+    def shown(column: str) -> str:
+        close = difflib.get_close_matches(column, named, n=1)
+        return f"{column!r}" + (f" (did you mean {close[0]!r}?)" if close else "")
+
+    raise ManifestError(path, f"--map names {'a column' if len(absent) == 1 else 'columns'} "
+                        f"this manifest does not have: {', '.join(map(shown, absent))}; its "
+                        f"columns: {', '.join(named) or 'none'}")
 
 
 def _fields_named(cells: Iterable[str], renames: dict[str, str]) -> int:

@@ -84,3 +84,20 @@ def test_lookup_of_an_object_that_does_not_exist_exits_1(
     assert captured.err == "convirza-import: error: no group 999 (the API knows no such " \
                            "group, or this login may not see it)\n"
     assert main(["lookup", "group", "12"]) == 0
+
+
+def test_a_map_of_a_column_the_manifest_does_not_have_is_refused(
+        workdir: Path, sandbox: SandboxThread, token_env: str,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    manifest = write_manifest(workdir / "manifests" / "m.csv", [
+        {"From": "6175550142", "recording_file": "../sample_data/call-0001-pcm8k.wav",
+         "call_date": "2025-03-04T09:15:22-05:00", "group_id": "12"}])
+
+    for command in ("run", "validate"):
+        assert main([command, str(manifest), "--map", "Frm=caller_id"]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1
+        assert "--map names a column this manifest does not have: 'Frm' (did you mean " \
+               "'From'?); its columns: From, call_date, group_id, recording_file" in err
+    assert sandbox.store.count() == 0
+    assert main(["run", str(manifest), "--map", "From=caller_id"]) == 0
