@@ -50,6 +50,7 @@ from .outputs import atomic_text, ledger_inputs, refuse_overwrites
 from .parser import build_parser
 from .progress import ProgressObserver
 from .report import (
+    Format,
     ObjectWriter,
     ledger_summary,
     summary_report_text,
@@ -210,16 +211,23 @@ def cmd_config(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    # --status and --run pick rows to list, --wide lays them out: alone, they ask for the
+    # rows as a table, not the summary.
+    selected = bool(args.status) or args.run is not None
+    fmt = args.format or ("table" if (selected or args.wide) and not args.summary
+                          else "summary")
     if args.run is not None and len(args.ledgers) > 1:
         raise UsageError("--run numbers are per ledger: give one ledger with --run")
-    if args.format == "html" and (args.status or args.run is not None):
+    if fmt == "html" and selected:
         raise UsageError("--format html shows every row and run; --status and --run select "
                          "rows for table, csv and json")
+    if args.wide and fmt != "table":
+        raise UsageError("--wide is for the rows as a table (--format table)")
     refuse_overwrites({"--output": args.output},
                       [found for path in args.ledgers for found in ledger_inputs(path)])
     ledgers = [Ledger.open_readonly(path) for path in args.ledgers]
     try:
-        if args.format == "html":
+        if fmt == "html":
             from .html_report import render
             from .ledger_stats import collect
 
@@ -227,16 +235,16 @@ def cmd_report(args: argparse.Namespace) -> int:
             with _output(args.output) as out:
                 out.write(page)
             return 0
-        with _output(args.output, for_people=args.format in ("table", "summary")) as out:
-            if args.summary or args.format == "summary":
+        with _output(args.output, for_people=fmt in ("table", "summary")) as out:
+            if args.summary or fmt == "summary":
                 summary = ledger_summary(ledgers)
-                out.write(json.dumps(summary, indent=2) + "\n" if args.format == "json"
+                out.write(json.dumps(summary, indent=2) + "\n" if fmt == "json"
                           else summary_report_text(summary) + "\n")
             else:
                 statuses = [Status(s) for s in args.status]
                 rows = itertools.chain.from_iterable(
                     ledger.rows(statuses, args.run) for ledger in ledgers)
-                write_rows(rows, args.format, out)
+                write_rows(rows, cast(Format, fmt), out, wide=args.wide)
     finally:
         for ledger in ledgers:
             ledger.close()

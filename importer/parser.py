@@ -156,9 +156,9 @@ def _add_ledger_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser
     rep.add_argument("ledgers", type=Path, nargs="+", metavar="LEDGER",
                      help="ledger files written by run (several: their sum)")
     rep.add_argument("--format", choices=["summary", "table", "csv", "json", "html"],
-                     default="summary",
-                     help="summary: counts, reasons, runs (default); table/csv/json: every "
-                          "row; html: one page with charts, needing no network (give "
+                     help="summary: counts, reasons, runs (default; with --status, --run or "
+                          "--wide: table); table/csv/json: every row; html: one page with charts, "
+                          "needing no network (give "
                           "--output FILE.html)")
     rep.add_argument("--summary", action="store_true",
                      help="the summary (counts by state and error reason, per run and "
@@ -167,6 +167,9 @@ def _add_ledger_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser
                      default=[], help="only rows in this state (repeatable)")
     rep.add_argument("--run", type=int, metavar="N",
                      help="only rows last touched by run N (see the summary; one ledger only)")
+    rep.add_argument("--wide", action="store_true",
+                     help="table: each row on one line, its cells whole (default: long cells "
+                          "wrapped to fit the terminal's width)")
     rep.add_argument("--output", type=Path, metavar="FILE", help="write to FILE, not stdout")
 
 

@@ -216,8 +216,11 @@ class InvalidRowsCsv:
         self.count += 1
 
 
-def write_rows(rows: Iterable[LedgerRow], fmt: Format, out: TextIO) -> int:
-    """Write every row in ``fmt`` (table, csv or json); returns how many were written."""
+def write_rows(rows: Iterable[LedgerRow], fmt: Format, out: TextIO, *,
+               wide: bool = False) -> int:
+    """Write every row in ``fmt`` (table, csv or json); returns how many were written. A
+    table wraps long cells to the terminal's width, or with ``wide`` keeps each row on one
+    line, whole."""
     if fmt == "csv":
         writer = csv.writer(out)
         writer.writerow(ROW_COLUMNS)
@@ -234,28 +237,62 @@ def write_rows(rows: Iterable[LedgerRow], fmt: Format, out: TextIO) -> int:
             count += 1
         out.write("\n]\n" if count else "]\n")
         return count
-    return _write_table(rows, out)
+    return _write_table(rows, out, wide=wide)
 
 
-def _write_table(rows: Iterable[LedgerRow], out: TextIO) -> int:
+def _table_widths() -> dict[str, int]:
+    """The ledger table's columns sharing the terminal's width (at least 80): paths and keys
+    three tenths each of what the narrow columns leave, the error the rest."""
     width = max(80, shutil.get_terminal_size((100, 24)).columns)
     fixed = {"row_number": 6, "status": 9, "attempts": 4}
     flexible = width - sum(fixed.values()) - 2 * (len(TABLE_COLUMNS) - 1)
     sizes = {"key": flexible * 3 // 10, "source": flexible * 3 // 10}
     sizes["error"] = flexible - sizes["key"] - sizes["source"]
     sizes.update(fixed)
+    return sizes
+
+
+def _write_table(rows: Iterable[LedgerRow], out: TextIO, *, wide: bool = False) -> int:
+    """Rows as an aligned table whose long cells wrap within their column, so that a path or
+    an error is read whole on a terminal of any width; ``wide``: one line a row, nothing
+    wrapped (for grep, or a pager that scrolls sideways)."""
+    sizes = _table_widths()
     header = {"row_number": "row", "attempts": "try"}
 
-    def line(cells: dict[str, str]) -> str:
-        return "  ".join(_fit(cells[c], sizes[c]) for c in TABLE_COLUMNS).rstrip()
+    def lines(cells: dict[str, str]) -> Iterator[str]:
+        if wide:
+            yield "  ".join(cells[c].replace("\n", " ").ljust(sizes[c])
+                            for c in TABLE_COLUMNS).rstrip()
+            return
+        wrapped = {c: _wrap(cells[c], sizes[c]) for c in TABLE_COLUMNS}
+        for i in range(max(map(len, wrapped.values()))):
+            yield "  ".join((wrapped[c][i] if i < len(wrapped[c]) else "").ljust(sizes[c])
+                            for c in TABLE_COLUMNS).rstrip()
 
-    out.write(line({c: header.get(c, c) for c in TABLE_COLUMNS}) + "\n")
+    out.writelines(line + "\n" for line in lines({c: header.get(c, c) for c in TABLE_COLUMNS}))
     count = 0
     for row in rows:
         data = asdict(row)
-        out.write(line({c: "" if data[c] is None else str(data[c]) for c in TABLE_COLUMNS}) + "\n")
+        out.writelines(line + "\n" for line in lines(
+            {c: "" if data[c] is None else str(data[c]) for c in TABLE_COLUMNS}))
         count += 1
     return count
+
+
+def _wrap(text: str, size: int) -> list[str]:
+    """``text`` in lines of at most ``size`` characters, broken after a space or a slash in
+    the second half of a line (messages, paths), else at ``size`` (a long key or hash)."""
+    text, size = " ".join(text.split()), max(size, 1)
+    lines = []
+    while len(text) > size:
+        space, slash = text.rfind(" ", 0, size + 1), text.rfind("/", 0, size)
+        if max(space, slash + 1) > size // 2:
+            cut, skip = (space, 1) if space >= slash + 1 else (slash + 1, 0)
+        else:
+            cut, skip = size, 0
+        lines.append(text[:cut])
+        text = text[cut + skip:]
+    return [*lines, text] if text or not lines else lines
 
 
 class ObjectWriter:

@@ -56,6 +56,44 @@ def test_progress_of_a_resumed_run_counts_the_rows_already_done(
     assert done and min(done) >= 20, done  # the 20 done before count from the first line
 
 
+def test_report_status_alone_lists_those_rows(workdir: Path, sandbox: SandboxThread,
+                                              token_env: str,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    _, ledger = mixed_ledger(workdir)
+    capsys.readouterr()
+
+    assert main(["report", str(ledger), "--status", "failed", "--status", "invalid"]) == 0
+
+    out = capsys.readouterr().out
+    assert out.splitlines()[0].split()[:3] == ["row", "status", "key"]
+    assert "ext:BAD-1" in out and "ext:NO-1" in out and "ext:OK-1" not in out
+
+
+def test_report_table_wraps_long_cells_to_the_terminal(
+        workdir: Path, sandbox: SandboxThread, token_env: str,
+        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    _, ledger = mixed_ledger(workdir)
+    monkeypatch.setenv("COLUMNS", "80")
+    capsys.readouterr()
+
+    assert main(["report", str(ledger), "--format", "table"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines and max(map(len, lines)) <= 80
+    header = lines[0]
+    source = "".join(line[header.index("source"):header.index("try")].strip()
+                     for line in lines[1:])
+    error = " ".join(line[header.index("error"):].strip() for line in lines[1:])
+    assert "../sample_data/call-0002-ulaw8k.wav" in source  # whole, over several lines
+    assert "caller_id: a phone number of digits, such as 5551234567" in error
+    assert "…" not in "".join(lines)
+
+    assert main(["report", str(ledger), "--format", "table", "--wide"]) == 0
+    wide = capsys.readouterr().out.splitlines()
+    assert len(wide) == 4  # the header and one line per row, each whole
+    assert any("../sample_data/call-0002-ulaw8k.wav" in line and
+               "a phone number of digits, such as 5551234567" in line for line in wide)
+
+
 def test_retry_of_a_ledger_whose_only_problems_are_invalid_rows_says_what_to_do(
         workdir: Path, sandbox: SandboxThread, token_env: str,
         capsys: pytest.CaptureFixture[str]) -> None:
