@@ -52,13 +52,15 @@ PathLike = str | os.PathLike[str]
 
 
 def run_import(manifest: PathLike | None = None, *, job: PathLike | None = None,
-               observer: Observer | None = None, environ: Mapping[str, str] | None = None,
-               **settings: Any) -> ImportResult:
+               errors_out: PathLike | None = None, observer: Observer | None = None,
+               environ: Mapping[str, str] | None = None, **settings: Any) -> ImportResult:
     """Import ``manifest`` (or the job file's manifest: a path, or a glob whose matches run in
-    turn through one ledger), as ``convirza-import run`` does; running it again resumes."""
+    turn through one ledger), as ``convirza-import run`` does; running it again resumes.
+    ``errors_out`` receives the invalid rows, to fix and run again."""
     chosen = _plan(settings, job, manifest, environ, reads=True)
-    return _execute(chosen, ImportJob(chosen.settings, chosen.manifests,
-                                      observer=_observer(chosen, observer)))
+    return _execute(chosen, ImportJob(
+        chosen.settings, chosen.manifests, observer=_observer(chosen, observer),
+        errors_out=Path(errors_out) if errors_out is not None else None))
 
 
 def validate_manifest(manifest: PathLike | None = None, *, job: PathLike | None = None,

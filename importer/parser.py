@@ -83,6 +83,9 @@ def _add_sending_commands(sub: argparse._SubParsersAction[argparse.ArgumentParse
                          epilog=RUN_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     run.add_argument("manifest", type=Path, nargs="?", metavar="MANIFEST",
                      help=MANIFEST_HELP + " (default: the --job file's)")
+    run.add_argument("--errors-out", type=Path, metavar="FILE",
+                     help="write the invalid rows, with what is wrong, to FILE (CSV): fix "
+                          "them there, then run FILE with the same --ledger")
     run.add_argument("--dry-run", action="store_true",
                      help="do everything but send: the same as `validate MANIFEST` (no upload, "
                           "no ledger written)")

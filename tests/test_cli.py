@@ -58,9 +58,10 @@ def test_run_flags_have_environment_variables() -> None:
     run = subcommands()["run"]
     fields = set(Settings.model_fields)
     # --dry-run picks a command; --skip-duplicate-audio is kept only for old scripts; --job
-    # names where settings come from, and is not one of them.
+    # names where settings come from, and is not one of them; --errors-out names one
+    # manifest's output, as validate's does.
     no_env = {"--help", "--verbose", "--token-file", "--dry-run", "--skip-duplicate-audio",
-              "--job"}
+              "--job", "--errors-out"}
     for action in run._actions:
         flag = next((o for o in action.option_strings if o.startswith("--")), None)
         if flag is None or flag in no_env:

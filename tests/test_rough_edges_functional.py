@@ -6,11 +6,13 @@ and examples in `--help`, and the README's by-hand commands reading dates alike.
 from __future__ import annotations
 
 import argparse
+import csv
 import re
 from pathlib import Path
 
 import pytest
 
+from importer import run_import
 from importer.cli import build_parser, main
 
 from .conftest import SandboxThread
@@ -139,3 +141,24 @@ def test_a_map_of_a_column_the_manifest_does_not_have_is_refused(
                "'From'?); its columns: From, call_date, group_id, recording_file" in err
     assert sandbox.store.count() == 0
     assert main(["run", str(manifest), "--map", "From=caller_id"]) == 0
+
+
+def test_run_writes_errors_out(workdir: Path, sandbox: SandboxThread, token_env: str,
+                               capsys: pytest.CaptureFixture[str]) -> None:
+    manifest = write_manifest(workdir / "manifests" / "m.csv", [
+        good_row(external_id="OK-1"),
+        good_row(external_id="BAD-1", caller_id="call me",
+                 recording_file="../sample_data/call-0002-ulaw8k.wav")])
+    errors = workdir / "errors.csv"
+
+    assert main(["run", str(manifest), "--errors-out", str(errors)]) == 1
+
+    assert "1 invalid rows written to" in capsys.readouterr().out
+    with errors.open(encoding="utf-8-sig", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [(r["row"], r["external_id"]) for r in rows] == [("3", "BAD-1")]
+    assert "caller_id" in rows[0]["errors"]
+    assert sandbox.store.count() == 1
+    again = workdir / "again.csv"  # the Python API's run takes it too
+    result = run_import(manifest, errors_out=again, ledger=workdir / "api.sqlite")
+    assert result.exit_code == 1 and again.read_text(encoding="utf-8-sig").count("BAD-1") == 1
