@@ -23,6 +23,14 @@ log = logging.getLogger("importer.pipeline")
 #: logs every one.
 ROW_WARNINGS = 100
 _PROBLEMS = frozenset({Outcome.FAILED, Outcome.INVALID, Outcome.UNRESOLVED})
+#: What ``--verbose`` logs of a row that went well, by its outcome (a reconciled row and
+#: one already imported are logged as info where they are found).
+_SAID_WHEN_VERBOSE = {Outcome.SUCCEEDED: "uploaded", Outcome.VALID: "valid",
+                      Outcome.RESENDING: "not found imported: sent again"}
+_TALLIED = {Outcome.SKIPPED: "done in an earlier run: skipped",
+            Outcome.OTHER_SHARD: "of other shards: passed over",
+            Outcome.ALREADY_IMPORTED: "already imported under another key: not sent",
+            Outcome.VALID: "valid"}
 
 
 class Outcomes:
@@ -55,15 +63,20 @@ class Outcomes:
             stop = self.guard.after_problem(self.summary, self.rows_read)
             if stop is not None:
                 self.stop(stop)
-        elif event.outcome is Outcome.SUCCEEDED:
-            log.debug("row %d: %s: uploaded", event.row, event.key)
+        elif event.outcome in _SAID_WHEN_VERBOSE:
+            # --verbose: every row's outcome, the good ones too (retries are logged as info).
+            size = f" ({event.size:,} bytes)" if event.size else ""
+            log.debug("row %d: %s: %s%s", event.row, event.key,
+                      _SAID_WHEN_VERBOSE[event.outcome], size)
         self.observer.row(event)
 
     def tally(self, outcome: Outcome, n: int) -> None:
-        """``n`` rows whose outcome carries nothing more: counted at once, not one by one."""
+        """``n`` rows whose outcome carries nothing more: counted at once, not one by one
+        (``--verbose`` says how many, once per chunk of the manifest)."""
         if n:
             self.summary.add_many(outcome, n)
             self.observer.passed(outcome, n)
+            log.debug("%d rows %s", n, _TALLIED.get(outcome, outcome.value))
 
     def problem(self, text: str) -> None:
         """Log a row's problem: the first ``ROW_WARNINGS`` one by one, then one line that

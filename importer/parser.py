@@ -42,7 +42,7 @@ def _add_options(p: argparse.ArgumentParser, command: str, *,
         p.add_argument("--job", type=Path, metavar="FILE",
                        help="a job file (TOML) of settings, and the manifest for run and "
                             "validate: flags and CONVIRZA_* variables win over it")
-    groups[OUTPUT].add_argument("--verbose", action="store_true",
+    groups[OUTPUT].add_argument("-v", "--verbose", action="store_true",
                                 help="log every row and attempt (by default, problems of the "
                                      "first 100 rows)")
     return groups

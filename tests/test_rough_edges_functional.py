@@ -71,6 +71,17 @@ def test_report_status_alone_lists_those_rows(workdir: Path, sandbox: SandboxThr
     assert "ext:BAD-1" in out and "ext:NO-1" in out and "ext:OK-1" not in out
 
 
+def test_verbose_logs_every_successful_row(workdir: Path, sandbox: SandboxThread,
+                                           token_env: str,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    manifest = write_manifest(workdir / "manifests" / "m.csv", [good_row(external_id="V-1")])
+
+    assert main(["run", str(manifest), "-v"]) == 0
+    assert re.search(r"DEBUG row 2: ext:V-1: uploaded \(84,036 bytes", capsys.readouterr().err)
+    assert main(["run", str(manifest), "--ledger", str(workdir / "other.sqlite")]) == 0
+    assert "uploaded" not in capsys.readouterr().err  # without --verbose, problems only
+
+
 def test_report_table_wraps_long_cells_to_the_terminal(
         workdir: Path, sandbox: SandboxThread, token_env: str,
         capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
