@@ -62,6 +62,8 @@ class Opt:
     secret: bool = False
     #: The value a flag given without one stands for (``--wait-for-ledger`` alone: forever).
     bare: str | None = None
+    #: A one-letter flag beside the long one, for the options typed most (``-c``, ``-r``).
+    short: str | None = None
 
 
 @dataclass(frozen=True)
@@ -175,17 +177,18 @@ def add_flags(parser: argparse.ArgumentParser, command: str,
     for d in for_command(settings, command):
         group = groups[d.opt.group]
         assert d.flag is not None  # for_command keeps settings with a flag
+        names = (d.opt.short, d.flag) if d.opt.short else (d.flag,)
         if d.kind == "switch":
-            off = d.flag is not None and d.flag.startswith("--no-")
-            group.add_argument(d.flag, dest=d.name, action="store_const", const=not off,
+            off = d.flag.startswith("--no-")
+            group.add_argument(*names, dest=d.name, action="store_const", const=not off,
                                default=None, help=d.help_text())
         elif d.kind == "list":
-            group.add_argument(d.flag, dest=d.name, action="append", default=None,
+            group.add_argument(*names, dest=d.name, action="append", default=None,
                                metavar=d.opt.metavar, help=d.help_text())
         elif d.opt.bare is not None:
-            group.add_argument(d.flag, dest=d.name, nargs="?", const=d.opt.bare,
+            group.add_argument(*names, dest=d.name, nargs="?", const=d.opt.bare,
                                metavar=d.opt.metavar, help=d.help_text())
         else:
-            group.add_argument(d.flag, dest=d.name, metavar=d.opt.metavar,
+            group.add_argument(*names, dest=d.name, metavar=d.opt.metavar,
                                choices=d.choices, help=d.help_text())
     return groups

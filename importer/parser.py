@@ -48,6 +48,41 @@ def _add_options(p: argparse.ArgumentParser, command: str, *,
     return groups
 
 
+#: Help laid out as written: the epilogs' lines and the examples kept as they are.
+RAW = argparse.RawDescriptionHelpFormatter
+
+#: Two or three examples at the end of each command's --help, the commonest uses first.
+EXAMPLES: dict[str, tuple[str, ...]] = {
+    "run": ("calls.csv --timezone America/New_York",
+            'calls.xlsx --sheet "March calls" --columns mapping.toml -c 8 -r 4',
+            "--job /etc/convirza/nightly.toml --quiet"),
+    "validate": ("calls.csv --timezone America/Chicago --errors-out calls.errors.csv",
+                 'calls.csv --map "Call Start=call_date" --set group_id=12 --preflight',
+                 "--job nightly.toml"),
+    "retry": ("calls.csv.ledger.sqlite",
+              "calls.csv.ledger.sqlite --status failed --status uploading --since 2025-03-04",
+              "--job nightly.toml --include-rejected"),
+    "verify": ("calls.csv.ledger.sqlite --output verify.csv",
+               "ledger-0.sqlite ledger-1.sqlite -r 2"),
+    "config": ("--job nightly.toml", "--job nightly.toml --rate 2 --format json"),
+    "report": ("calls.csv.ledger.sqlite",
+               "calls.csv.ledger.sqlite --status failed --status invalid",
+               "ledger-*.sqlite --format html --output migration.html"),
+    "lookup": ("groups", "campaigns --filter group_id=12 --format csv",
+               "call-details --filter external_id=PBX-2024-000101"),
+    "sandbox": ("--port 8765 --token dev-token",
+                "--port 8765 --token dev-token --rate-limit 5 --fail-rate 0.1 --seed 7"),
+    "demo": ("", "--ledger /tmp/demo.sqlite --concurrency 8"),
+}
+
+
+def _epilog(command: str, before: str = "") -> str:
+    """``before`` (the environment, credentials, exit codes), then the command's examples."""
+    examples = "\n".join(f"  convirza-import {command} {example}".rstrip()
+                         for example in EXAMPLES[command])
+    return (before + "\n\n" if before else "") + "examples:\n" + examples
+
+
 MANIFEST_HELP = "CSV (.csv, .tsv, .txt) or Excel (.xlsx, .xlsm), one row per recording"
 
 
@@ -64,7 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Bulk-import call recordings (mp3/wav) into Convirza from a CSV or Excel "
                     "manifest, "
                     "with a resumable results ledger.",
-        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+        epilog=EPILOG, formatter_class=RAW)
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     _add_sending_commands(sub)
@@ -80,13 +115,13 @@ def _add_sending_commands(sub: argparse._SubParsersAction[argparse.ArgumentParse
                          description="Read MANIFEST, validate each row and file, upload them "
                                      "and record every outcome in the ledger. Running the "
                                      "same command again skips what succeeded.",
-                         epilog=RUN_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+                         epilog=_epilog("run", RUN_EPILOG), formatter_class=RAW)
     run.add_argument("manifest", type=Path, nargs="?", metavar="MANIFEST",
                      help=MANIFEST_HELP + " (default: the --job file's)")
     run.add_argument("--errors-out", type=Path, metavar="FILE",
                      help="write the invalid rows, with what is wrong, to FILE (CSV): fix "
                           "them there, then run FILE with the same --ledger")
-    run.add_argument("--dry-run", action="store_true",
+    run.add_argument("-n", "--dry-run", action="store_true",
                      help="do everything but send: the same as `validate MANIFEST` (no upload, "
                           "no ledger written)")
     _add_manifest_options(_add_options(run, "run"))
@@ -95,7 +130,7 @@ def _add_sending_commands(sub: argparse._SubParsersAction[argparse.ArgumentParse
                          description="Everything run does before sending: read the manifest, "
                                      "validate every row, probe every file. Nothing is "
                                      "uploaded and no ledger is written.",
-                         epilog=RUN_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+                         epilog=_epilog("validate", RUN_EPILOG), formatter_class=RAW)
     val.add_argument("manifest", type=Path, nargs="?", metavar="MANIFEST",
                      help=MANIFEST_HELP + " (default: the --job file's)")
     val.add_argument("--errors-out", type=Path, metavar="FILE",
@@ -108,7 +143,7 @@ def _add_sending_commands(sub: argparse._SubParsersAction[argparse.ArgumentParse
                                      "metadata the ledger kept (no manifest needed). Files are "
                                      "probed again. Rows the API refused for good (4xx) are "
                                      "left alone unless --include-rejected.",
-                         epilog=RUN_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+                         epilog=_epilog("retry", RUN_EPILOG), formatter_class=RAW)
     rty.add_argument("ledger", type=Path, nargs="?", metavar="LEDGER",
                      help="a ledger file written by run (default: the --job file's)")
     rty.add_argument("--include-rejected", action="store_true",
@@ -133,7 +168,7 @@ def _add_ledger_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser
                                      "Rows imported without an external_id are listed as "
                                      "unverifiable. Exit 0 only when every verifiable row is "
                                      "present exactly once, else 1.",
-                         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+                         epilog=_epilog("verify", EPILOG), formatter_class=RAW)
     ver.add_argument("ledgers", type=Path, nargs="*", metavar="LEDGER",
                      help="ledger files written by run (default: the --job file's)")
     ver.add_argument("--output", type=Path, metavar="FILE",
@@ -146,7 +181,7 @@ def _add_ledger_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser
                                      "each came from: a flag, a CONVIRZA_* variable, the job "
                                      "file, or the default. Secrets are masked. Takes every "
                                      "setting flag, to show what wins.",
-                         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+                         epilog=_epilog("config", EPILOG), formatter_class=RAW)
     cfg.add_argument("--format", choices=["table", "json"], default="table",
                      help="an aligned table (default) or a JSON array")
     _add_options(cfg, "config")
@@ -155,7 +190,8 @@ def _add_ledger_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser
                          description="Show one or more ledgers (e.g. one per shard): counts "
                                      "by state, error reasons and runs (default), every "
                                      "recording as a table, CSV (safe to open in Excel) or a "
-                                     "JSON array, or a self-contained HTML page with charts.")
+                                     "JSON array, or a self-contained HTML page with charts.",
+                         epilog=_epilog("report"), formatter_class=RAW)
     rep.add_argument("ledgers", type=Path, nargs="+", metavar="LEDGER",
                      help="ledger files written by run (several: their sum)")
     rep.add_argument("--format", choices=["summary", "table", "csv", "json", "html"],
@@ -181,7 +217,7 @@ def _add_lookup_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]
                         description="Ask the API and print what it answers, page by page as "
                                     "it arrives. Resources: " + "; ".join(
                                         f"{r.name} ({r.help})" for r in RESOURCES.values()),
-                        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+                        epilog=_epilog("lookup", EPILOG), formatter_class=RAW)
     lk.add_argument("resource", choices=list(RESOURCES), metavar="RESOURCE",
                     help="what to look up: " + ", ".join(RESOURCES))
     lk.add_argument("object_id", nargs="?", metavar="ID",
@@ -204,7 +240,8 @@ def _add_sandbox_command(sub: argparse._SubParsersAction[argparse.ArgumentParser
     sbx = sub.add_parser("sandbox", help="run a local Convirza-compatible API server",
                          description="A stand-in for Convirza's API on loopback, for trying "
                                      "the importer and for tests. Prints its URL, then serves "
-                                     "until Ctrl-C.")
+                                     "until Ctrl-C.",
+                         epilog=_epilog("sandbox"), formatter_class=RAW)
     sbx.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     sbx.add_argument("--port", type=int, default=8765, help="port (default 8765; 0: any free)")
     sbx.add_argument("--user", action="append", default=[], metavar="EMAIL:PASSWORD",
@@ -264,7 +301,8 @@ def _add_demo_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
     dmo = sub.add_parser("demo", help="import the bundled samples into an in-process sandbox",
                          description="Start the sandbox in this process, import the sample "
                                      "manifest, print the report. Run it twice: the second "
-                                     "run uploads nothing.")
+                                     "run uploads nothing.",
+                         epilog=_epilog("demo"), formatter_class=RAW)
     dmo.add_argument("--ledger", type=Path, default=Path("demo.ledger.sqlite"),
                      help="ledger file (default demo.ledger.sqlite in this folder)")
     dmo.add_argument("--manifest", type=Path, default=demo.SAMPLE_MANIFEST,

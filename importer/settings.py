@@ -106,9 +106,9 @@ class Settings(BaseModel):
         "the same ledger resumes", "FILE", frozenset({"run"}))] = None
     concurrency: Annotated[int, Field(ge=1, le=256), Opt(
         "files probed or uploaded (verify: calls looked up) at once", "N", FILES | VERIFY,
-        group=MANIFEST)] = 4
+        group=MANIFEST, short="-c")] = 4
     rate: Annotated[float, Field(gt=0), Opt(
-        "requests per second, over all workers", "R", API)] = 5.0
+        "requests per second, over all workers", "R", API, short="-r")] = 5.0
     burst: Annotated[int, Field(ge=1), Opt(
         "requests allowed back to back (1: evenly spaced)", "B", UPLOADS)] = 1
     max_attempts: Annotated[int, Field(ge=1, le=100), Opt(
@@ -220,7 +220,8 @@ class Settings(BaseModel):
         "write the end-of-run summary to FILE as JSON, for schedulers", "FILE", FILES,
         OUTPUT)] = None
     quiet: Annotated[bool, Opt(
-        "print only errors (the exit code tells the rest)", commands=API, group=OUTPUT)] = False
+        "print only errors (the exit code tells the rest)", commands=API, group=OUTPUT,
+        short="-q")] = False
     log_format: Annotated[Literal["text", "json"], Opt(
         "log lines as text or JSON objects", commands=API, group=OUTPUT)] = "text"
     progress_interval: Annotated[Seconds, Field(gt=0), Opt(

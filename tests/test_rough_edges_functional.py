@@ -173,3 +173,31 @@ def test_run_writes_errors_out(workdir: Path, sandbox: SandboxThread, token_env:
     again = workdir / "again.csv"  # the Python API's run takes it too
     result = run_import(manifest, errors_out=again, ledger=workdir / "api.sqlite")
     assert result.exit_code == 1 and again.read_text(encoding="utf-8-sig").count("BAD-1") == 1
+
+
+def test_short_flags_for_the_common_options() -> None:
+    args = build_parser().parse_args(["run", "m.csv", "-v", "-q", "-n", "-c", "8", "-r", "2"])
+    assert (args.verbose, args.quiet, args.dry_run, args.concurrency, args.rate) == \
+        (True, True, True, "8", "2")
+    args = build_parser().parse_args(["retry", "l.sqlite", "-c", "2", "-r", "1", "-q"])
+    assert (args.concurrency, args.rate, args.quiet) == ("2", "1", True)
+
+
+def test_every_command_ends_its_help_with_examples() -> None:
+    for name, sub in subcommands().items():
+        text = sub.format_help()
+        tail = text.rsplit("examples:", 1)
+        assert len(tail) == 2, name
+        examples = [line for line in tail[1].splitlines()
+                    if line.strip().startswith(f"convirza-import {name}")]
+        assert 2 <= len(examples) <= 4, (name, examples)
+    assert "-n, --dry-run" in subcommands()["run"].format_help()
+
+
+def test_the_readme_validates_and_runs_with_the_same_timezone() -> None:
+    commands = [line for line in README.splitlines()
+                if re.search(r"convirza-import (validate|run) manifests/sample\.csv", line)]
+    assert len(commands) >= 2
+    zones = {m.group(1) if (m := re.search(r"--timezone (\S+)", line)) else None
+             for line in commands}
+    assert zones == {"America/New_York"}, commands
