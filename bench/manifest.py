@@ -124,7 +124,18 @@ print(n, time.perf_counter() - t0)
 """
 
 
+def _need_pandas() -> None:
+    """pandas is this benchmark's baseline, not a dependency of the importer: the bench extra
+    has it, and `make bench` installs that."""
+    import importlib.util
+
+    if importlib.util.find_spec("pandas") is None:
+        raise SystemExit(f"{Path(__file__).name} measures against pandas, which is not "
+                         "installed: `make bench` installs it (pip install -e '.[bench]')")
+
+
 def main() -> int:
+    _need_pandas()
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     p.add_argument("--rows", type=int, default=1_000_000, help="rows in the CSV (1,000,000)")
     p.add_argument("--repeat", type=int, default=1, help="runs of each, best kept (1)")

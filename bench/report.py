@@ -153,7 +153,18 @@ def _flush(conn: sqlite3.Connection, recs: list[tuple[object, ...]],
     atts.clear()
 
 
+def _need_pandas() -> None:
+    """pandas is this benchmark's baseline, not a dependency of the importer: the bench extra
+    has it, and `make bench` installs that."""
+    import importlib.util
+
+    if importlib.util.find_spec("pandas") is None:
+        raise SystemExit(f"{Path(__file__).name} measures against pandas, which is not "
+                         "installed: `make bench` installs it (pip install -e '.[bench]')")
+
+
 def main() -> None:
+    _need_pandas()
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, default=1_000_000, help="recordings in the ledger")
     parser.add_argument("--keep", type=Path, help="build the ledger and page in DIR, and keep them")

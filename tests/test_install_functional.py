@@ -3,7 +3,10 @@ declared dependencies into a fresh venv, gives a `convirza-import` that runs the
 nightly job file from an empty folder, outside the repository.
 
 The dependencies come from the package index (pip's cache makes that quick): that is what
-`pipx install` does, and the only way to prove that the wheel declares every module it imports.
+`pipx install` does, and the only way to prove that the wheel declares everything it needs and
+nothing more (pandas is not installed). The tool runs with no system time zone database
+(`PYTHONTZPATH` names an empty folder), as in a slim container image: the dates of the job's
+manifest, which have no zone, are read in its `timezone` from the tzdata the wheel requires.
 """
 
 from __future__ import annotations
@@ -53,9 +56,10 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _user_env(bin_dir: Path, **extra: str) -> dict[str, str]:
-    """A user's shell with the venv on PATH: nothing of the repository, no CONVIRZA_*."""
+    """A user's shell with the venv on PATH: nothing of the repository, no CONVIRZA_*, and no
+    system time zone database."""
     return {"PATH": f"{bin_dir}:/usr/bin:/bin", "HOME": os.environ.get("HOME", "/tmp"),
-            "LANG": "C.UTF-8", **extra}
+            "LANG": "C.UTF-8", "PYTHONTZPATH": str(bin_dir.parent / "no-zoneinfo"), **extra}
 
 
 def _tool(bin_dir: Path, folder: Path, *args: str,
@@ -102,6 +106,8 @@ def test_the_installed_demo_runs_from_an_empty_folder(installed: Path, tmp_path:
     assert "make demo" not in first.stdout
     assert "Run `convirza-import demo` again" in first.stdout
     assert second.returncode == 0 and "received 0 uploads" in second.stdout
+    site = next((installed.parent / "lib").glob("python3*/site-packages"))
+    assert (site / "importer").is_dir() and not (site / "pandas").exists()
     assert sorted(p.name for p in folder.iterdir()) == ["demo.ledger.sqlite",
                                                         "demo.ledger.sqlite.lock"]
 
