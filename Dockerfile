@@ -1,4 +1,4 @@
-# convirza-import as a container image, for the Kubernetes Job of the README (Scaling out).
+# convirza-import as a container image, for the Kubernetes Job of docs/scaling-out.md.
 #
 #   docker build -t registry.example.com/convirza-import:0.1.0 .
 #   docker run --rm registry.example.com/convirza-import:0.1.0 demo

@@ -6,7 +6,7 @@ asked a handful of ``GROUP BY`` queries (per minute, per state, per reason), who
 are a few thousand rows however long the ledger, and the ledgers' answers are added up. On
 the 1,000,000-row ledger of ``bench/report.py`` that is faster than the same aggregation in
 pandas, which must first read both tables into frames (about 900 MB for that ledger); the
-README's benchmark table has both times, measured in one run.
+benchmark table (docs/benchmarks.md) has both times, measured in one run.
 
 Latency percentiles are read off a histogram of 20 logarithmic bins a decade (each bin
 spans 12%; the middle of a bin is within 6% of any value in it), which adds up across

@@ -1,5 +1,6 @@
-"""The command line's surfaces: help for every option, the README kept true, the exit-code
-table, environment variables named after the flags."""
+"""The command line's surfaces: help for every option, the README and docs/ kept true (every
+command in the README, every option documented, the architecture page's module list, links
+that lead somewhere), the exit-code table, environment variables named after the flags."""
 
 from __future__ import annotations
 
@@ -17,6 +18,9 @@ from importer.settings import ENV_ALIASES, Settings, env_name, parse_duration
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text()
+DOCS = {path: path.read_text() for path in sorted((ROOT / "docs").glob("*.md"))}
+#: Everything a user can read: the README, the front door, and the docs/ pages it links.
+DOCUMENTED = "\n".join([README, *DOCS.values()])
 
 
 def subcommands() -> dict[str, argparse.ArgumentParser]:
@@ -36,22 +40,45 @@ def test_every_command_is_in_the_readme() -> None:
         assert f"`{name}" in README, name
 
 
-def test_every_option_is_in_the_readme() -> None:
+def test_every_option_is_documented() -> None:
     missing = {option for sub in subcommands().values() for action in sub._actions
                for option in action.option_strings
                if option.startswith("--") and option != "--help"
-               and not re.search(re.escape(option) + r"(?![\w-])", README)}
+               and not re.search(re.escape(option) + r"(?![\w-])", DOCUMENTED)}
     assert not missing
 
 
-def test_readme_architecture_lists_every_module() -> None:
-    section = README.split("## Architecture", 1)[1].split("##", 1)[0]
+def test_the_architecture_page_lists_every_module() -> None:
+    section = DOCS[ROOT / "docs" / "architecture.md"].split("\n## ", 1)[0]
     listed = set(re.findall(r"^\s+(\w+\.py)\s", section, re.M))
     actual = {p.name for p in (ROOT / "importer").glob("*.py")
               if p.name not in ("__init__.py", "__main__.py")}
     actual |= {p.name for p in (ROOT / "importer" / "sandbox").glob("*.py")
                if p.name != "__init__.py"}
     assert listed == actual
+
+
+def _slug(heading: str) -> str:
+    """A heading's anchor as GitHub makes it: lower case, punctuation dropped, spaces dashed."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def _anchors(text: str) -> set[str]:
+    outside = re.sub(r"^```.*?^```", "", text, flags=re.M | re.S)  # no headings in code
+    return {_slug(h) for h in re.findall(r"^#+ (.+)$", outside, re.M)}
+
+
+def test_the_readme_links_every_docs_page_and_every_link_leads_somewhere() -> None:
+    linked = set(re.findall(r"\]\((docs/[\w.-]+\.md)", README))
+    assert linked == {f"docs/{path.name}" for path in DOCS}
+    for page, text in [(ROOT / "README.md", README), *DOCS.items()]:
+        for target, anchor in re.findall(r"\]\(([^)#\s]*)(?:#([\w-]+))?\)", text):
+            if target.startswith(("http://", "https://")):
+                continue
+            found = (page.parent / target).resolve() if target else page
+            assert found.is_file(), (page.name, target)
+            if anchor:
+                assert anchor in _anchors(found.read_text()), (page.name, target, anchor)
 
 
 def test_run_flags_have_environment_variables() -> None:
