@@ -8,9 +8,7 @@ cannot be (a missing path, a folder, a pipe, a file nobody may read) are made in
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
-import io
 import os
 import random
 import shutil
@@ -22,19 +20,16 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from mutagen.mp3._util import XingHeader, XingHeaderError
 
 from importer.audio import (
     HEAD_BYTES,
     VBR_FRAMES,
     VBR_WINDOW,
     AudioInfo,
-    _check_kind,
     _frame_run,
     _l3_header,
     _mp3_mutagen,
     _mp3_quick,
-    _xing_header,
     probe,
     sniff,
 )
@@ -120,16 +115,15 @@ def test_bundled_samples(name: str, fmt: str, codec: str, rate: int, channels: i
     assert info.size == (SAMPLES / name).stat().st_size
 
 
-def test_probe_makes_the_same_audio_info_as_its_constructor() -> None:
-    """The probe's quicker way of making an AudioInfo gives what ``AudioInfo(...)`` gives:
-    every field, equality, hash, repr, and it stays frozen."""
-    for path in [CORPUS / "pcm-8k-mono.wav", CORPUS / "mpeg1-vbr-xing.mp3"]:
-        made = probe(path, LIMIT)
-        built = AudioInfo(**{f.name: getattr(made, f.name) for f in dataclasses.fields(AudioInfo)})
-        assert vars(made) == vars(built)
-        assert made == built and hash(made) == hash(built) and repr(made) == repr(built)
-        with pytest.raises(dataclasses.FrozenInstanceError):
-            made.size = 0  # type: ignore[misc]
+def test_a_small_file_read_whole_is_kept_as_probed_and_hashed(tmp_path: Path) -> None:
+    """``keep``: a file no bigger than it is read once, and those bytes are the ones hashed
+    (and later sent); a bigger one is not kept."""
+    path = CORPUS / "pcm-8k-mono.wav"
+    kept = probe(path, LIMIT, keep=path.stat().st_size)
+    assert kept.data == path.read_bytes()
+    assert kept.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert kept == probe(path, LIMIT)  # the bytes kept are not part of what it is
+    assert probe(path, LIMIT, keep=path.stat().st_size - 1).data is None
 
 
 def test_without_digest_no_sha256() -> None:
@@ -330,15 +324,27 @@ def test_quick_mp3_reading_agrees_with_mutagen(path: Path) -> None:
         except AudioError:
             assert quick is None
             return
-    assert quick == full
+    assert quick is None or quick == full
 
 
-def test_quick_mp3_reading_takes_the_common_files(long_recordings: list[Path]) -> None:
-    common = [p for p in MP3S if "noxing" in p.name or "cbr" in p.name or "xing" in p.name]
-    for path in [*common, long_recordings[1]]:
+def _vbr_header(head: bytes) -> bool:
+    return any(name in head for name in (b"Xing", b"Info", b"VBRI"))
+
+
+def test_quick_mp3_reading_takes_the_common_cbr_files_and_leaves_vbr_headers_to_mutagen(
+        long_recordings: list[Path]) -> None:
+    taken = left = 0
+    for path in [*MP3S, long_recordings[1]]:
         with path.open("rb") as handle:
             head = handle.read(HEAD_BYTES)
-            assert _mp3_quick(handle.fileno(), head, path.stat().st_size), path.name
+            quick = _mp3_quick(handle.fileno(), head, path.stat().st_size)
+        if _vbr_header(head):
+            assert quick is None, path.name
+            left += 1
+        elif "noxing" in path.name or "cbr" in path.name:
+            assert quick is not None, path.name
+            taken += 1
+    assert taken >= 2 and left >= 2
 
 
 def _made_mp3(kbps_indexes: list[int], rate_index: int, padding: list[int]) -> bytes:
@@ -378,61 +384,6 @@ def test_quick_mp3_reads_past_the_head_as_far_as_the_frames_go(tmp_path: Path,
         full = _mp3_mutagen(handle.fileno(), size, str(path))
     assert quick == full
     assert quick is not None and quick[4] == round(sum(kbps) / len(kbps) * 1000)
-
-
-def _mutagen_xing(data: bytes) -> tuple[int, int, int] | None:
-    """What mutagen's own reader makes of a Xing/Info header: the facts ``_xing_header``
-    gives."""
-    try:
-        xing = XingHeader(io.BytesIO(data))
-    except XingHeaderError:
-        return None
-    lame = xing.lame_header
-    trim = 0 if lame is None else lame.encoder_delay_start + lame.encoder_padding_end
-    return xing.frames, xing.bytes, trim
-
-
-def _xing_headers() -> Iterator[bytes]:
-    """Every Xing/Info header of the corpus and samples, then made ones: each set of flags,
-    LAME version strings mutagen reads differently, tag revisions, every length cut short,
-    and random damage."""
-    rng = random.Random(4)
-    real = []
-    for path in MP3S:
-        head = path.read_bytes()[:HEAD_BYTES]
-        for name in (b"Xing", b"Info"):
-            if (at := head.find(name)) >= 0:
-                real.append(head[at:])
-    assert len(real) >= 4
-    yield from real
-    versions = [b"LAME3.100", b"LAME3.99r", b"LAME3.98 ", b"L3.99r\0\0\0", b"LAME3.90.",
-                b"LAME3.90 (alpha)", b"LAME3.89b", b"LAME3.", b"LAMEx.100", b"LAME.3.99",
-                b"LAMELAME3.98", b"LAME3.97\x31", b"Lavc58.91", b"\0" * 9, b"LAME3.1000000"]
-    for flags in range(16):
-        for version in versions:
-            for revision in (0, 1):
-                header = b"Xing" + bytes([0, 0, 0, flags])
-                header += rng.randbytes(4) * (flags & 1) + rng.randbytes(4) * (flags >> 1 & 1)
-                header += rng.randbytes(100) * (flags >> 2 & 1)
-                header += rng.randbytes(4) * (flags >> 3 & 1)
-                tag = bytes([revision << 4 | rng.randrange(16)]) + rng.randbytes(40)
-                made = header + version + tag
-                for end in range(len(made) + 1):
-                    yield made[:end]
-    for sample in real * 500:
-        damaged = bytearray(sample[:rng.randrange(8, 400)])
-        for _ in range(rng.randrange(1, 4)):
-            damaged[rng.randrange(4, len(damaged))] = rng.randrange(256)
-        yield bytes(damaged)
-
-
-def test_xing_reading_agrees_with_mutagen() -> None:
-    """Our Xing/Info and LAME tag reader gives exactly what mutagen's does, damaged headers
-    included, wherever the header sits in the bytes read."""
-    for data in _xing_headers():
-        expected = _mutagen_xing(data)
-        assert _xing_header(data, 0) == expected, data
-        assert _xing_header(b"\xff" * 21 + data, 21) == expected, data
 
 
 def _stepped_frames(window: bytes) -> tuple[int, int, int]:
@@ -480,23 +431,6 @@ def test_frame_walk_agrees_with_stepping() -> None:
             if count < VBR_FRAMES and cut - pos < 4:  # ran out of bytes: go on, as the probe
                 pos, total, count = _frame_run(window, pos, total, count)
             assert (pos, total, count) == expected
-
-
-@pytest.mark.parametrize("text", [
-    "call.wav", "call.mp3", ".wav", ".mp3", "/calls/.wav", "calls/.mp3", "a..wav", "a.b.mp3",
-    "call.WAV", "Call.Mp3", "call.wav.mp3", "a:.wav", "C:.wav", "x/y.wav", "wav", "mp3",
-    "call.wav ", "call.mp3.", "/", "call",
-])
-def test_extension_checked_from_the_path_text_as_pathlib_reads_it(text: str) -> None:
-    """The probe's quick reading of the extension from the path's text agrees with
-    ``Path.suffix`` on every path: accepted exactly when the suffix names the content."""
-    path = Path(text)
-    for real in ("wav", "mp3"):
-        try:
-            verdict = _check_kind(path, real)
-        except AudioError:
-            verdict = None
-        assert verdict == (real if path.suffix.lower() == f".{real}" else None), (text, real)
 
 
 def test_sniff_names_what_it_sees() -> None:
