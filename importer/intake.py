@@ -97,7 +97,8 @@ class Intake:
                         valid += 1  # nothing to probe or ask: done
                     elif not self.ctx.stopping.is_set():
                         # UNKNOWN: its last request's outcome is unknown: looked up first.
-                        await queue.put(Job(adm.row_number, adm.key, build_record(item.clean),
+                        record = build_record(item.clean, self.rows)
+                        await queue.put(Job(adm.row_number, adm.key, record,
                                             item.cells, reconcile=verdict is Verdict.UNKNOWN,
                                             known=decision.known,
                                             sent_external_id=decision.sent_external_id))

@@ -4,18 +4,20 @@ command line can run against it in the test's own thread), and copies of the sam
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import logging
 import shutil
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aiohttp import web
 
 from importer.sandbox import STATE, STORE, SandboxConfig, start
-from importer.sandbox.app import SandboxState
+from importer.sandbox.app import RNG, SandboxState
 from importer.sandbox.store import CallStore
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -55,6 +57,23 @@ class SandboxThread:
         for task in others:
             task.cancel()
         await asyncio.gather(*others, return_exceptions=True)
+
+    def set_faults(self, **changes: Any) -> None:
+        """The faults the sandbox injects from now on, given as its config has them: a new,
+        validated ``Faults`` replaces the old one whole (a request sees one or the other, never
+        half of each), and a new ``seed`` reseeds the faults' random choices."""
+        self.config.faults = dataclasses.replace(self.config.faults, **changes)
+        if "seed" in changes:
+            assert self._runner is not None
+            self._runner.app[RNG].seed(changes["seed"])
+
+    def set_config(self, **changes: Any) -> None:
+        """Other settings of the sandbox (``token_ttl``), from now on."""
+        for name, value in changes.items():
+            if not hasattr(self.config, name) or name == "faults":
+                raise AttributeError(f"SandboxConfig has no setting {name!r} (faults: "
+                                     "set_faults)")
+            setattr(self.config, name, value)
 
     @property
     def store(self) -> CallStore:

@@ -15,6 +15,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -22,8 +23,7 @@ from importer.cli import main
 from importer.sandbox import SandboxConfig
 
 from .conftest import TOKEN, SandboxThread
-from .test_ledger_functional import crash_leftovers, many_rows
-from .test_run_functional import good_row, write_manifest
+from .helpers import crash_leftovers, good_row, many_rows, write_manifest
 
 
 def states(ledger: Path) -> Counter[str]:
@@ -54,7 +54,7 @@ def when(condition: Callable[[], bool], then: Callable[[], None]) -> threading.T
     return thread
 
 
-FOREIGN = {
+FOREIGN: dict[str, dict[str, Any]] = {
     "302": {"redirect_status": 302}, "307": {"redirect_status": 307}, "html": {"html_200": True},
 }
 
@@ -63,16 +63,13 @@ FOREIGN = {
 def test_a_redirect_or_a_page_mid_run_marks_nothing_done_and_stops(
         workdir: Path, sandbox: SandboxThread, token_env: str, elsewhere: SandboxThread,
         kind: str, capsys: pytest.CaptureFixture[str]) -> None:
-    sandbox.config.faults.latency = 0.05
+    sandbox.set_faults(latency=0.05)
     manifest = write_manifest(workdir / "manifests" / "m.csv", many_rows(workdir, 40))
     ledger = workdir / "ledger.sqlite"
-    faults = sandbox.config.faults
 
     def turn() -> None:
-        for name, value in FOREIGN[kind].items():
-            setattr(faults, name, value)
-        if kind != "html":
-            faults.redirect_to = elsewhere.url
+        sandbox.set_faults(**FOREIGN[kind], redirect_to=None if kind == "html" else
+                           elsewhere.url)
 
     flip = when(lambda: sandbox.store.count() >= 3, turn)
     code = main(["run", str(manifest), "--ledger", str(ledger), "--concurrency", "2",
@@ -96,9 +93,7 @@ def test_a_redirect_or_a_page_mid_run_marks_nothing_done_and_stops(
 def test_a_redirect_or_a_page_from_the_start_stops_before_the_first_row(
         workdir: Path, sandbox: SandboxThread, token_env: str, elsewhere: SandboxThread,
         kind: str, capsys: pytest.CaptureFixture[str]) -> None:
-    for name, value in FOREIGN[kind].items():
-        setattr(sandbox.config.faults, name, value)
-    sandbox.config.faults.redirect_to = None if kind == "html" else elsewhere.url
+    sandbox.set_faults(**FOREIGN[kind], redirect_to=None if kind == "html" else elsewhere.url)
     ledger = workdir / "ledger.sqlite"
 
     assert main(["run", str(workdir / "manifests" / "sample.csv"), "--ledger",
@@ -142,13 +137,13 @@ def test_a_login_that_fails_mid_run_leaves_no_upload_in_doubt(
     monkeypatch.delenv("CONVIRZA_TOKEN")
     monkeypatch.setenv("CONVIRZA_USERNAME", "demo@example.com")
     monkeypatch.setenv("CONVIRZA_PASSWORD", "demo-password")
-    sandbox.config.token_ttl = 3.0  # the importer renews it after 1.5 s
-    sandbox.config.faults.latency = 0.1
+    sandbox.set_config(token_ttl=3.0)  # the importer renews it after 1.5 s
+    sandbox.set_faults(latency=0.1)
     manifest = write_manifest(workdir / "manifests" / "m.csv", many_rows(workdir, 60))
     ledger = workdir / "ledger.sqlite"
 
     def fail_logins() -> None:
-        sandbox.config.faults.login_error = 500
+        sandbox.set_faults(login_error=500)
 
     flip = when(lambda: sandbox.store.count() >= 2, fail_logins)
     code = main(["run", str(manifest), "--ledger", str(ledger), "--concurrency", "1",
@@ -205,7 +200,7 @@ def test_lookups_read_answers_that_arrive_in_pieces(
     for n in range(250):
         sandbox.store.add(f"r{n}", {"external_id": f"E-{n:03d}", "group_id": "12",
                                     "caller_name": "x" * 300}, "a.wav", 1, "0" * 64)
-    sandbox.config.faults.split_answers = 3
+    sandbox.set_faults(split_answers=3)
 
     assert main(["lookup", "calls", "--format", "json"]) == 0
 
@@ -216,7 +211,7 @@ def test_lookups_read_answers_that_arrive_in_pieces(
 def test_a_run_reads_answers_that_arrive_in_pieces(
         workdir: Path, sandbox: SandboxThread, token_env: str) -> None:
     """The check before the first row, the uploads and a reconciling lookup, all in pieces."""
-    sandbox.config.faults.split_answers = 4
+    sandbox.set_faults(split_answers=4)
     rows = many_rows(workdir, 5)
     manifest = write_manifest(workdir / "manifests" / "m.csv", rows)
     ledger = workdir / "ledger.sqlite"

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import io
 import os
 import random
 import shutil
@@ -22,19 +21,16 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from mutagen.mp3._util import XingHeader, XingHeaderError
 
 from importer.audio import (
     HEAD_BYTES,
     VBR_FRAMES,
     VBR_WINDOW,
     AudioInfo,
-    _check_kind,
     _frame_run,
     _l3_header,
     _mp3_mutagen,
     _mp3_quick,
-    _xing_header,
     probe,
     sniff,
 )
@@ -130,6 +126,17 @@ def test_probe_makes_the_same_audio_info_as_its_constructor() -> None:
         assert made == built and hash(made) == hash(built) and repr(made) == repr(built)
         with pytest.raises(dataclasses.FrozenInstanceError):
             made.size = 0  # type: ignore[misc]
+
+
+def test_a_small_file_read_whole_is_kept_as_probed_and_hashed(tmp_path: Path) -> None:
+    """``keep``: a file no bigger than it is read once, and those bytes are the ones hashed
+    (and later sent); a bigger one is not kept."""
+    path = CORPUS / "pcm-8k-mono.wav"
+    kept = probe(path, LIMIT, keep=path.stat().st_size)
+    assert kept.data == path.read_bytes()
+    assert kept.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert kept == probe(path, LIMIT)  # the bytes kept are not part of what it is
+    assert probe(path, LIMIT, keep=path.stat().st_size - 1).data is None
 
 
 def test_without_digest_no_sha256() -> None:
@@ -330,7 +337,7 @@ def test_quick_mp3_reading_agrees_with_mutagen(path: Path) -> None:
         except AudioError:
             assert quick is None
             return
-    assert quick == full
+    assert quick is None or quick == full
 
 
 def test_quick_mp3_reading_takes_the_common_files(long_recordings: list[Path]) -> None:
@@ -380,18 +387,6 @@ def test_quick_mp3_reads_past_the_head_as_far_as_the_frames_go(tmp_path: Path,
     assert quick is not None and quick[4] == round(sum(kbps) / len(kbps) * 1000)
 
 
-def _mutagen_xing(data: bytes) -> tuple[int, int, int] | None:
-    """What mutagen's own reader makes of a Xing/Info header: the facts ``_xing_header``
-    gives."""
-    try:
-        xing = XingHeader(io.BytesIO(data))
-    except XingHeaderError:
-        return None
-    lame = xing.lame_header
-    trim = 0 if lame is None else lame.encoder_delay_start + lame.encoder_padding_end
-    return xing.frames, xing.bytes, trim
-
-
 def _xing_headers() -> Iterator[bytes]:
     """Every Xing/Info header of the corpus and samples, then made ones: each set of flags,
     LAME version strings mutagen reads differently, tag revisions, every length cut short,
@@ -426,13 +421,36 @@ def _xing_headers() -> Iterator[bytes]:
         yield bytes(damaged)
 
 
-def test_xing_reading_agrees_with_mutagen() -> None:
-    """Our Xing/Info and LAME tag reader gives exactly what mutagen's does, damaged headers
-    included, wherever the header sits in the bytes read."""
-    for data in _xing_headers():
-        expected = _mutagen_xing(data)
-        assert _xing_header(data, 0) == expected, data
-        assert _xing_header(b"\xff" * 21 + data, 21) == expected, data
+def _mp3_around(xing: bytes) -> bytes:
+    """A whole mp3 whose first frame carries ``xing`` where a mono MPEG-1 frame's Xing/Info
+    header goes, followed by frames enough for either reading."""
+    frame = bytes([0xFF, 0xFB, 0x90, 0xC4])  # MPEG-1 Layer III, 128 kbit/s, 44.1 kHz, mono
+    length = 1152 // 8 * 128_000 // 44100
+    first = (frame + bytes(17) + xing)[:length].ljust(length, b"\0")
+    return first + (frame + bytes(length - 4)) * 12
+
+
+def test_xing_reading_agrees_with_mutagen(tmp_path: Path) -> None:
+    """Our Xing/Info and LAME tag reader gives what mutagen's public MPEGInfo makes of the same
+    mp3, for every header of the corpus and for made and damaged ones: each set of flags, LAME
+    version strings mutagen reads differently, tag revisions, every length cut short, random
+    damage. Where ours declines (None), mutagen reads the file in the probe."""
+    path = tmp_path / "made.mp3"
+    taken = 0
+    with path.open("w+b") as handle:
+        fd = handle.fileno()
+        for number, xing in enumerate(_xing_headers()):
+            if number % 7:  # a seventh of some 57,000 headers: each kind, every length
+                continue
+            data = _mp3_around(xing)
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, data, 0)
+            quick = _mp3_quick(fd, data[:HEAD_BYTES], len(data))
+            if quick is None:
+                continue
+            taken += 1
+            assert quick == _mp3_mutagen(fd, len(data), str(path)), xing
+    assert taken > 1000
 
 
 def _stepped_frames(window: bytes) -> tuple[int, int, int]:
@@ -480,23 +498,6 @@ def test_frame_walk_agrees_with_stepping() -> None:
             if count < VBR_FRAMES and cut - pos < 4:  # ran out of bytes: go on, as the probe
                 pos, total, count = _frame_run(window, pos, total, count)
             assert (pos, total, count) == expected
-
-
-@pytest.mark.parametrize("text", [
-    "call.wav", "call.mp3", ".wav", ".mp3", "/calls/.wav", "calls/.mp3", "a..wav", "a.b.mp3",
-    "call.WAV", "Call.Mp3", "call.wav.mp3", "a:.wav", "C:.wav", "x/y.wav", "wav", "mp3",
-    "call.wav ", "call.mp3.", "/", "call",
-])
-def test_extension_checked_from_the_path_text_as_pathlib_reads_it(text: str) -> None:
-    """The probe's quick reading of the extension from the path's text agrees with
-    ``Path.suffix`` on every path: accepted exactly when the suffix names the content."""
-    path = Path(text)
-    for real in ("wav", "mp3"):
-        try:
-            verdict = _check_kind(path, real)
-        except AudioError:
-            verdict = None
-        assert verdict == (real if path.suffix.lower() == f".{real}" else None), (text, real)
 
 
 def test_sniff_names_what_it_sees() -> None:

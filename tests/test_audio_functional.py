@@ -21,7 +21,7 @@ from importer.errors import AudioError, TransportError
 from importer.settings import Settings
 
 from .conftest import SandboxThread, sample_files, sha256_of
-from .test_run_functional import write_manifest
+from .helpers import write_manifest
 
 CORPUS = Path(__file__).resolve().parent / "audio_corpus"
 MP3 = (CORPUS / "mpeg1-cbr-notag.mp3").read_bytes()

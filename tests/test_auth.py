@@ -11,7 +11,7 @@ from importer.auth import PasswordLogin, StaticToken
 from importer.errors import AuthError
 from importer.responses import Token
 
-from .test_limits import FakeTime
+from .helpers import FakeTime
 
 
 class Logins:

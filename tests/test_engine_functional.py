@@ -20,14 +20,12 @@ from importer.events import RunSummary
 from importer.progress import ProgressObserver
 
 from .conftest import ROOT, TOKEN, SandboxThread
-from .test_ledger_functional import many_rows, received, statuses
-from .test_run_functional import write_manifest
+from .helpers import many_rows, received, status_counts, write_manifest
 
 
 def test_every_row_arrives_once_through_5xx_and_dropped_connections(
         workdir: Path, sandbox: SandboxThread, token_env: str) -> None:
-    faults = sandbox.config.faults
-    faults.fail_rate, faults.reset_rate, faults.seed = 0.10, 0.05, 11
+    sandbox.set_faults(fail_rate=0.10, reset_rate=0.05, seed=11)
     manifest = write_manifest(workdir / "manifests" / "m.csv", many_rows(workdir, 60))
     ledger = workdir / "ledger.sqlite"
 
@@ -36,7 +34,7 @@ def test_every_row_arrives_once_through_5xx_and_dropped_connections(
 
     arrived = received(sandbox)
     assert len(arrived) == 60 and max(arrived.values()) == 1
-    assert statuses(ledger) == Counter({"succeeded": 60})
+    assert status_counts(ledger) == Counter({"succeeded": 60})
     with sqlite3.connect(ledger) as conn:
         failures = conn.execute("SELECT COUNT(*) FROM attempts WHERE outcome != 'succeeded'"
                                 ).fetchone()[0]
@@ -45,7 +43,7 @@ def test_every_row_arrives_once_through_5xx_and_dropped_connections(
 
 def test_429s_are_honoured_by_every_worker(workdir: Path, sandbox: SandboxThread,
                                            token_env: str) -> None:
-    sandbox.config.faults.rate_limit = 10.0
+    sandbox.set_faults(rate_limit=10.0)
     manifest = write_manifest(workdir / "manifests" / "m.csv", many_rows(workdir, 40))
     ledger = workdir / "ledger.sqlite"
 
@@ -60,8 +58,8 @@ def test_429s_are_honoured_by_every_worker(workdir: Path, sandbox: SandboxThread
 def test_an_expiring_token_is_renewed_without_failures(
         workdir: Path, sandbox: SandboxThread, token_env: str,
         monkeypatch: pytest.MonkeyPatch) -> None:
-    sandbox.config.token_ttl = 1.0
-    sandbox.config.faults.latency = 0.05
+    sandbox.set_config(token_ttl=1.0)
+    sandbox.set_faults(latency=0.05)
     monkeypatch.delenv("CONVIRZA_TOKEN")
     monkeypatch.setenv("CONVIRZA_USERNAME", "demo@example.com")
     monkeypatch.setenv("CONVIRZA_PASSWORD", "demo-password")
@@ -71,7 +69,7 @@ def test_an_expiring_token_is_renewed_without_failures(
     assert main(["run", str(manifest), "--ledger", str(ledger), "--rate", "25",
                  "--concurrency", "2"]) == 0
 
-    assert statuses(ledger) == Counter({"succeeded": 40})
+    assert status_counts(ledger) == Counter({"succeeded": 40})
     assert sandbox.state.logins >= 2            # the run outlived its first token
     assert sandbox.state.logins <= 10           # ...without a login storm
 
@@ -81,7 +79,7 @@ def test_an_api_outage_trips_the_circuit_breaker(workdir: Path, sandbox: Sandbox
                                                  capsys: pytest.CaptureFixture[str]) -> None:
     """The API answers at first, then fails every upload: a few rows fail, then the run
     stops, instead of marking every row of the manifest failed."""
-    sandbox.config.faults.fail_rate = 1.0
+    sandbox.set_faults(fail_rate=1.0)
     manifest = write_manifest(workdir / "manifests" / "m.csv", many_rows(workdir, 60))
     ledger = workdir / "ledger.sqlite"
 
@@ -89,7 +87,7 @@ def test_an_api_outage_trips_the_circuit_breaker(workdir: Path, sandbox: Sandbox
                  "--concurrency", "2", "--max-consecutive-failures", "5", "--rate", "500"])
 
     assert code == 4
-    counts = statuses(ledger)
+    counts = status_counts(ledger)
     assert 5 <= counts["failed"] <= 5 + 2 and counts["pending"] >= 50
     out = capsys.readouterr().out
     assert "--max-consecutive-failures 5 reached" in out and "Internal server error" in out
@@ -98,7 +96,7 @@ def test_an_api_outage_trips_the_circuit_breaker(workdir: Path, sandbox: Sandbox
 def test_error_budget_stops_the_run_with_exit_4(workdir: Path, sandbox: SandboxThread,
                                                 token_env: str,
                                                 capsys: pytest.CaptureFixture[str]) -> None:
-    sandbox.config.faults.fail_rate = 1.0
+    sandbox.set_faults(fail_rate=1.0)
     manifest = write_manifest(workdir / "manifests" / "m.csv", many_rows(workdir, 50))
     ledger = workdir / "ledger.sqlite"
 
@@ -106,20 +104,20 @@ def test_error_budget_stops_the_run_with_exit_4(workdir: Path, sandbox: SandboxT
                  "--max-attempts", "1", "--concurrency", "2", "--rate", "500"])
 
     assert code == 4
-    counts = statuses(ledger)
+    counts = status_counts(ledger)
     assert 3 <= counts["failed"] <= 3 + 2      # at most the uploads in flight finish
     assert counts["pending"] >= 40             # the rest is untouched, for the next run
     assert "--max-errors 3 reached" in capsys.readouterr().out
 
 
 def test_percent_error_budget(workdir: Path, sandbox: SandboxThread, token_env: str) -> None:
-    sandbox.config.faults.fail_rate, sandbox.config.faults.seed = 0.5, 5
+    sandbox.set_faults(fail_rate=0.5, seed=5)
     manifest = write_manifest(workdir / "manifests" / "m.csv", many_rows(workdir, 80))
     code = main(["run", str(manifest), "--ledger", str(workdir / "l.sqlite"), "--max-errors",
                  "10%", "--max-attempts", "1", "--rate", "500", "--concurrency", "1"])
     assert code == 4
-    assert 20 <= sum(statuses(workdir / "l.sqlite").values()) - \
-        statuses(workdir / "l.sqlite")["pending"] < 80
+    assert 20 <= sum(status_counts(workdir / "l.sqlite").values()) - \
+        status_counts(workdir / "l.sqlite")["pending"] < 80
 
 
 def test_upload_budget_is_a_soft_daily_quota(workdir: Path, sandbox: SandboxThread,
@@ -135,13 +133,13 @@ def test_upload_budget_is_a_soft_daily_quota(workdir: Path, sandbox: SandboxThre
 
 
 def test_duration_budget(workdir: Path, sandbox: SandboxThread, token_env: str) -> None:
-    sandbox.config.faults.latency = 0.2
+    sandbox.set_faults(latency=0.2)
     manifest = write_manifest(workdir / "manifests" / "m.csv", many_rows(workdir, 40))
     ledger = workdir / "ledger.sqlite"
     assert main(["run", str(manifest), "--ledger", str(ledger), "--max-duration", "1s",
                  "--concurrency", "2", "--rate", "500"]) == 4
-    done = statuses(ledger)["succeeded"]
-    assert 0 < done < 40 and statuses(ledger)["uploading"] == 0
+    done = status_counts(ledger)["succeeded"]
+    assert 0 < done < 40 and status_counts(ledger)["uploading"] == 0
 
 
 def nobody_listens() -> str:
@@ -179,7 +177,7 @@ def test_an_unreachable_api_stops_the_run_before_any_row(
 
 def test_sigint_stops_cleanly_and_the_rerun_finishes(workdir: Path, sandbox: SandboxThread,
                                                      token_env: str) -> None:
-    sandbox.config.faults.latency = 0.1
+    sandbox.set_faults(latency=0.1)
     rows = many_rows(workdir, 60)
     manifest = write_manifest(workdir / "manifests" / "m.csv", rows)
     ledger = workdir / "ledger.sqlite"
@@ -197,7 +195,7 @@ def test_sigint_stops_cleanly_and_the_rerun_finishes(workdir: Path, sandbox: San
 
     assert proc.returncode == 130, err
     assert "Stopped early: interrupted" in out
-    counts = statuses(ledger)
+    counts = status_counts(ledger)
     assert counts["uploading"] == 0            # in-flight uploads finished and were recorded
     assert 0 < counts["succeeded"] < 60 and counts["pending"] > 0
     assert counts["succeeded"] == sandbox.store.count()

@@ -22,7 +22,7 @@ from importer.cli import main
 from importer.ledger import MIGRATIONS
 
 from .conftest import TOKEN, SandboxThread, distinct_copy, sha256_of
-from .test_run_functional import good_row, write_manifest
+from .helpers import good_row, write_manifest
 
 
 def run(manifest: Path, ledger: Path, *flags: str) -> int:
@@ -149,7 +149,7 @@ def test_two_folders_a_wav_through_one_ledger_are_both_stored(
 def test_two_rows_of_one_run_with_the_same_audio_send_one(
         workdir: Path, sandbox: SandboxThread, token_env: str) -> None:
     """Both are in flight at once (slow API, two workers): one waits for the other."""
-    sandbox.config.faults.latency = 0.3
+    sandbox.set_faults(latency=0.3)
     twin = workdir / "sample_data" / "twin.wav"
     shutil.copy(workdir / "sample_data" / "call-0001-pcm8k.wav", twin)
     manifest = write_manifest(workdir / "manifests" / "m.csv", [

@@ -12,51 +12,21 @@ import sqlite3
 import subprocess
 import sys
 import time
-import zlib
 from collections import Counter
 from pathlib import Path
 
 import pytest
 
 from importer.cli import main
-from importer.ledger import Admission, Ledger, Status
+from importer.ledger import Ledger, Status
 
-from .conftest import ROOT, SAMPLES, SandboxThread, distinct_copy
-from .test_run_functional import good_row, write_manifest
-
-SAMPLE_FILES = sorted(p.name for p in SAMPLES.iterdir() if p.suffix in (".wav", ".mp3"))
-
-
-def many_rows(workdir: Path, n: int, prefix: str = "E") -> list[dict[str, str]]:
-    """``n`` valid rows, each with a recording of its own (a copy of one of the sample
-    recordings under ``workdir``, with audio bytes of its own): one path listed twice would be
-    a duplicate row, and the same audio twice is sent once."""
-    folder = workdir / "sample_data" / "many"
-    folder.mkdir(exist_ok=True)
-    rows = []
-    for i in range(n):
-        sample = SAMPLE_FILES[i % len(SAMPLE_FILES)]
-        name = f"{prefix}-{i:04d}-{sample}"
-        if not (folder / name).exists():
-            distinct_copy(workdir / "sample_data" / sample, folder / name,
-                          zlib.crc32(name.encode()))
-        rows.append(good_row(external_id=f"{prefix}-{i:04d}",
-                             recording_file=f"../sample_data/many/{name}"))
-    return rows
-
-
-def statuses(ledger: Path) -> Counter[str]:
-    with sqlite3.connect(ledger) as conn:
-        return Counter(s for (s,) in conn.execute("SELECT status FROM recordings"))
-
-
-def received(sandbox: SandboxThread) -> Counter[str]:
-    return Counter(c.external_id or "" for c in sandbox.store.calls())
+from .conftest import ROOT, SandboxThread
+from .helpers import crash_leftovers, good_row, many_rows, received, status_counts, write_manifest
 
 
 def test_kill_9_at_random_moments_loses_and_doubles_nothing(
         workdir: Path, sandbox: SandboxThread, token_env: str) -> None:
-    sandbox.config.faults.latency = 0.05
+    sandbox.set_faults(latency=0.05)
     rows = many_rows(workdir, 400)  # some 10 s of uploads: more than 22 short runs get done
     manifest = write_manifest(workdir / "manifests" / "m.csv", rows)
     ledger = workdir / "ledger.sqlite"
@@ -79,7 +49,7 @@ def test_kill_9_at_random_moments_loses_and_doubles_nothing(
                            check=False)
 
     assert final.returncode == 0, final.stderr
-    assert statuses(ledger) == Counter({"succeeded": len(rows)})
+    assert status_counts(ledger) == Counter({"succeeded": len(rows)})
     arrived = received(sandbox)
     assert set(arrived) == {r["external_id"] for r in rows}     # nothing lost
     assert max(arrived.values()) == 1, arrived.most_common(3)   # nothing doubled
@@ -88,8 +58,7 @@ def test_kill_9_at_random_moments_loses_and_doubles_nothing(
 def test_ambiguous_failures_are_reconciled_not_resent(workdir: Path, sandbox: SandboxThread,
                                                        token_env: str,
                                                        capsys: pytest.CaptureFixture[str]) -> None:
-    faults = sandbox.config.faults
-    faults.ambiguous_rate, faults.lost_answer_rate, faults.seed = 0.5, 0.3, 3
+    sandbox.set_faults(ambiguous_rate=0.5, lost_answer_rate=0.3, seed=3)
     rows = many_rows(workdir, 40)
     manifest = write_manifest(workdir / "manifests" / "m.csv", rows)
     ledger = workdir / "ledger.sqlite"
@@ -98,23 +67,11 @@ def test_ambiguous_failures_are_reconciled_not_resent(workdir: Path, sandbox: Sa
 
     arrived = received(sandbox)
     assert len(arrived) == 40 and max(arrived.values()) == 1
-    assert statuses(ledger) == Counter({"succeeded": 40})
+    assert status_counts(ledger) == Counter({"succeeded": 40})
     assert "reconciled" in capsys.readouterr().out
     with sqlite3.connect(ledger) as conn:
         outcomes = Counter(o for (o,) in conn.execute("SELECT outcome FROM attempts"))
     assert outcomes["reconciled"] >= 10 and outcomes["unknown"] == outcomes["reconciled"]
-
-
-def crash_leftovers(ledger_path: Path, manifest: Path, rows: list[dict[str, str]],
-                    keys: list[str]) -> None:
-    """Leave ``keys`` as a crash would: 'uploading', request maybe sent."""
-    ledger = Ledger.open(ledger_path)
-    run = ledger.begin_run("run", str(manifest.resolve()))
-    for n, key in enumerate(keys):
-        ledger.admit(run, [Admission(key, key.removeprefix("ext:"), str(manifest.resolve()),
-                                     n + 2, "x.wav", Status.PENDING, "f", {"a": "b"})])
-        ledger.mark_uploading(key, None, run)
-    ledger.close()
 
 
 def test_resume_reconciles_rows_left_uploading(workdir: Path, sandbox: SandboxThread,
@@ -150,7 +107,7 @@ def test_on_unknown_when_the_call_cannot_be_looked_up(
 
     assert sandbox.store.count() == sent
     expected = "uploading" if on_unknown == "skip" else "succeeded"
-    assert statuses(ledger) == Counter({expected: 1})
+    assert status_counts(ledger) == Counter({expected: 1})
 
 
 def test_one_ledger_serves_two_manifests(workdir: Path, sandbox: SandboxThread,
@@ -164,7 +121,7 @@ def test_one_ledger_serves_two_manifests(workdir: Path, sandbox: SandboxThread,
     assert main(["run", str(night2), "--ledger", str(ledger)]) == 0
 
     assert sum(received(sandbox).values()) == 8
-    assert statuses(ledger) == Counter({"succeeded": 8})
+    assert status_counts(ledger) == Counter({"succeeded": 8})
 
 
 def test_a_resumed_run_passes_over_done_rows_yet_knows_their_recordings(
@@ -190,19 +147,19 @@ def test_a_resumed_run_passes_over_done_rows_yet_knows_their_recordings(
 
 def test_retry_after_the_api_recovers(workdir: Path, sandbox: SandboxThread, token_env: str,
                                       capsys: pytest.CaptureFixture[str]) -> None:
-    sandbox.config.faults.fail_rate = 1.0
+    sandbox.set_faults(fail_rate=1.0)
     manifest = write_manifest(workdir / "manifests" / "m.csv", many_rows(workdir, 5))
     ledger = workdir / "ledger.sqlite"
     assert main(["run", str(manifest), "--ledger", str(ledger), "--max-attempts", "2",
                  "--rate", "500"]) == 1
-    assert statuses(ledger) == Counter({"failed": 5})
+    assert status_counts(ledger) == Counter({"failed": 5})
     manifest.unlink()  # retry needs no manifest
-    sandbox.config.faults.fail_rate = 0.0
+    sandbox.set_faults(fail_rate=0.0)
     summary = workdir / "summary.json"
 
     assert main(["retry", str(ledger), "--summary-json", str(summary)]) == 0
 
-    assert statuses(ledger) == Counter({"succeeded": 5})
+    assert status_counts(ledger) == Counter({"succeeded": 5})
     assert sum(received(sandbox).values()) == 5
     counts = json.loads(summary.read_text())["counts"]
     # A 500 leaves the outcome unknown: each row was looked up (absent) before it was resent.
@@ -217,7 +174,7 @@ def test_retry_leaves_rejected_rows_unless_asked(workdir: Path, sandbox: Sandbox
                               [good_row(external_id="R", campaign_id="777")])
     ledger = workdir / "ledger.sqlite"
     assert main(["run", str(manifest), "--ledger", str(ledger)]) == 1
-    assert statuses(ledger) == Counter({"failed": 1})   # the API refused campaign 777
+    assert status_counts(ledger) == Counter({"failed": 1})   # the API refused campaign 777
 
     assert main(["retry", str(ledger)]) == 0
     assert sandbox.store.count() == 0
@@ -237,7 +194,7 @@ def test_shards_split_the_rows_exactly(workdir: Path, sandbox: SandboxThread, to
         printed.append(capsys.readouterr().out.splitlines()[0])
     arrived = received(sandbox)
     assert len(arrived) == 30 and max(arrived.values()) == 1
-    sizes = [sum(statuses(ledger).values()) for ledger in ledgers]
+    sizes = [sum(status_counts(ledger).values()) for ledger in ledgers]
     assert sum(sizes) == 30 and min(sizes) > 0
     for line, size in zip(printed, sizes, strict=True):
         assert line.startswith(f"{size} rows in ")

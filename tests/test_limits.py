@@ -2,48 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
-import heapq
-from collections.abc import Awaitable
-
 import pytest
 
 from importer.errors import RateLimited, RequestRejected, ServerError, TransportError
 from importer.limits import Attempt, RateLimiter, RetryPolicy
 
-
-class FakeTime:
-    """Virtual time: a sleeper waits until the clock reaches its deadline, and the clock jumps
-    to the earliest deadline once every task is waiting. Concurrent sleeps overlap as real
-    ones do, and no test waits on the wall clock."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-        self.sleeps: list[float] = []
-        self._sleepers: list[tuple[float, int, asyncio.Future[None]]] = []
-        self._seq = 0
-
-    def clock(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._seq += 1
-        heapq.heappush(self._sleepers, (self.now + seconds, self._seq, future))
-        await future
-
-    async def run(self, *coros: Awaitable[object]) -> list[object]:
-        """Run ``coros`` to the end, moving the clock whenever all of them are asleep."""
-        task = asyncio.ensure_future(asyncio.gather(*coros))
-        while not task.done():
-            for _ in range(20):  # let every runnable task reach its next sleep
-                await asyncio.sleep(0)
-            if self._sleepers and not task.done():
-                deadline, _, future = heapq.heappop(self._sleepers)
-                self.now = max(self.now, deadline)
-                future.set_result(None)
-        return await task
+from .helpers import FakeTime
 
 
 async def test_requests_are_evenly_spaced() -> None:

@@ -26,8 +26,7 @@ from importer.cli import main
 from importer.lock import LedgerLock
 
 from .conftest import ROOT, SandboxThread
-from .test_ledger_functional import many_rows, received
-from .test_run_functional import write_manifest
+from .helpers import many_rows, received, write_manifest
 
 
 def env() -> dict[str, str]:
@@ -42,7 +41,7 @@ def run_command(manifest: Path, ledger: Path, *flags: str) -> list[str]:
 
 def test_two_runs_started_at_once_store_every_recording_once(
         workdir: Path, sandbox: SandboxThread, token_env: str) -> None:
-    sandbox.config.faults.latency = 0.1
+    sandbox.set_faults(latency=0.1)
     manifest = write_manifest(workdir / "manifests" / "m.csv", many_rows(workdir, 12))
     ledger = workdir / "ledger.sqlite"
 
@@ -139,7 +138,7 @@ def test_the_same_ledger_through_a_symlink_is_the_same_lock(
 def test_report_reads_a_ledger_while_a_run_writes_it(
         workdir: Path, sandbox: SandboxThread, token_env: str,
         capsys: pytest.CaptureFixture[str]) -> None:
-    sandbox.config.faults.latency = 0.2
+    sandbox.set_faults(latency=0.2)
     manifest = write_manifest(workdir / "manifests" / "m.csv", many_rows(workdir, 20))
     ledger = workdir / "ledger.sqlite"
     writer = subprocess.Popen(run_command(manifest, ledger, "--concurrency", "1"), env=env())

@@ -21,7 +21,7 @@ from importer.sandbox.seed import default_seed
 from importer.settings import Settings
 
 from .conftest import SandboxThread
-from .test_run_functional import good_row, write_manifest
+from .helpers import good_row, write_manifest
 
 SEED = default_seed()
 

@@ -83,9 +83,7 @@ class Scraper:
 def slow_sandbox(sandbox: SandboxThread) -> None:
     """Uploads that take a while, and a rate limit our --rate exceeds, so that a run lasts
     long enough to be scraped mid-way and meets 429s."""
-    sandbox.config.faults.latency = 0.2
-    sandbox.config.faults.rate_limit = 4.0
-    sandbox.config.faults.rate_burst = 2
+    sandbox.set_faults(latency=0.2, rate_limit=4.0, rate_burst=2)
 
 
 async def test_metrics_rise_during_a_run_then_equal_its_summary(
@@ -139,7 +137,7 @@ def free_port() -> int:
 
 def test_run_serves_metrics_on_loopback_while_it_lasts(
         workdir: Path, sandbox: SandboxThread, token_env: str) -> None:
-    sandbox.config.faults.latency = 0.2
+    sandbox.set_faults(latency=0.2)
     port = free_port()
     url = f"http://127.0.0.1:{port}/metrics"
     with Scraper.running(url) as scraper:

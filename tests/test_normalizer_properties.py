@@ -157,21 +157,3 @@ def test_fast_row_path_agrees_with_the_model(values: dict[str, str]) -> None:
         assert fast.model_dump() == slow.model_dump()  # type: ignore[union-attr]
     else:
         assert fast_columns
-
-
-@given(moments, st.sampled_from(["iso", "space", "us", "offset", "z", "serial"]),
-       st.sampled_from(["America/Chicago", "Europe/Paris", "UTC", "Asia/Kolkata"]))
-def test_the_short_road_to_a_call_date_sends_what_the_long_one_would(
-        moment: datetime, style: str, zone: str) -> None:
-    from importer.records import normalize_call_date
-
-    ctx = RowContext(base_dir=CTX.base_dir, zone=ZoneInfo(zone), now=NOW)
-    moment = moment.replace(microsecond=0)
-    text = {
-        "iso": moment.isoformat(), "space": moment.isoformat(sep=" "),
-        "us": moment.strftime("%m/%d/%Y %I:%M:%S %p"),
-        "offset": moment.replace(tzinfo=ZoneInfo(zone)).isoformat(),
-        "z": moment.isoformat() + "Z",
-        "serial": f"{(moment - datetime(1899, 12, 30)).total_seconds() / 86400:.8f}",
-    }[style]
-    assert normalize_call_date(text, ctx) == format_call_date(parse_call_date(text, ctx))

@@ -22,7 +22,7 @@ from importer.cli import main
 from importer.ledger import Ledger
 
 from .conftest import ROOT, TOKEN, SandboxThread
-from .test_run_functional import good_row, write_manifest
+from .helpers import good_row, write_manifest
 
 
 def one_error_line(err: str) -> str:

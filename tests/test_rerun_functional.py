@@ -15,8 +15,7 @@ from importer.ledger import Ledger, Status
 from importer.records import in_shard
 
 from .conftest import SandboxThread
-from .test_ledger_functional import crash_leftovers, many_rows, received
-from .test_run_functional import good_row, statuses, write_manifest
+from .helpers import crash_leftovers, good_row, many_rows, received, status_of, write_manifest
 
 
 def invalid_errors(ledger: Path) -> dict[int, str]:
@@ -79,12 +78,12 @@ def test_a_crash_leftover_whose_row_is_now_invalid_is_reported_not_skipped(
     assert "1 unresolved" in out.out
     assert "row 2: an earlier upload of this row has an unknown outcome, and the row is " \
            "invalid now (call_date:" in out.err
-    assert statuses(ledger) == {"ext:C1": "uploading"} and sandbox.store.count() == 0
+    assert status_of(ledger) == {"ext:C1": "uploading"} and sandbox.store.count() == 0
 
 
 def test_an_upload_that_may_have_arrived_and_cannot_be_looked_up_is_not_resent(
         workdir: Path, sandbox: SandboxThread, token_env: str) -> None:
-    sandbox.config.faults.ambiguous_rate = 1.0  # stored, then answered 500
+    sandbox.set_faults(ambiguous_rate=1.0)  # stored, then answered 500
     manifest = write_manifest(workdir / "manifests" / "m.csv", [good_row(external_id="")])
     ledger = workdir / "ledger.sqlite"
 
@@ -92,7 +91,7 @@ def test_an_upload_that_may_have_arrived_and_cannot_be_looked_up_is_not_resent(
                  "--max-attempts", "3", "--backoff-base", "0.01"]) == 1
 
     assert sandbox.store.count() == 1
-    assert list(statuses(ledger).values()) == ["uploading"]
+    assert list(status_of(ledger).values()) == ["uploading"]
 
 
 def test_a_percentage_budget_lets_reruns_make_progress(
@@ -108,7 +107,7 @@ def test_a_percentage_budget_lets_reruns_make_progress(
     for _ in range(2):
         assert main(["run", str(manifest), "--ledger", str(ledger), "--rate", "500",
                      "--max-errors", "5%"]) == 1
-        assert Counter(statuses(ledger).values()) == {"succeeded": 192, "invalid": 8}
+        assert Counter(status_of(ledger).values()) == {"succeeded": 192, "invalid": 8}
 
 
 def test_a_manifest_that_breaks_part_way_is_recorded_as_exit_2(
@@ -143,7 +142,7 @@ def test_rows_decided_after_a_stop_are_still_reported(
 
     assert main(["run", str(manifest), "--ledger", str(ledger), "--max-uploads", "2"]) == 4
 
-    recorded = Counter(statuses(ledger).values())
+    recorded = Counter(status_of(ledger).values())
     assert recorded["invalid"] == 20
     assert "20 invalid" in capsys.readouterr().out
 
@@ -167,14 +166,14 @@ def test_a_run_looks_up_a_failed_row_whose_last_attempt_may_have_arrived(
         workdir: Path, sandbox: SandboxThread, token_env: str) -> None:
     """A 500 after the body was sent, and the call not found then: the row failed. If the
     API shows the call later, the next run finds it instead of sending it a second time."""
-    sandbox.config.faults.fail_rate = 1.0
+    sandbox.set_faults(fail_rate=1.0)
     manifest = write_manifest(workdir / "manifests" / "m.csv", [good_row(external_id="U1")])
     ledger = workdir / "ledger.sqlite"
     assert main(["run", str(manifest), "--ledger", str(ledger), "--max-attempts", "1"]) == 1
-    assert statuses(ledger) == {"ext:U1": "failed"} and sandbox.store.count() == 0
-    sandbox.config.faults.fail_rate = 0.0
+    assert status_of(ledger) == {"ext:U1": "failed"} and sandbox.store.count() == 0
+    sandbox.set_faults(fail_rate=0.0)
     sandbox.store.add("late", {"external_id": "U1", "group_id": "12"}, "a.wav", 1, "0" * 64)
 
     assert main(["run", str(manifest), "--ledger", str(ledger)]) == 0
 
-    assert statuses(ledger) == {"ext:U1": "succeeded"} and sandbox.store.count() == 1
+    assert status_of(ledger) == {"ext:U1": "succeeded"} and sandbox.store.count() == 1

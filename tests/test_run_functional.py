@@ -3,9 +3,7 @@ a real SQLite ledger. Nothing of ours is mocked."""
 
 from __future__ import annotations
 
-import csv
 import json
-import sqlite3
 from pathlib import Path
 
 import pytest
@@ -14,11 +12,7 @@ from importer.cli import main
 from importer.ledger import Ledger, Status
 
 from .conftest import TOKEN, SandboxThread, sample_files, sha256_of
-
-
-def statuses(ledger: Path) -> dict[str, str]:
-    with sqlite3.connect(ledger) as conn:
-        return dict(conn.execute("SELECT key, status FROM recordings"))
+from .helpers import good_row, status_of, write_manifest
 
 
 def test_import_sends_exactly_the_sample_files(workdir: Path, sandbox: SandboxThread,
@@ -32,8 +26,8 @@ def test_import_sends_exactly_the_sample_files(workdir: Path, sandbox: SandboxTh
     assert code == 0
     received = sorted(c.file_sha256 or "" for c in sandbox.store.calls())
     assert received == sorted(sha256_of(p) for p in sample_files())
-    assert set(statuses(ledger).values()) == {"succeeded"}
-    assert len(statuses(ledger)) == len(sample_files())
+    assert set(status_of(ledger).values()) == {"succeeded"}
+    assert len(status_of(ledger)) == len(sample_files())
     out = capsys.readouterr().out
     assert f"{len(sample_files())} succeeded" in out
 
@@ -88,7 +82,7 @@ def test_wrong_token_exits_3_and_marks_nothing_succeeded(
 
     assert code == 3
     assert sandbox.store.count() == 0
-    states = statuses(ledger)
+    states = status_of(ledger)
     assert "succeeded" not in states.values()
     assert "uploading" not in states.values()   # refused requests imported nothing
     # At most `concurrency` requests saw the refusal before the run stopped.
@@ -131,23 +125,6 @@ def test_refused_login_exits_3(workdir: Path, sandbox: SandboxThread, token_env:
     assert sandbox.state.refused_logins == 1
 
 
-def write_manifest(path: Path, rows: list[dict[str, str]]) -> Path:
-    fields = sorted({k for r in rows for k in r})
-    with path.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=fields)
-        writer.writeheader()
-        writer.writerows(rows)
-    return path
-
-
-def good_row(**changes: str) -> dict[str, str]:
-    row = {"recording_file": "../sample_data/call-0001-pcm8k.wav",
-           "call_date": "2025-03-04T09:15:22-05:00", "group_id": "12",
-           "caller_id": "6175550142", "external_id": "X-1"}
-    row.update(changes)
-    return row
-
-
 def test_missing_file_row_is_invalid_and_named(workdir: Path, sandbox: SandboxThread,
                                                token_env: str,
                                                capsys: pytest.CaptureFixture[str]) -> None:
@@ -161,7 +138,7 @@ def test_missing_file_row_is_invalid_and_named(workdir: Path, sandbox: SandboxTh
     code = main(["run", str(manifest), "--ledger", str(ledger)])
 
     assert code == 1
-    assert statuses(ledger) == {"ext:X-1": "succeeded", "ext:X-2": "invalid",
+    assert status_of(ledger) == {"ext:X-1": "succeeded", "ext:X-2": "invalid",
                                 "ext:X-3": "succeeded"}
     opened = Ledger.open(ledger)
     [bad] = list(opened.rows([Status.INVALID]))
@@ -202,7 +179,7 @@ def test_a_fixed_row_is_sent_on_the_next_run(workdir: Path, sandbox: SandboxThre
 
     assert main(["run", str(path), "--ledger", str(ledger)]) == 0
 
-    assert statuses(ledger) == {"ext:X-1": "succeeded"}
+    assert status_of(ledger) == {"ext:X-1": "succeeded"}
     assert sandbox.store.count() == 1
 
 

@@ -19,7 +19,7 @@ from importer.cli import main
 from importer.redact import Redactor, printable
 
 from .conftest import TOKEN, SandboxThread
-from .test_run_functional import good_row, write_manifest
+from .helpers import good_row, write_manifest
 
 PASSWORD = "p@ss wörd&x=1/2"
 CLIENT_SECRET = "cs-0123456789abcdef"
@@ -56,7 +56,7 @@ def everything_written(workdir: Path, ledger: Path, capsys: pytest.CaptureFixtur
 def test_an_echoed_token_is_written_nowhere(workdir: Path, sandbox: SandboxThread,
                                             token_env: str,
                                             capsys: pytest.CaptureFixture[str]) -> None:
-    sandbox.config.faults.echo_secrets = True
+    sandbox.set_faults(echo_secrets=True)
     manifest = write_manifest(workdir / "manifests" / "m.csv", [
         good_row(external_id="E1", group_id="999999")])  # refused, with the headers echoed
     ledger = workdir / "ledger.sqlite"
@@ -75,7 +75,7 @@ def test_an_echoed_login_is_written_nowhere(workdir: Path, sandbox: SandboxThrea
                                             capsys: pytest.CaptureFixture[str]) -> None:
     """The token endpoint refuses the login and echoes its raw form: the password and the
     client secret, URL-encoded as the form carried them."""
-    sandbox.config.faults.echo_secrets = True
+    sandbox.set_faults(echo_secrets=True)
     monkeypatch.delenv("CONVIRZA_TOKEN")
     monkeypatch.setenv("CONVIRZA_USERNAME", "demo@example.com")
     monkeypatch.setenv("CONVIRZA_PASSWORD", PASSWORD)  # not the sandbox's: refused

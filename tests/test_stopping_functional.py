@@ -21,8 +21,7 @@ from pathlib import Path
 from importer.cli import SIGNAL_WINDOW
 
 from .conftest import ROOT, SandboxThread
-from .test_ledger_functional import many_rows, received, statuses
-from .test_run_functional import write_manifest
+from .helpers import many_rows, received, status_counts, write_manifest
 
 #: Longest wait for something the run is sure to do; only a hung run takes this long.
 PATIENCE = 60.0
@@ -90,7 +89,7 @@ def assert_stopped_gently(code: int, out: str, err: str, ledger: Path,
     assert code == 130, err
     assert "Stopped early: interrupted" in out, err   # the summary was printed
     assert "aborting" not in err
-    counts = statuses(ledger)
+    counts = status_counts(ledger)
     assert counts["uploading"] == 0                   # every upload in flight was recorded
     assert counts["pending"] > 0 and sum(counts.values()) == rows
     assert counts["succeeded"] == sandbox.store.count()
@@ -101,7 +100,7 @@ def test_timeout_stops_a_run_gently(workdir: Path, sandbox: SandboxThread,
                                     token_env: str) -> None:
     """The cron line of issue 11: ``timeout`` signals the run and then its process group.
     200 rows at 0.2 s each over 2 connections need 20 s; the run is stopped after 6."""
-    sandbox.config.faults.latency = 0.2
+    sandbox.set_faults(latency=0.2)
     command, _, ledger = run_command(workdir, 200, "--concurrency", "2")
 
     proc = subprocess.run(["timeout", "-s", "TERM", "--preserve-status", "6", *command],
@@ -113,7 +112,7 @@ def test_timeout_stops_a_run_gently(workdir: Path, sandbox: SandboxThread,
 
 def test_two_signals_together_are_one_request_to_stop(workdir: Path, sandbox: SandboxThread,
                                                       token_env: str) -> None:
-    sandbox.config.faults.latency = 0.3
+    sandbox.set_faults(latency=0.3)
     command, _, ledger = run_command(workdir, 100, "--concurrency", "3", "--verbose")
     run = Run(command)
     wait_for("upload in flight", lambda: ledger_statuses(ledger)["uploading"] > 0, run.proc)
@@ -132,7 +131,7 @@ def test_ctrl_c_with_a_sigterm_is_one_request_to_stop(workdir: Path, sandbox: Sa
                                                       token_env: str) -> None:
     """Two different signals are never merged by the kernel, so the second surely reaches
     the program: it is seen, and ignored."""
-    sandbox.config.faults.latency = 0.3
+    sandbox.set_faults(latency=0.3)
     command, _, ledger = run_command(workdir, 100, "--concurrency", "3", "--verbose")
     run = Run(command)
     wait_for("upload in flight", lambda: ledger_statuses(ledger)["uploading"] > 0, run.proc)
@@ -150,7 +149,7 @@ def test_a_second_signal_after_a_moment_aborts(workdir: Path, sandbox: SandboxTh
                                                token_env: str) -> None:
     """A person's second Ctrl-C: uploads in flight are abandoned, their rows stay
     'uploading' (for the next run to reconcile), and there is no summary."""
-    sandbox.config.faults.latency = 8.0   # uploads stay in flight through both signals
+    sandbox.set_faults(latency=8.0)   # uploads stay in flight through both signals
     command, _, ledger = run_command(workdir, 20, "--concurrency", "2")
     run = Run(command)
     wait_for("upload in flight", lambda: ledger_statuses(ledger)["uploading"] > 0, run.proc)
@@ -164,5 +163,5 @@ def test_a_second_signal_after_a_moment_aborts(workdir: Path, sandbox: SandboxTh
     assert code == 130, err
     assert "aborting" in err and "interrupted" in err
     assert "Stopped early" not in out
-    counts = statuses(ledger)
+    counts = status_counts(ledger)
     assert counts["uploading"] > 0 and counts["succeeded"] == 0

@@ -95,3 +95,9 @@ def test_functions_and_classes_stay_small_and_the_pipeline_readable_in_one_sitti
                 too_long.append(f"{path.name}:{node.lineno} {node.name}")
     assert too_long == []
     assert len((PACKAGE / "pipeline.py").read_text().splitlines()) < 250
+
+
+def test_test_modules_take_shared_helpers_from_conftest_or_helpers_only() -> None:
+    for path in (ROOT / "tests").glob("test_*.py"):
+        for name in imports_of(path):
+            assert not name.startswith(".test_"), (path.name, name)

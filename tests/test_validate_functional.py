@@ -18,7 +18,7 @@ from importer.reader import RowPreparer, open_reader
 from importer.records import RowContext
 
 from .conftest import SandboxThread
-from .test_run_functional import good_row, statuses, write_manifest
+from .helpers import good_row, status_of, write_manifest
 
 DATA = Path(__file__).resolve().parent / "data"
 
@@ -37,7 +37,7 @@ def test_same_file_or_url_twice_is_a_duplicate_also_on_rerun(
 
     assert main(["run", str(manifest), "--ledger", str(ledger)]) == 1
 
-    assert statuses(ledger) == {"ext:X-1": "succeeded", "ext:X-2": "invalid",
+    assert status_of(ledger) == {"ext:X-1": "succeeded", "ext:X-2": "invalid",
                                 "ext:X-3": "succeeded", "ext:X-4": "invalid"}
     opened = Ledger.open(ledger)
     errors = {r.row_number: r.error or "" for r in opened.rows([Status.INVALID])}

@@ -1,0 +1,115 @@
+"""What several test modules use: manifests and rows made to measure, ledgers read back and
+left as a crash leaves them, what the sandbox received, and virtual time. (Test modules import
+these from here, never from each other.)"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import heapq
+import sqlite3
+import zlib
+from collections import Counter
+from collections.abc import Awaitable
+from pathlib import Path
+
+from importer.ledger import Admission, Ledger, Status
+
+from .conftest import SAMPLES, SandboxThread, distinct_copy
+
+SAMPLE_FILES = sorted(p.name for p in SAMPLES.iterdir() if p.suffix in (".wav", ".mp3"))
+
+
+def write_manifest(path: Path, rows: list[dict[str, str]]) -> Path:
+    fields = sorted({k for r in rows for k in r})
+    with path.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+def good_row(**changes: str) -> dict[str, str]:
+    row = {"recording_file": "../sample_data/call-0001-pcm8k.wav",
+           "call_date": "2025-03-04T09:15:22-05:00", "group_id": "12",
+           "caller_id": "6175550142", "external_id": "X-1"}
+    row.update(changes)
+    return row
+
+
+def many_rows(workdir: Path, n: int, prefix: str = "E") -> list[dict[str, str]]:
+    """``n`` valid rows, each with a recording of its own (a copy of one of the sample
+    recordings under ``workdir``, with audio bytes of its own): one path listed twice would be
+    a duplicate row, and the same audio twice is sent once."""
+    folder = workdir / "sample_data" / "many"
+    folder.mkdir(exist_ok=True)
+    rows = []
+    for i in range(n):
+        sample = SAMPLE_FILES[i % len(SAMPLE_FILES)]
+        name = f"{prefix}-{i:04d}-{sample}"
+        if not (folder / name).exists():
+            distinct_copy(workdir / "sample_data" / sample, folder / name,
+                          zlib.crc32(name.encode()))
+        rows.append(good_row(external_id=f"{prefix}-{i:04d}",
+                             recording_file=f"../sample_data/many/{name}"))
+    return rows
+
+
+def status_of(ledger: Path) -> dict[str, str]:
+    with sqlite3.connect(ledger) as conn:
+        return dict(conn.execute("SELECT key, status FROM recordings"))
+
+
+def status_counts(ledger: Path) -> Counter[str]:
+    with sqlite3.connect(ledger) as conn:
+        return Counter(s for (s,) in conn.execute("SELECT status FROM recordings"))
+
+
+def received(sandbox: SandboxThread) -> Counter[str]:
+    return Counter(c.external_id or "" for c in sandbox.store.calls())
+
+
+def crash_leftovers(ledger_path: Path, manifest: Path, rows: list[dict[str, str]],
+                    keys: list[str]) -> None:
+    """Leave ``keys`` as a crash would: 'uploading', request maybe sent."""
+    ledger = Ledger.open(ledger_path)
+    run = ledger.begin_run("run", str(manifest.resolve()))
+    for n, key in enumerate(keys):
+        ledger.admit(run, [Admission(key, key.removeprefix("ext:"), str(manifest.resolve()),
+                                     n + 2, "x.wav", Status.PENDING, "f", {"a": "b"})])
+        ledger.mark_uploading(key, None, run)
+    ledger.close()
+
+
+class FakeTime:
+    """Virtual time: a sleeper waits until the clock reaches its deadline, and the clock jumps
+    to the earliest deadline once every task is waiting. Concurrent sleeps overlap as real
+    ones do, and no test waits on the wall clock."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.sleeps: list[float] = []
+        self._sleepers: list[tuple[float, int, asyncio.Future[None]]] = []
+        self._seq = 0
+
+    def clock(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._seq += 1
+        heapq.heappush(self._sleepers, (self.now + seconds, self._seq, future))
+        await future
+
+    async def run(self, *coros: Awaitable[object]) -> list[object]:
+        """Run ``coros`` to the end, moving the clock whenever all of them are asleep."""
+        task = asyncio.ensure_future(asyncio.gather(*coros))
+        while not task.done():
+            for _ in range(20):  # let every runnable task reach its next sleep
+                await asyncio.sleep(0)
+            if self._sleepers and not task.done():
+                deadline, _, future = heapq.heappop(self._sleepers)
+                self.now = max(self.now, deadline)
+                future.set_result(None)
+        return await task
