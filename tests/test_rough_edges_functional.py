@@ -16,8 +16,7 @@ from importer import run_import
 from importer.cli import build_parser, main
 
 from .conftest import SandboxThread
-from .test_ledger_functional import many_rows
-from .test_run_functional import good_row, write_manifest
+from .helpers import good_row, many_rows, write_manifest
 
 README = (Path(__file__).resolve().parent.parent / "README.md").read_text()
 
