@@ -23,13 +23,40 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import select
 import subprocess
 import sys
 import tempfile
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
-from throughput import ROOT, TOKEN, make_recordings, sandbox, write_manifest
+from throughput import ROOT, TOKEN, make_recordings, write_manifest
+
+SIZE = 40_000  # bytes a recording: the rate, not the bandwidth, is what is measured
+
+
+@contextmanager
+def sandbox(store: Path, *extra: str) -> Iterator[str]:
+    """A fresh sandbox subprocess storing calls in ``store`` (``extra``: more sandbox
+    options); yields its base URL. The sandbox, not bench/strict_server.py: it is the one
+    that keeps a rate limit and the arrival times."""
+    cmd = [sys.executable, "-m", "importer", "sandbox", "--port", "0", "--token", TOKEN,
+           "--store", str(store), *extra]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                            text=True)
+    try:
+        assert proc.stdout is not None
+        ready, _, _ = select.select([proc.stdout], [], [], 30)
+        line = proc.stdout.readline() if ready else ""
+        prefix = "Sandbox listening on "
+        if not line.startswith(prefix):
+            raise SystemExit(f"sandbox did not start (exit {proc.poll()}): {line!r}")
+        yield line.removeprefix(prefix).strip()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
 
 
 def burst(arrivals: list[float], window: float = 0.1) -> int:
@@ -46,7 +73,7 @@ def run(limit: float, rate: float, files: int, concurrency: int) -> dict[str, fl
     with tempfile.TemporaryDirectory(prefix="bench-rate-") as tmp:
         work = Path(tmp)
         manifest = work / "calls.csv"
-        write_manifest(manifest, make_recordings(work, files))
+        write_manifest(manifest, make_recordings(work, files, SIZE))
         with sandbox(work / "store.sqlite", "--rate-limit", str(limit)) as url:
             env = {k: v for k, v in os.environ.items() if not k.startswith("CONVIRZA_")}
             env |= {"CONVIRZA_API_URL": url, "CONVIRZA_TOKEN": TOKEN}

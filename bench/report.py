@@ -130,10 +130,10 @@ def _row(i: int, at: datetime, run: int, rng: random.Random, recs: list[tuple[ob
         atts.append((key, run, _iso(t), round(duration, 3), http, error, outcome))
         t += timedelta(seconds=duration + (1.0 if outcome != "succeeded" else 0))
     last_outcome, last_http, last_error = tries[-1][0], tries[-1][2], tries[-1][3]
-    reason = None
+    fail_reason: str | None = None
     if status == "failed":
-        reason = f"HTTP {last_http}: {last_error}" if last_http else last_error
-    recs.append((*base, status, last_error if status == "failed" else None, reason, last_http,
+        fail_reason = f"HTTP {last_http}: {last_error}" if last_http else last_error
+    recs.append((*base, status, last_error if status == "failed" else None, fail_reason, last_http,
                  len(tries), first, _iso(t), sum(d for _, d, _, _ in tries), size, run,
                  _iso(t), None, last_outcome))
     return "reconciled" if last_outcome == "reconciled" else status
@@ -246,7 +246,7 @@ def _pandas_aggregation(ledger: Path) -> None:
     a["retry"] = a["key"].duplicated() & a["outcome"].ne("reconciled")
     a.groupby(["minute", "outcome", "throttled", "retry"]).size()
     sent = a[a["outcome"].isin(SENT) & a["duration"].notna()]
-    sent.groupby("minute")["duration"].quantile([0.5, 0.9, 0.99])
+    sent.groupby("minute")["duration"].quantile([0.5, 0.9, 0.99])  # type: ignore[arg-type]  # lists are documented
     r["minute"] = r["at"].str.slice(0, 16)
     r.groupby(["minute", "status", r["same_as"].notna(), r["last_outcome"].eq("reconciled")]
               ).agg(n=("status", "size"), size=("size", "sum"))

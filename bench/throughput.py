@@ -33,6 +33,7 @@ import argparse
 import array
 import asyncio
 import csv
+import functools
 import json
 import math
 import os
@@ -265,8 +266,8 @@ def main() -> int:
                                         cwd=ROOT))
             keep("bare start-up", timed([sys.executable, "-c", "import aiohttp"]))
             ledger = folder / f"ledger-{rep}.sqlite"  # fresh: a reused ledger would skip all
-            keep("ours", measure("ours", n, lambda url, ledger=ledger: run_ours(
-                url, manifest, ledger, c)))
+            keep("ours", measure("ours", n, functools.partial(
+                run_ours, manifest=manifest, ledger=ledger, c=c)))
             keep("bare", measure("bare", n, lambda url: run_bare(url, folder, rows, c)))
             keep("curl", measure("curl", n, lambda url: run_curl(url, folder, rows, c)))
     report(n, c, a.repeat, best, load, a.json)
