@@ -31,8 +31,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import select
-import subprocess
 import sys
 import tempfile
 import time
@@ -46,13 +44,12 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from audio import make_files  # noqa: E402
 from manifest import write_manifest as write_big_csv  # noqa: E402
+from throughput import TOKEN, strict_server  # noqa: E402
 
 from importer import audio, reader  # noqa: E402
 from importer.events import NullObserver  # noqa: E402
 from importer.pipeline import ImportRun, Upload, Validate  # noqa: E402
 from importer.settings import Settings  # noqa: E402
-
-TOKEN = "BENCHTOKEN"
 
 
 def _plain_audio_info(path: Path, fmt: Any, codec: str, rate: int, channels: int,
@@ -105,20 +102,6 @@ def timed(run: ImportRun) -> float:
     t0 = time.perf_counter()
     asyncio.run(run.execute())
     return time.perf_counter() - t0
-
-
-@contextlib.contextmanager
-def strict_server() -> Iterator[str]:
-    proc = subprocess.Popen([sys.executable, str(ROOT / "bench" / "strict_server.py"),
-                             "--token", TOKEN], stdout=subprocess.PIPE, text=True)
-    try:
-        assert proc.stdout is not None
-        ready, _, _ = select.select([proc.stdout], [], [], 30)
-        line = proc.stdout.readline() if ready else ""
-        yield line.removeprefix("listening on ").strip()
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
 
 
 def audio_manifest(folder: Path, paths: list[Path]) -> Path:

@@ -28,7 +28,8 @@ ledger, reports, tests) never parse ``str(exc)``. No error ever holds a token.
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Self
 
@@ -201,3 +202,21 @@ class LedgerBusy(LedgerError):
         hint = "it was still held when --wait-for-ledger ran out" if waited else \
             "wait for it to finish, or pass --wait-for-ledger to wait"
         super().__init__(f"the ledger {ledger} is in use by {holder}: {hint}")
+
+
+def ours_in(group: BaseExceptionGroup[BaseException]) -> ImporterError | None:
+    """The first of our errors among a task group's: the one that says why the work ended."""
+    return next((e for e in group.exceptions if isinstance(e, ImporterError)), None)
+
+
+@contextmanager
+def plain_errors() -> Iterator[None]:
+    """Raise a task group's ImporterError as itself, so callers and the command line see one
+    error with its message and exit code; anything else is a bug and keeps its group."""
+    try:
+        yield
+    except BaseExceptionGroup as group:
+        ours = ours_in(group)
+        if ours is not None:
+            raise ours from None
+        raise

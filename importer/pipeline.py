@@ -27,7 +27,7 @@ from types import TracebackType
 
 from .client import ConvirzaClient
 from .context import Job, RunContext
-from .errors import ImporterError, LedgerError, UsageError
+from .errors import LedgerError, UsageError, ours_in, plain_errors
 from .events import NullObserver, Observer, RunSummary, StopReason, stop_reason_for
 from .guard import RunGuard
 from .intake import Intake
@@ -155,13 +155,8 @@ class ImportRun:
             ctx = self._context(ledger)
             ctx.outcomes.invalid_rows = invalid_rows
             try:
-                intake = await self._run(ctx, manifest)
-            except BaseExceptionGroup as group:
-                # Raise our own error plainly; anything else is a bug and keeps its group.
-                ours = [e for e in group.exceptions if isinstance(e, ImporterError)]
-                if ours:
-                    raise ours[0] from None
-                raise
+                with plain_errors():
+                    intake = await self._run(ctx, manifest)
             finally:
                 await ledger.close()
         if intake.broken is not None:
@@ -239,6 +234,6 @@ class ImportRun:
 def _reason_for(exc: BaseException) -> StopReason:
     """The stop reason of an error that ends a run (its exit code, as ``cli`` maps it)."""
     if isinstance(exc, BaseExceptionGroup):
-        ours = [e for e in exc.exceptions if isinstance(e, ImporterError)]
-        return _reason_for(ours[0]) if ours else StopReason.SETUP
+        ours = ours_in(exc)
+        return _reason_for(ours) if ours is not None else StopReason.SETUP
     return stop_reason_for(exc) or StopReason.SETUP

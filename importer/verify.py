@@ -40,7 +40,7 @@ from typing import Any, TextIO
 
 from .client import ConvirzaClient
 from .client_lookups import DEFAULT_PAGE
-from .errors import ApiError, AuthError, ImporterError, NotTheApi, RequestRejected
+from .errors import ApiError, AuthError, NotTheApi, RequestRejected, plain_errors
 from .events import StopReason
 from .ledger import Ledger, SentCall, Status
 from .outputs import atomic_text, ledger_inputs, refuse_overwrites
@@ -187,16 +187,12 @@ class Verifier:
             for path in self.ledgers:
                 opened.append(await asyncio.to_thread(Ledger.open_readonly, path))
             self._progress.total = sum(ledger.counts()[Status.SUCCEEDED] for ledger in opened)
-            async with ConvirzaClient(self.settings) as client:
-                await client.check_api()
-                for ledger in opened:
-                    if self._stop is None:
-                        await self._verify(client, ledger)
-        except BaseExceptionGroup as group:
-            ours = [e for e in group.exceptions if isinstance(e, ImporterError)]
-            if ours:
-                raise ours[0] from None
-            raise
+            with plain_errors():
+                async with ConvirzaClient(self.settings) as client:
+                    await client.check_api()
+                    for ledger in opened:
+                        if self._stop is None:
+                            await self._verify(client, ledger)
         finally:
             for ledger in opened:
                 ledger.close()

@@ -203,13 +203,9 @@ def test_resume_trusts_size_and_mtime_instead_of_hashing_again(
     assert sandbox.store.count() == 3
 
 
-def test_a_ledger_with_relative_file_keys_is_upgraded_and_not_sent_again(
-        workdir: Path, sandbox: SandboxThread, token_env: str,
-        three: list[dict[str, str]]) -> None:
-    """A ledger written before keys named the file itself (``file:`` and the path relative to
-    the manifest's folder): its keys become absolute, so its rows are still done."""
-    manifest = write_manifest(workdir / "manifests" / "m.csv", three)
-    ledger = workdir / "old.sqlite"
+def _ledger_before_file_keys(ledger: Path, manifest: Path) -> sqlite3.Connection:
+    """A ledger as the importer wrote it before migration 0004 (keys relative to the manifest's
+    folder), with one run of ``manifest``; the caller adds its rows and closes it."""
     conn = sqlite3.connect(ledger, isolation_level=None)
     conn.execute("CREATE TABLE migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)")
     for name, script in MIGRATIONS[:3]:
@@ -217,6 +213,17 @@ def test_a_ledger_with_relative_file_keys_is_upgraded_and_not_sent_again(
         conn.execute("INSERT INTO migrations VALUES (?, 't')", (name,))
     conn.execute("INSERT INTO runs (id, command, manifest, started_at) VALUES (1, 'run', ?, 't')",
                  (str(manifest),))
+    return conn
+
+
+def test_a_ledger_with_relative_file_keys_is_upgraded_and_not_sent_again(
+        workdir: Path, sandbox: SandboxThread, token_env: str,
+        three: list[dict[str, str]]) -> None:
+    """A ledger written before keys named the file itself (``file:`` and the path relative to
+    the manifest's folder): its keys become absolute, so its rows are still done."""
+    manifest = write_manifest(workdir / "manifests" / "m.csv", three)
+    ledger = workdir / "old.sqlite"
+    conn = _ledger_before_file_keys(ledger, manifest)
     for n, r in enumerate(three, start=2):
         key = "file:" + r["recording_file"]
         conn.execute("INSERT INTO recordings (key, external_id, manifest, row_number, source, "
@@ -246,13 +253,7 @@ def test_a_crash_leftover_is_looked_up_by_the_external_id_it_was_sent_with(
     rows = [good_row(external_id="")]
     manifest = write_manifest(workdir / "manifests" / "m.csv", rows)
     ledger = workdir / "old.sqlite"
-    conn = sqlite3.connect(ledger, isolation_level=None)
-    conn.execute("CREATE TABLE migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)")
-    for name, script in MIGRATIONS[:3]:
-        conn.executescript(script)
-        conn.execute("INSERT INTO migrations VALUES (?, 't')", (name,))
-    conn.execute("INSERT INTO runs (id, command, manifest, started_at) VALUES (1, 'run', ?, 't')",
-                 (str(manifest),))
+    conn = _ledger_before_file_keys(ledger, manifest)
     conn.execute("INSERT INTO recordings (key, external_id, manifest, row_number, source, "
                   "status, attempts, fingerprint, run_id, updated_at) VALUES (?, "
                   "'cvzimp-sent-before-the-crash', ?, 2, 'x', 'uploading', 0, 'f', 1, 't')",
