@@ -110,9 +110,12 @@ class RunSummary:
     stopped: str | None = None  # why, in words: the reason and its particulars
     stop_reason: StopReason | None = None
     expected: int | None = None  # rows the manifest holds, roughly (for progress), if known
-    #: Rows sent (``--send-same-audio``; or, in validate, found valid) although another row has
-    #: the same audio.
+    #: Rows of a call that another row holds, sent anyway (``--send-same-audio``), or, in
+    #: validate, found valid (run sends one of them).
     same_audio: int = 0
+    #: Rows sent as calls of their own although another call holds the same audio bytes
+    #: (silence, a greeting: their date, caller, group or external_id differ).
+    shared_audio: int = 0
     #: ``retry``: the invalid rows its ledger holds, which it cannot send (they never passed
     #: the checks) and which make its exit code 1 until fixed in the manifest and sent by
     #: ``run``. None for ``run`` and ``validate``, whose invalid rows are counted as read.
@@ -162,6 +165,7 @@ class RunSummary:
             "manifest": self.manifest, "ledger": self.ledger, "rows": self.rows,
             "counts": dict(self.counts), "top_errors": dict(self.errors.most_common(10)),
             "bytes_sent": self.bytes_sent, "same_audio": self.same_audio,
+            "shared_audio": self.shared_audio,
             # The manifest's rows, roughly: what a report measures progress against.
             "expected": self.expected,
             "elapsed_seconds": round(self.elapsed, 3),

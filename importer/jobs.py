@@ -166,6 +166,7 @@ def combined(summaries: Sequence[RunSummary]) -> RunSummary:
         total.bytes_sent += s.bytes_sent
         total.elapsed += s.elapsed
         total.same_audio += s.same_audio
+        total.shared_audio += s.shared_audio
     code = worst([s.exit_code for s in summaries])
     for s in summaries:
         if s.exit_code == code and s.stop_reason is not None:

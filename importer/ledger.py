@@ -59,21 +59,45 @@ from .states import TRANSITIONS, Status, check
 
 #: What other modules take from here, as they did when all of it lived here.
 __all__ = [
-    "ALREADY", "CHANGED", "DUPLICATE", "MIGRATIONS", "OTHER_SHARD", "SAME_AUDIO_QUERY", "SETTLED",
-    "TRANSITIONS", "Admission", "AsyncLedger", "AttemptRecord", "Candidate", "Decision",
-    "FileFacts", "Ledger", "LedgerRow", "RunRecord", "SameAudio", "SentCall", "SettledKeys",
-    "Status", "Verdict",
+    "ALREADY",
+    "CHANGED",
+    "DUPLICATE",
+    "MIGRATIONS",
+    "OTHER_CALL_QUERY",
+    "OTHER_SHARD",
+    "SAME_AUDIO_QUERY",
+    "SETTLED",
+    "TRANSITIONS",
+    "Admission",
+    "AsyncLedger",
+    "AttemptRecord",
+    "Candidate",
+    "Decision",
+    "FileFacts",
+    "Ledger",
+    "LedgerRow",
+    "RunRecord",
+    "SameAudio",
+    "SentCall",
+    "SettledKeys",
+    "Status",
+    "Verdict",
 ]
 
-#: Another recording with a file's content that is imported (``succeeded``; an alias names the
-#: key it was imported under) or may be (``uploading``: its outcome is unknown), imported ones
-#: first, then the oldest; served by the ``recordings_sha256`` index, so a ledger of millions
-#: of rows answers without a scan.
+#: Another row of the same call, by its audio (sha256) and the call's own facts (``call``),
+#: that is imported (``succeeded``; an alias names the key it was imported under) or may be
+#: (``uploading``: its outcome is unknown), imported ones first, then the oldest. Two rows whose
+#: explicit external_ids differ (both keys ``ext:``) are different calls whatever their audio
+#: (the fourth parameter: whether this row's key is explicit). Served by the
+#: ``recordings_audio_call`` index, so a ledger of millions of rows answers without a scan,
+#: even when thousands of its calls are the same second of silence.
 SAME_AUDIO_QUERY = ("SELECT COALESCE(same_as, key), manifest, row_number, status FROM recordings "
-                    "WHERE sha256 = ? AND key != ? AND status IN ('succeeded', 'uploading') "
+                    "WHERE sha256 = ? AND call = ? AND key != ? AND status IN ('succeeded', "
+                    "'uploading') AND NOT (? AND key LIKE 'ext:%') "
                     "ORDER BY status = 'succeeded' DESC, rowid LIMIT 1")
-
-
+#: Another call with the same audio (not the same call): counted, not a reason to hold back.
+OTHER_CALL_QUERY = ("SELECT key, manifest, row_number, status FROM recordings WHERE sha256 = ? "
+                    "AND key != ? AND status IN ('succeeded', 'uploading') LIMIT 1")
 
 
 @dataclass(frozen=True)
@@ -91,12 +115,15 @@ class AttemptRecord:
 
 @dataclass(frozen=True)
 class SameAudio:
-    """Another recording whose file has the same sha256 (found by ``record_audio``)."""
+    """Another recording whose file has the same sha256 (found by ``record_audio``): of the
+    same call (``same_call``: its facts agree and no explicit ids tell them apart), or of
+    another call that happens to hold the same bytes."""
 
     key: str
     manifest: str | None
     row_number: int | None
     status: Status
+    same_call: bool = True
 
 
 class Ledger(LedgerQueries):
@@ -240,47 +267,37 @@ class Ledger(LedgerQueries):
 
     def record_audio(self, key: str, size: int, sha256: str | None, *, run_id: int = 0,
                      row_number: int = 0, record: bool = True, path: str | None = None,
-                     mtime_ns: int | None = None) -> SameAudio | None:
-        """Store what probing learned of the row's file, and return another recording with
-        the same content that is imported (``succeeded``; the key it was imported under) or
-        may be (``uploading``: outcome unknown), if any.
+                     mtime_ns: int | None = None, call: str | None = None) -> SameAudio | None:
+        """Store what probing learned of the row's file (and ``call``, the call's facts), and
+        return another row with the same audio that is imported (``succeeded``; the key it
+        was imported under) or may be (``uploading``: outcome unknown): one of the same call
+        if there is one, else one of another call (``same_call`` False), else None.
 
         One transaction, and the ledger is written by one thread: of two rows with the same
         file, the one recorded second always sees the first. ``record=False`` (``validate``,
         whose ledger keeps no rows) compares within this run only, in the per-run table.
         """
         if not record:
-            if sha256 is None:
-                return None
-            with Transaction(self._conn):
-                rec = self._conn.execute(
-                    "SELECT key, row_number FROM run_audio WHERE run_id = ? AND sha256 = ?",
-                    (run_id, sha256)).fetchone()
-                if rec is None:
-                    self._conn.execute("INSERT INTO run_audio VALUES (?, ?, ?, ?)",
-                                       (run_id, sha256, key, row_number))
-                    return None
-            return SameAudio(rec[0], None, rec[1], Status.PENDING)
+            return _audio_in_run(self._conn, key, sha256, call, run_id, row_number) \
+                if sha256 is not None else None
         with Transaction(self._conn):
             self._conn.execute("UPDATE recordings SET size = ?, sha256 = ?, path = ?, "
-                               "mtime_ns = ?, updated_at = ? WHERE key = ?",
-                               (size, sha256, path, mtime_ns, now(), key))
-            if sha256 is None:
-                return None
-            rec = self._conn.execute(SAME_AUDIO_QUERY, (sha256, key)).fetchone()
-        return None if rec is None else SameAudio(rec[0], rec[1], rec[2], Status(rec[3]))
+                               "mtime_ns = ?, call = ?, updated_at = ? WHERE key = ?",
+                               (size, sha256, path, mtime_ns, call, now(), key))
+            return None if sha256 is None else _same_audio(self._conn, key, sha256, call)
 
     def claim(self, key: str, run_id: int, *, external_id: str | None, size: int,
               sha256: str | None, path: str | None, mtime_ns: int | None,
-              send_twins: bool = False) -> SameAudio | None:
+              call: str | None = None, send_twins: bool = False) -> SameAudio | None:
         """Store what probing learned of the row's file and mark the row ``uploading``, in one
-        transaction (durable before the request leaves), and return another recording with
-        the same audio that is imported or may be, if any. Unless ``send_twins``, such a
-        recording keeps the row from being marked: it stays ``pending``, and the caller
-        records it as already imported, or leaves it for a later run."""
+        transaction (durable before the request leaves), and return another row with the same
+        audio that is imported or may be, if any. Unless ``send_twins``, a row of the same
+        call keeps the row from being marked: it stays ``pending``, and the caller records it
+        as already imported, or leaves it for a later run; a row of another call does not."""
         with Transaction(self._conn):
-            twin = self.record_audio(key, size, sha256, path=path, mtime_ns=mtime_ns)
-            if twin is None or send_twins:
+            twin = self.record_audio(key, size, sha256, path=path, mtime_ns=mtime_ns,
+                                     call=call)
+            if twin is None or not twin.same_call or send_twins:
                 self.mark_uploading(key, size, run_id, external_id=external_id)
         return twin
 
@@ -351,6 +368,34 @@ class Ledger(LedgerQueries):
 
 
 
+def _same_audio(conn: sqlite3.Connection, key: str, sha256: str,
+                call: str | None) -> SameAudio | None:
+    """Another row of the ledger with this audio: of the same call if there is one, else of
+    another call (``same_call`` False), else None."""
+    rec = conn.execute(SAME_AUDIO_QUERY, (sha256, call, key, key.startswith("ext:"))).fetchone()
+    if rec is not None:
+        return SameAudio(rec[0], rec[1], rec[2], Status(rec[3]))
+    other = conn.execute(OTHER_CALL_QUERY, (sha256, key)).fetchone()
+    return None if other is None else SameAudio(other[0], other[1], other[2], Status(other[3]),
+                                                same_call=False)
+
+
+def _audio_in_run(conn: sqlite3.Connection, key: str, sha256: str, call: str | None,
+                  run_id: int, row_number: int) -> SameAudio | None:
+    """``validate``: the first earlier row of this run of the same call (else of another call
+    with the same audio), from the per-run table; this row is added to it."""
+    with Transaction(conn):
+        rec = conn.execute(
+            "SELECT key, row_number, call = ? AND NOT (? AND key LIKE 'ext:%') AS same "
+            "FROM run_audio WHERE run_id = ? AND sha256 = ? ORDER BY same DESC, "
+            "row_number LIMIT 1", (call, key.startswith("ext:"), run_id, sha256)).fetchone()
+        conn.execute("INSERT OR IGNORE INTO run_audio VALUES (?, ?, ?, ?, ?)",
+                     (run_id, sha256, call, key, row_number))
+    if rec is None:
+        return None
+    return SameAudio(rec[0], None, rec[1], Status.PENDING, same_call=bool(rec[2]))
+
+
 def _upsert_params(run_id: int, row: Admission, stamp: str) -> tuple[Any, ...]:
     return (row.key, row.external_id, row.manifest, row.row_number, row.source,
             row.status.value, row.fingerprint,
@@ -378,14 +423,15 @@ _UPSERT = """INSERT INTO recordings (key, external_id, manifest, row_number, sou
 #: ``SELECT``.)
 _ALIAS = """INSERT INTO recordings (key, external_id, manifest, row_number, source, status,
                  retryable, fingerprint, run_id, updated_at, path, same_as, size, mtime_ns,
-                 sha256, last_outcome)
+                 sha256, call, last_outcome)
              SELECT ?, ?, ?, ?, ?, 'succeeded', 1, '', ?, ?, ?, key, size, mtime_ns, sha256,
-                 'already imported'
+                 call, 'already imported'
              FROM recordings WHERE key = ? AND true
              ON CONFLICT(key) DO UPDATE SET external_id = excluded.external_id,
                  manifest = excluded.manifest, row_number = excluded.row_number,
                  source = excluded.source, status = 'succeeded', error = NULL, reason = NULL,
                  run_id = excluded.run_id, path = excluded.path, same_as = excluded.same_as,
                  size = excluded.size, mtime_ns = excluded.mtime_ns, sha256 = excluded.sha256,
-                 last_outcome = excluded.last_outcome, updated_at = excluded.updated_at"""
+                 call = excluded.call, last_outcome = excluded.last_outcome,
+                 updated_at = excluded.updated_at"""
 

@@ -94,6 +94,31 @@ MIGRATIONS: tuple[tuple[str, str], ...] = (
         UPDATE recordings SET path = json_extract(fields, '$.recording_file')
             WHERE fields IS NOT NULL AND json_valid(fields);
     """),
+    # A call is a call (issue 17): identical audio is the same call only when the call's own
+    # facts agree (``records.call_facts``: the date's instant to the second, the caller, the
+    # group) and no two explicit external_ids tell the rows apart. Rows that an earlier
+    # version recorded "already imported" for their audio alone (``same_as`` naming a row of
+    # another file) may be other calls: they go back to pending, so that the next run of
+    # their manifest checks them by these rules (and sends those that are other calls).
+    ("0005_call_facts", """
+        ALTER TABLE recordings ADD COLUMN call TEXT;
+        UPDATE recordings SET call = strftime('%s', json_extract(fields, '$.call_date'))
+                || '|' || json_extract(fields, '$.caller_id')
+                || '|' || json_extract(fields, '$.group_id')
+            WHERE json_valid(fields) AND strftime('%s', json_extract(fields, '$.call_date'))
+                IS NOT NULL AND json_extract(fields, '$.caller_id') IS NOT NULL
+                AND json_extract(fields, '$.group_id') IS NOT NULL;
+        UPDATE recordings SET status = 'pending', same_as = NULL, last_outcome = NULL,
+                updated_at = strftime('%Y-%m-%dT%H:%M:%fZ')
+            WHERE same_as IS NOT NULL AND status = 'succeeded' AND sha256 IS NOT NULL
+                AND path IS NOT (SELECT t.path FROM recordings t
+                                 WHERE t.key = recordings.same_as);
+        UPDATE recordings SET call = (SELECT t.call FROM recordings t
+                                      WHERE t.key = recordings.same_as)
+            WHERE same_as IS NOT NULL AND call IS NULL;
+        CREATE INDEX recordings_audio_call ON recordings(sha256, call);
+        DROP INDEX IF EXISTS recordings_sha256;
+    """),
 )
 
 
@@ -161,10 +186,10 @@ RUN_ROWS = (
     "recording TEXT, row_number INTEGER NOT NULL, PRIMARY KEY (key, run_id)) WITHOUT ROWID",
     # The looked-up column first: SQLite's planner then searches by it, not by the run's rows.
     "CREATE INDEX IF NOT EXISTS temp.run_rows_recording ON run_rows (recording, run_id)",
-    # validate's files by content (``record_audio(record=False)``), first row of each.
+    # validate's files by content (``record_audio(record=False)``): each row's audio and call.
     "CREATE TEMP TABLE IF NOT EXISTS run_audio (run_id INTEGER NOT NULL, sha256 TEXT NOT NULL, "
-    "key TEXT NOT NULL, row_number INTEGER NOT NULL, PRIMARY KEY (sha256, run_id)) "
-    "WITHOUT ROWID",
+    "call TEXT, key TEXT NOT NULL, row_number INTEGER NOT NULL, PRIMARY KEY (sha256, run_id, "
+    "key)) WITHOUT ROWID",
 )
 
 

@@ -294,6 +294,16 @@ def format_call_date(moment: datetime) -> str:
     return text[:-6] + "Z" if text.endswith("+00:00") else text
 
 
+def call_facts(call_date: str, caller_id: str, group_id: str) -> str:
+    """The call's own facts as one text, ``<epoch seconds>|<caller_id>|<group_id>``: what
+    tells two calls with byte-identical recordings apart when no external_id does (short
+    recordings of silence, tones and greetings are identical across many calls). The date is
+    the instant to the second, whatever zone it was written in. The ledger's migration
+    ``0005_call_facts`` computes the same text in SQL for rows kept before it."""
+    moment = datetime.fromisoformat(call_date.replace("z", "Z"))
+    return f"{int(moment.timestamp())}|{caller_id}|{group_id}"
+
+
 def recording_path(text: str, base_dir: Path) -> Path:
     """The recording's absolute path: relative to the manifest's folder unless absolute."""
     return Path(os.path.abspath(os.path.join(base_dir, os.path.expanduser(text))))

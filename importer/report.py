@@ -54,11 +54,19 @@ def summary_text(summary: RunSummary, *, reasons: int = 5) -> str:
     if c["already imported"]:
         lines.append(f"{c['already imported']} row{'s' if c['already imported'] != 1 else ''} "
                      "named a recording already imported under another key (the same file "
-                     "unchanged, or the same audio): not sent again (`report --status "
-                     "succeeded` shows each with same_as; --send-same-audio sends same audio).")
+                     "unchanged, or the same call: audio, date, caller and group): not sent "
+                     "again (`report --status succeeded` shows each with same_as).")
     if summary.same_audio:
-        lines.append(f"{summary.same_audio} row{'s' if summary.same_audio != 1 else ''} had the "
-                     "same audio as another row, and went on (--send-same-audio).")
+        n = summary.same_audio
+        lines.append(f"{n} row{'s are' if n != 1 else ' is'} the same call as another row "
+                     "(the same audio, date, caller and group): " +
+                     ("run sends one of them." if summary.ledger is None else
+                      "sent anyway (--send-same-audio)."))
+    if summary.shared_audio:
+        n = summary.shared_audio
+        lines.append(f"{n} row{'s hold' if n != 1 else ' holds'} the same audio as another "
+                     "call (their date, caller, group or external_id differ): imported as "
+                     "calls of their own.")
     if summary.errors:
         lines.append("Top errors:" if reasons <= 5 else
                      "Problems by reason (a row may have several):")

@@ -53,14 +53,16 @@ class RunLedger:
         return await self._writer.call(self._ledger.admit, self.run_id, rows,
                                        record=self.record)
 
-    async def claim(self, key: str, external_id: str | None, info: AudioInfo, *,
+    async def claim(self, key: str, external_id: str | None, info: AudioInfo, call: str, *,
                     send_twins: bool) -> SameAudio | None:
         """The row's file, probed, and the row ``uploading`` (durable: the request may now
-        leave), unless another recording holds its audio, imported or in doubt: then that
-        one (and the row stays pending), or, with ``send_twins``, that one and the claim."""
+        leave), unless a row of the same call (``call``: its facts) holds its audio, imported
+        or in doubt: then that one (and the row stays pending), or, with ``send_twins``, that
+        one and the claim. A row of another call with the same audio is returned too, and
+        the row claimed."""
         return await self._writer.call(functools.partial(
             self._ledger.claim, key, self.run_id, external_id=external_id, size=info.size,
-            sha256=info.sha256, path=str(info.path), mtime_ns=info.mtime_ns,
+            sha256=info.sha256, path=str(info.path), mtime_ns=info.mtime_ns, call=call,
             send_twins=send_twins))
 
     async def uploading(self, key: str, external_id: str | None) -> None:
@@ -68,11 +70,13 @@ class RunLedger:
         await self._writer.call(self._ledger.mark_uploading, key, None, self.run_id,
                                 external_id=external_id)
 
-    async def twin_in_run(self, key: str, row: int, info: AudioInfo) -> SameAudio | None:
-        """``validate``: the first row of this run with the same audio, if any."""
+    async def twin_in_run(self, key: str, row: int, info: AudioInfo,
+                          call: str) -> SameAudio | None:
+        """``validate``: the first row of this run with the same audio (of the same call if
+        there is one), if any."""
         return await self._writer.call(functools.partial(
             self._ledger.record_audio, key, info.size, info.sha256, run_id=self.run_id,
-            row_number=row, record=False))
+            row_number=row, record=False, call=call))
 
     async def already_imported(self, key: str, same_as: str) -> None:
         await self._writer.call(self._ledger.mark_already_imported, key, same_as)

@@ -176,13 +176,13 @@ class Settings(BaseModel):
     max_recording_duration: Annotated[MaybeSeconds, Field(gt=0), Opt(
         "refuse recordings longer than this: seconds, or e.g. 90m, 1h30m (default: no "
         "limit)", "DURATION", READS, MANIFEST)] = None
-    #: Send a row whose audio bytes are already imported under another key (by default it is
-    #: recorded as already imported and not sent).
+    #: Send a row of a call already imported under another key (the same audio and call
+    #: facts, no two explicit ids apart); by default it is recorded as already imported.
     send_same_audio: Annotated[bool, Opt(
-        "send a row whose audio bytes (sha256) are already imported under another key, or "
-        "sent by another row of this run (default: not sent again, recorded as already "
-        "imported; two short calls of silence can be byte-identical)", commands=READS,
-        group=MANIFEST)] = False
+        "send a row of a call already imported under another key, or sent by another row of "
+        "this run: the same audio, call_date, caller_id and group_id (default: not sent "
+        "again, recorded as already imported); rows of other calls with the same audio are "
+        "always sent", commands=READS, group=MANIFEST)] = False
     check_urls: Annotated[bool, Opt(
         "for recording_url rows, ask the URL's server (HEAD, or a one-byte GET) and refuse a "
         "non-2xx answer or a type that is not mp3/wav audio (uses the API client, so "

@@ -1,13 +1,16 @@
 """A row's recording checked before anything is sent: its file probed and hashed, its audio
 compared with what the ledger holds and with what this run's other workers are sending.
 
-The same audio is imported once. Audio the ledger holds as imported, under any key, is not sent
-again: the row is recorded as already imported under that key. Of rows of this run with the
-same audio, one is sent and the others wait for its outcome (a ``Claim`` per audio on its way):
-imported, they are recorded as already imported; not, the next one goes. Audio whose upload
-elsewhere has an unknown outcome is not sent either. ``--send-same-audio`` sends such rows, with
-a warning (two short calls of silence can be byte-identical); ``validate`` names the rows of its
-manifest that share their audio.
+A call is imported once, and distinct calls are never folded into one. Rows with the same
+audio bytes are the same call only when their call facts agree (``records.call_facts``: the
+date to the second, the caller, the group) and no two explicit external_ids tell them apart;
+short recordings of silence or a greeting are byte-identical across many calls, which are
+each sent. A row of a call the ledger holds as imported, under any key, is not sent again: it
+is recorded as already imported under that key. Of rows of this run of one call, one is sent
+and the others wait for its outcome (a ``Claim`` per call on its way): imported, they are
+recorded as already imported; not, the next one goes. A call whose upload elsewhere has an
+unknown outcome is not sent either. ``--send-same-audio`` sends such rows, with a warning;
+``validate`` names the rows of its manifest that are one call.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from .context import Job, RunContext
 from .errors import ApiError, AudioError
 from .events import Outcome, RowEvent
 from .ledger import FileFacts, SameAudio, Status
+from .records import call_facts
 
 log = logging.getLogger("importer.pipeline")
 
@@ -33,15 +37,19 @@ log = logging.getLogger("importer.pipeline")
 INLINE_PROBE_BYTES = 256 * 1024
 
 
+#: What a call is known by in this run: its audio (sha256) and its facts (``call_facts``).
+Slot = tuple[str, str]
+
+
 @dataclass
 class Claim:
-    """A worker's hold on one audio content (sha256) while its row is on its way: other rows
-    of the run with the same audio wait for ``done``, which gives the key the audio was
-    imported under, or None when it was not."""
+    """A worker's hold on one call (its audio and facts: ``slot``) while its row is on its
+    way: other rows of the run of the same call wait for ``done``, which gives the key the
+    call was imported under, or None when it was not."""
 
     key: str
     row: int = 0
-    sha256: str | None = None
+    slot: Slot | None = None
     imported: str | None = None
     claimed: bool = False  # the ledger marked the row uploading with its audio's facts
     done: asyncio.Future[str | None] = field(
@@ -54,8 +62,9 @@ class Vetting:
     def __init__(self, ctx: RunContext, probes: Executor) -> None:
         self.ctx = ctx
         self.probes = probes
-        #: Audio (sha256) on its way in this run, and the claim that holds it.
-        self.claims: dict[str, Claim] = {}
+        #: Calls on their way in this run (by audio and facts), and the claims that hold them:
+        #: several, when explicit external_ids tell rows of the same audio and facts apart.
+        self.claims: dict[Slot, list[Claim]] = {}
 
     async def vet(self, job: Job, claim: Claim) -> tuple[bool, AudioInfo | None]:
         """Whether the row may go on (a refusal is recorded here), and its file's facts. In a
@@ -89,8 +98,11 @@ class Vetting:
     def release(self, claim: Claim) -> None:
         """The row's outcome is known (or the run is stopping): rows waiting on the same audio
         learn whether it is imported."""
-        if claim.sha256 is not None and self.claims.get(claim.sha256) is claim:
-            del self.claims[claim.sha256]
+        held = self.claims.get(claim.slot) if claim.slot is not None else None
+        if held is not None and claim in held:
+            held.remove(claim)
+            if not held:
+                del self.claims[claim.slot]  # type: ignore[arg-type]
         if not claim.done.done():
             claim.done.set_result(claim.imported)
 
@@ -109,34 +121,32 @@ class Vetting:
         return await asyncio.get_running_loop().run_in_executor(self.probes, check)
 
     async def _same_audio(self, job: Job, info: AudioInfo, claim: Claim) -> bool:
-        """Whether the row may be sent, given the other recordings with the same audio (see
-        the module docstring)."""
-        ctx, sha = self.ctx, info.sha256
-        if not ctx.sends or ctx.settings.send_same_audio or sha is None:
-            if ctx.sends:
-                same = await ctx.ledger.claim(job.key, job.record.external_id, info,
-                                              send_twins=True)
-                claim.claimed = True
-            else:
-                same = await ctx.ledger.twin_in_run(job.key, job.row, info)
-            if same is not None:
-                ctx.outcomes.summary.same_audio += 1
-                ctx.outcomes.problem(
-                    f"row {job.row}: {info.path}: {self._twin(same, sha or '')}; " +
-                    ("sending it anyway (--send-same-audio)" if ctx.sends else
-                     "run sends only one of them (--send-same-audio sends both)"))
+        """Whether the row may be sent, given the other rows with the same audio (see the
+        module docstring)."""
+        ctx, sha, record = self.ctx, info.sha256, job.record
+        call = call_facts(record.call_date, record.caller_id, record.group_id)
+        if not ctx.sends:
+            self._shared(job, info, await ctx.ledger.twin_in_run(job.key, job.row, info, call))
             return True
-        while (owner := self.claims.get(sha)) is not None:
+        if ctx.settings.send_same_audio or sha is None:
+            same = await ctx.ledger.claim(job.key, record.external_id, info, call,
+                                          send_twins=True)
+            claim.claimed = True
+            self._shared(job, info, same)
+            return True
+        slot, explicit = (sha, call), _explicit(job.key)
+        while (owner := self._rival(slot, explicit)) is not None:
             imported_as = await asyncio.shield(owner.done)
             if imported_as is not None:
                 await self._already(job, imported_as, f"row {owner.row} of this run")
                 claim.imported = imported_as
                 return False
-        claim.sha256, claim.row = sha, job.row
-        self.claims[sha] = claim
-        same = await ctx.ledger.claim(job.key, job.record.external_id, info, send_twins=False)
-        if same is None:
+        claim.slot, claim.row = slot, job.row
+        self.claims.setdefault(slot, []).append(claim)
+        same = await ctx.ledger.claim(job.key, record.external_id, info, call, send_twins=False)
+        if same is None or not same.same_call:
             claim.claimed = True
+            self._shared(job, info, same)
             return True
         if same.status is Status.SUCCEEDED:
             await self._already(job, same.key, self._where(same))
@@ -147,14 +157,40 @@ class Vetting:
             f"row {job.row}: {info.path}: {self._twin(same, sha)}: not sent, since it may be "
             "imported already; it is sent or found imported on a later run, once that upload "
             "is reconciled (--send-same-audio sends it now)",
-            "same audio as an upload of unknown outcome"))
+            "same call as an upload of unknown outcome"))
         return False
+
+    def _rival(self, slot: Slot, explicit: bool) -> Claim | None:
+        """A claim of this run on the same call: the same audio and facts, and not two
+        explicit external_ids (which make two calls)."""
+        for owner in self.claims.get(slot, ()):
+            if not (explicit and _explicit(owner.key)):
+                return owner
+        return None
+
+    def _shared(self, job: Job, info: AudioInfo, same: SameAudio | None) -> None:
+        """Count (and say) a row that goes on although another row holds its audio: another
+        call (counted, said with --verbose), or the same call (--send-same-audio; validate)."""
+        if same is None:
+            return
+        summary = self.ctx.outcomes.summary
+        if not same.same_call:
+            summary.shared_audio += 1
+            log.debug("row %d: %s: the same audio as %s (%s), another call (its date, caller, "
+                      "group or external_id differ): a call of its own", job.row, info.path,
+                      self._where(same), same.key)
+            return
+        summary.same_audio += 1
+        self.ctx.outcomes.problem(
+            f"row {job.row}: {info.path}: {self._twin(same, info.sha256 or '')}; " +
+            ("sending it anyway (--send-same-audio)" if self.ctx.sends else
+             "run sends only one of them (--send-same-audio sends both)"))
 
     async def _already(self, job: Job, same_as: str, where: str) -> None:
         await self.ctx.ledger.already_imported(job.key, same_as)
-        log.info("row %d: %s: the same audio is already imported, as %s (%s); not sent again "
-                 "(--send-same-audio sends it)", job.row, job.record.recording_file, same_as,
-                 where)
+        log.info("row %d: %s: the same call (the same audio, date, caller and group) is already "
+                 "imported, as %s (%s); not sent again (--send-same-audio sends it)", job.row,
+                 job.record.recording_file, same_as, where)
         self.ctx.outcomes.emit(RowEvent(job.row, job.key, Outcome.ALREADY_IMPORTED))
 
     def _where(self, same: SameAudio) -> str:
@@ -167,4 +203,10 @@ class Vetting:
         state = {Status.SUCCEEDED: "already uploaded", Status.UPLOADING: "whose upload has an "
                  "unknown outcome", Status.FAILED: "whose upload failed"}.get(same.status,
                                                                                "not sent yet")
-        return f"same audio (sha256 {sha256[:12]}...) as {self._where(same)} ({same.key}), {state}"
+        return (f"same call as {self._where(same)} ({same.key}): the same audio (sha256 "
+                f"{sha256[:12]}...), date, caller and group, {state}")
+
+
+def _explicit(key: str) -> bool:
+    """Whether a row's key is an external_id of the manifest's (not derived from its file)."""
+    return key.startswith("ext:")

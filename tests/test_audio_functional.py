@@ -60,35 +60,43 @@ def test_ledger_keeps_each_files_sha256_and_size(workdir: Path, sandbox: Sandbox
 
 @pytest.fixture
 def twin_manifest(workdir: Path) -> Path:
-    """Rows 2 and 3 hold the same recording under two names; row 4 another one."""
+    """Rows 2 and 3 hold one call (the same recording under two names, the same facts, no
+    external_id to tell them apart); row 4 another one."""
     shutil.copy(workdir / "sample_data" / "call-0001-pcm8k.wav",
                 workdir / "sample_data" / "copy of 0001.wav")
     return write_manifest(workdir / "manifests" / "m.csv", [
-        row("X-1", recording_file="../sample_data/call-0001-pcm8k.wav"),
-        row("X-2", recording_file="../sample_data/copy of 0001.wav"),
+        row("", recording_file="../sample_data/call-0001-pcm8k.wav"),
+        row("", recording_file="../sample_data/copy of 0001.wav"),
         row("X-3", recording_file="../sample_data/call-0005-cbr.mp3"),
     ])
 
 
-def test_same_audio_in_one_run_is_sent_once(twin_manifest: Path, workdir: Path,
-                                            sandbox: SandboxThread, token_env: str,
-                                            capsys: pytest.CaptureFixture[str]) -> None:
+def key_of(workdir: Path, name: str) -> str:
+    return f"file:{(workdir / 'sample_data' / name).resolve()}"
+
+
+def test_same_call_in_one_run_is_sent_once(twin_manifest: Path, workdir: Path,
+                                           sandbox: SandboxThread, token_env: str,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
     ledger = workdir / "ledger.sqlite"
 
     code = run(twin_manifest, ledger, "--concurrency", "1")
 
     assert code == 0
-    assert sorted(c.external_id or "" for c in sandbox.store.calls()) == ["X-1", "X-3"]
+    assert sandbox.store.count() == 2
     sha = sha256_of(workdir / "sample_data" / "call-0001-pcm8k.wav")
     copy = (workdir / "sample_data" / "copy of 0001.wav").resolve()
+    first = key_of(workdir, "call-0001-pcm8k.wav")
     captured = capsys.readouterr()
-    assert f"row 3: {copy}: the same audio is already imported, as ext:X-1 (row 2); not sent " \
-           "again (--send-same-audio sends it)" in captured.err
+    assert f"row 3: {copy}: the same call (the same audio, date, caller and group) is already " \
+           f"imported, as {first} (row 2); not sent again (--send-same-audio sends it)" \
+           in captured.err
     assert "1 already imported, 2 succeeded" in captured.out
     with sqlite3.connect(ledger) as conn:
         twin = conn.execute("SELECT status, sha256, same_as, last_outcome, attempts FROM "
-                            "recordings WHERE key = 'ext:X-2'").fetchone()
-    assert twin == ("succeeded", sha, "ext:X-1", "already imported", 0)
+                            "recordings WHERE key = ?",
+                            (key_of(workdir, "copy of 0001.wav"),)).fetchone()
+    assert twin == ("succeeded", sha, first, "already imported", 0)
 
 
 def test_send_same_audio_sends_it_with_a_warning(twin_manifest: Path, workdir: Path,
@@ -101,30 +109,37 @@ def test_send_same_audio_sends_it_with_a_warning(twin_manifest: Path, workdir: P
     assert code == 0 and sandbox.store.count() == 3
     sha = sha256_of(workdir / "sample_data" / "call-0001-pcm8k.wav")
     copy = (workdir / "sample_data" / "copy of 0001.wav").resolve()
+    first = key_of(workdir, "call-0001-pcm8k.wav")
     captured = capsys.readouterr()
-    assert f"row 3: {copy}: same audio (sha256 {sha[:12]}...) as row 2 (ext:X-1), already " \
-           "uploaded; sending it anyway (--send-same-audio)" in captured.err
-    assert "1 row had the same audio as another row, and went on" in captured.out
+    assert f"row 3: {copy}: same call as row 2 ({first}): the same audio (sha256 " \
+           f"{sha[:12]}...), date, caller and group, already uploaded; sending it anyway " \
+           "(--send-same-audio)" in captured.err
+    assert "1 row is the same call as another row (the same audio, date, caller and group): " \
+           "sent anyway (--send-same-audio)." in captured.out
     rows = ledger_rows(ledger)
-    assert rows["ext:X-1"][:2] == rows["ext:X-2"][:2] == ("succeeded", sha)
+    assert rows[first][:2] == rows[key_of(workdir, "copy of 0001.wav")][:2] == ("succeeded", sha)
 
 
-def test_validate_finds_the_same_audio_within_its_manifest(
-        twin_manifest: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_validate_finds_the_same_call_within_its_manifest(
+        twin_manifest: Path, workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """validate keeps no ledger rows, yet compares the files of its own run."""
     assert main(["validate", str(twin_manifest), "--timezone", "UTC",
                  "--concurrency", "1"]) == 0
     captured = capsys.readouterr()
-    assert "as row 2 (ext:X-1), not sent yet; run sends only one of them" in captured.err
-    assert "1 row had the same audio" in captured.out
+    assert f"as row 2 ({key_of(workdir, 'call-0001-pcm8k.wav')}): the same audio" in captured.err
+    assert "not sent yet; run sends only one of them" in captured.err
+    assert "1 row is the same call as another row (the same audio, date, caller and group): " \
+           "run sends one of them." in captured.out
 
 
-def test_same_audio_is_found_in_an_earlier_nights_manifest(
+def test_same_call_is_found_in_an_earlier_nights_manifest(
         workdir: Path, sandbox: SandboxThread, token_env: str,
         capsys: pytest.CaptureFixture[str]) -> None:
+    """The second night names the call by id; the first did not: no two explicit ids tell
+    them apart, and the facts agree."""
     ledger = workdir / "ledger.sqlite"
     night1 = write_manifest(workdir / "manifests" / "night1.csv", [
-        row("N1-1", recording_file="../sample_data/call-0005-cbr.mp3")])
+        row("", recording_file="../sample_data/call-0005-cbr.mp3")])
     assert run(night1, ledger) == 0
     shutil.copy(workdir / "sample_data" / "call-0005-cbr.mp3",
                 workdir / "sample_data" / "export-again.mp3")
@@ -135,10 +150,11 @@ def test_same_audio_is_found_in_an_earlier_nights_manifest(
     assert run(night2, ledger) == 0
 
     assert sandbox.store.count() == 1
-    assert "already imported, as ext:N1-1 (row 2 of night1.csv)" in capsys.readouterr().err
+    first = key_of(workdir, "call-0005-cbr.mp3")
+    assert f"already imported, as {first} (row 2 of night1.csv)" in capsys.readouterr().err
     with sqlite3.connect(ledger) as conn:
         assert conn.execute("SELECT status, same_as FROM recordings WHERE key = 'ext:N2-7'"
-                            ).fetchone() == ("succeeded", "ext:N1-1")
+                            ).fetchone() == ("succeeded", first)
 
 
 def test_max_duration_refuses_long_recordings(workdir: Path, sandbox: SandboxThread,

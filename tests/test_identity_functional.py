@@ -105,26 +105,6 @@ def test_editing_one_rows_external_id_does_not_upload_it_again(
                                                       "already imported")
 
 
-def test_the_same_audio_re_exported_with_new_ids_and_paths_is_not_sent_again(
-        workdir: Path, sandbox: SandboxThread, token_env: str) -> None:
-    """The file is a new one (another path, another mtime): its sha256 tells."""
-    ledger = workdir / "ledger.sqlite"
-    night1 = write_manifest(workdir / "manifests" / "night1.csv", [good_row(external_id="A")])
-    assert run(night1, ledger) == 0
-    (workdir / "export2").mkdir()
-    shutil.copy(workdir / "sample_data" / "call-0001-pcm8k.wav", workdir / "export2" / "x.wav")
-    night2 = write_manifest(workdir / "manifests" / "night2.csv", [
-        good_row(external_id="B", recording_file="../export2/x.wav")])
-
-    assert run(night2, ledger) == 0
-
-    assert sandbox.store.count() == 1
-    assert rows_of(ledger)["ext:B"] == ("succeeded", "ext:A", "already imported")
-    # On purpose, it can be sent again.
-    assert run(night2, workdir / "fresh.sqlite", "--send-same-audio") == 0
-    assert sandbox.store.count() == 2
-
-
 def test_two_folders_a_wav_through_one_ledger_are_both_stored(
         workdir: Path, sandbox: SandboxThread, token_env: str) -> None:
     ledger = workdir / "shared.sqlite"
@@ -144,43 +124,6 @@ def test_two_folders_a_wav_through_one_ledger_are_both_stored(
         f"file:{workdir / 'night1' / 'a.wav'}", f"file:{workdir / 'night2' / 'a.wav'}"}
     ids = {c.external_id for c in sandbox.store.calls()}
     assert len(ids) == 2  # each found again by its own derived external_id
-
-
-def test_two_rows_of_one_run_with_the_same_audio_send_one(
-        workdir: Path, sandbox: SandboxThread, token_env: str) -> None:
-    """Both are in flight at once (slow API, two workers): one waits for the other."""
-    sandbox.set_faults(latency=0.3)
-    twin = workdir / "sample_data" / "twin.wav"
-    shutil.copy(workdir / "sample_data" / "call-0001-pcm8k.wav", twin)
-    manifest = write_manifest(workdir / "manifests" / "m.csv", [
-        good_row(external_id="T1"), good_row(external_id="T2", recording_file="../sample_data/"
-                                             "twin.wav")])
-    ledger = workdir / "ledger.sqlite"
-
-    assert run(manifest, ledger, "--concurrency", "2") == 0
-
-    assert sandbox.store.count() == 1
-    states = rows_of(ledger)
-    sent = next(c.external_id for c in sandbox.store.calls())
-    other = "ext:T2" if sent == "T1" else "ext:T1"
-    assert states[other] == ("succeeded", f"ext:{sent}", "already imported")
-
-
-def test_the_waiting_twin_is_sent_when_the_first_fails(
-        workdir: Path, sandbox: SandboxThread, token_env: str) -> None:
-    """The first row's upload is refused for its own data (an unknown group): its audio is not
-    imported, so the row that waited for it is sent."""
-    twin = workdir / "sample_data" / "twin.wav"
-    shutil.copy(workdir / "sample_data" / "call-0001-pcm8k.wav", twin)
-    manifest = write_manifest(workdir / "manifests" / "m.csv", [
-        good_row(external_id="T1", group_id="999999"),
-        good_row(external_id="T2", recording_file="../sample_data/twin.wav")])
-    ledger = workdir / "ledger.sqlite"
-
-    assert run(manifest, ledger, "--concurrency", "1") == 1
-
-    assert [c.external_id for c in sandbox.store.calls()] == ["T2"]
-    assert rows_of(ledger)["ext:T1"][0] == "failed"
 
 
 def test_resume_trusts_size_and_mtime_instead_of_hashing_again(

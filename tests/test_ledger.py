@@ -169,7 +169,7 @@ def test_an_older_ledger_is_upgraded_and_keeps_its_rows(tmp_path: Path) -> None:
         kept = conn.execute("SELECT key, status, sha256 FROM recordings").fetchall()
     conn.close()
     assert names == sorted(name for name, _ in MIGRATIONS)
-    assert "recordings_sha256" in indexes
+    assert "recordings_audio_call" in indexes
     assert kept == [("ext:1", "succeeded", "ab")]
 
 
@@ -177,35 +177,63 @@ def test_record_audio_names_a_recording_imported_or_in_doubt_with_the_same_conte
         ledger: Ledger) -> None:
     run = ledger.begin_run("run", "/m.csv")
     ledger.admit(run, [admission(k, n) for n, k in enumerate("abcde", start=2)])
-    same = "5" * 64
+    same, call = "5" * 64, "1741097722|6175550142|12"
 
-    assert ledger.record_audio("a", 100, same) is None
-    assert ledger.record_audio("b", 100, same) is None  # "a" is only pending: not a twin yet
+    assert ledger.record_audio("a", 100, same, call=call) is None
+    # "a" is only pending: not a twin yet
+    assert ledger.record_audio("b", 100, same, call=call) is None
     ledger.mark_uploading("a", 100, run)
-    assert ledger.record_audio("b", 100, same) == SameAudio("a", "/m.csv", 2, Status.UPLOADING)
+    assert ledger.record_audio("b", 100, same, call=call) == SameAudio(
+        "a", "/m.csv", 2, Status.UPLOADING)
     ledger.mark_uploading("c", 100, run)
     ledger.finish("c", Status.SUCCEEDED, AttemptRecord("c", "t", 0.1, "succeeded"))
-    ledger.record_audio("c", 100, same)
+    ledger.record_audio("c", 100, same, call=call)
     # Imported beats in doubt, whatever the order.
-    assert ledger.record_audio("d", 100, same) == SameAudio("c", "/m.csv", 4, Status.SUCCEEDED)
+    assert ledger.record_audio("d", 100, same, call=call) == SameAudio(
+        "c", "/m.csv", 4, Status.SUCCEEDED)
     ledger.mark_already_imported("d", "c")
     # A row found already imported stands for the key it was imported under.
-    assert ledger.record_audio("e", 100, "6" * 64) is None
-    ledger.record_audio("d", 100, "6" * 64)
-    assert ledger.record_audio("e", 100, "6" * 64) == SameAudio("c", "/m.csv", 5,
-                                                              Status.SUCCEEDED)
+    assert ledger.record_audio("e", 100, "6" * 64, call=call) is None
+    ledger.record_audio("d", 100, "6" * 64, call=call)
+    assert ledger.record_audio("e", 100, "6" * 64, call=call) == SameAudio(
+        "c", "/m.csv", 5, Status.SUCCEEDED)
     assert ledger.record_audio("e", 100, None) is None  # not hashed: nothing to compare
 
     stored = {r.key: (r.size, r.sha256, r.same_as) for r in ledger.rows()}
     assert stored["b"] == (100, same, None) and stored["d"] == (100, "6" * 64, "c")
 
 
+def test_the_same_audio_under_other_call_facts_or_explicit_ids_is_another_call(
+        ledger: Ledger) -> None:
+    run = ledger.begin_run("run", "/m.csv")
+    keys = ["file:/a.wav", "file:/b.wav", "ext:X", "ext:Y", "file:/c.wav"]
+    ledger.admit(run, [admission(k, n) for n, k in enumerate(keys, start=2)])
+    same, call = "7" * 64, "1741097722|6175550142|12"
+    ledger.record_audio("file:/a.wav", 100, same, call=call)
+    ledger.mark_uploading("file:/a.wav", 100, run)
+
+    # Another second (or caller, or group): another call with the same bytes.
+    other = ledger.record_audio("file:/b.wav", 100, same, call="1741097723|6175550142|12")
+    assert other == SameAudio("file:/a.wav", "/m.csv", 2, Status.UPLOADING, same_call=False)
+    # An explicit id against an id-less row of the same facts: one call.
+    assert ledger.record_audio("ext:X", 100, same, call=call) == SameAudio(
+        "file:/a.wav", "/m.csv", 2, Status.UPLOADING)
+    ledger.mark_uploading("ext:X", 100, run)
+    ledger.finish("file:/a.wav", Status.FAILED, AttemptRecord("file:/a.wav", "t", 0.1, "error"))
+    # Two explicit ids: two calls, whatever the audio and facts.
+    assert ledger.record_audio("ext:Y", 100, same, call=call) == SameAudio(
+        "ext:X", "/m.csv", 4, Status.UPLOADING, same_call=False)
+    # Facts unknown (None) never make the same call.
+    unknown = ledger.record_audio("file:/c.wav", 100, same, call=None)
+    assert unknown is not None and unknown.same_call is False
+
+
 def test_same_audio_lookup_uses_the_index(ledger: Ledger) -> None:
     with sqlite3.connect(ledger.path) as conn:
         plan = " ".join(str(r[-1]) for r in conn.execute("EXPLAIN QUERY PLAN " + SAME_AUDIO_QUERY,
-                                                         ("x", "k")))
+                                                         ("x", "c", "k", False)))
     conn.close()
-    assert "USING INDEX recordings_sha256" in plan, plan
+    assert "USING INDEX recordings_audio_call" in plan, plan
 
 
 def test_not_a_ledger(tmp_path: Path) -> None:
