@@ -54,6 +54,8 @@ class RunContext:
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
     #: The refusal that stopped the run for good (raised once the ledger is consistent).
     fatal: AuthError | NotTheApi | None = None
+    #: Set when a row gives its reservation of the upload budget back (``budget_freed``).
+    _budget: asyncio.Event = field(default_factory=asyncio.Event)
 
     @property
     def sends(self) -> bool:
@@ -70,6 +72,21 @@ class RunContext:
                 "pending for the next run", detail or reason.value)
         self.outcomes.summary.stop(reason, detail)
         self.stopping.set()
+
+    def budget_freed(self) -> None:
+        """A row was not sent after all: workers waiting for the upload budget ask again."""
+        self._budget.set()
+        self._budget.clear()
+
+    async def budget_changes(self) -> None:
+        """Until a row gives its reservation back, or the run stops."""
+        freed = asyncio.ensure_future(self._budget.wait())
+        stopped = asyncio.ensure_future(self.stopping.wait())
+        try:
+            await asyncio.wait((freed, stopped), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            freed.cancel()
+            stopped.cancel()
 
     def halt(self, stop: Stop) -> None:
         self.stop(stop.reason, stop.detail)

@@ -1,6 +1,7 @@
 """When a run must stop starting uploads: its budgets and its circuit breaker.
 
-A migration meets quotas (``--max-uploads``: an API's daily allowance), windows
+A migration meets quotas (``--max-uploads``: an API's daily allowance, reserved before a row
+is checked, so that workers checking rows at once never start more than it allows), windows
 (``--max-duration``: a night's maintenance window), data worse than expected (``--max-errors``)
 and outages (``--max-consecutive-failures``: rows failing for the API's sake, not their own).
 Each is a question asked at one point of a row's way, answered here from counts and a clock
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from enum import Enum
 
 from .events import RunSummary, StopReason
 from .limits import Clock
@@ -28,6 +30,15 @@ class Stop:
     detail: str
 
 
+class _Wait(Enum):
+    WAIT = "wait"
+
+
+#: ``before_upload``'s answer when the upload budget is held by rows on their way: wait for
+#: their outcome (sent, the budget is spent; not sent, it is free again).
+WAIT = _Wait.WAIT
+
+
 class RunGuard:
     """The budgets and the circuit breaker of one run."""
 
@@ -36,23 +47,36 @@ class RunGuard:
         self.clock = clock
         self.started = clock()
         self.uploads = 0  # started
+        self.reserved = 0  # held by rows being checked, which may or may not be sent
         self.failing = 0  # rows in a row that failed for the API's sake
 
     def elapsed(self) -> float:
         return self.clock() - self.started
 
-    def before_upload(self) -> Stop | None:
-        """Whether another upload may start: the budget that forbids it, if one does."""
+    def before_upload(self) -> Stop | _Wait | None:
+        """Whether another row may go on towards an upload: None, and one upload of the
+        budget is reserved for it (``upload_started`` spends it, ``unreserve`` gives it back);
+        the budget that forbids it; or ``WAIT`` while rows holding the last of the budget
+        have no outcome yet."""
         s = self.settings
-        if s.max_uploads is not None and self.uploads >= s.max_uploads:
-            return Stop(StopReason.BUDGET, f"budget: --max-uploads {s.max_uploads} reached")
         if s.max_duration is not None and self.elapsed() >= s.max_duration:
             return Stop(StopReason.BUDGET,
                         f"budget: --max-duration {s.max_duration:g}s reached")
+        if s.max_uploads is not None and self.uploads + self.reserved >= s.max_uploads:
+            if self.reserved:
+                return WAIT
+            return Stop(StopReason.BUDGET, f"budget: --max-uploads {s.max_uploads} reached")
+        self.reserved += 1
         return None
 
     def upload_started(self) -> None:
+        """The row's reservation is spent: its request leaves."""
+        self.reserved = max(0, self.reserved - 1)
         self.uploads += 1
+
+    def unreserve(self) -> None:
+        """The row was not sent after all (invalid, already imported, stopped)."""
+        self.reserved = max(0, self.reserved - 1)
 
     def after_problem(self, summary: RunSummary, rows_read: int) -> Stop | None:
         """``--max-errors`` after a row failed or was found invalid: N rows, or N% judged

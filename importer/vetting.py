@@ -52,6 +52,7 @@ class Claim:
     slot: Slot | None = None
     imported: str | None = None
     claimed: bool = False  # the ledger marked the row uploading with its audio's facts
+    sent: bool = False  # its request left: the upload budget it reserved is spent
     done: asyncio.Future[str | None] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future())
 

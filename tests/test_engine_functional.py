@@ -132,6 +132,22 @@ def test_upload_budget_is_a_soft_daily_quota(workdir: Path, sandbox: SandboxThre
     assert sum(received(sandbox).values()) == 12 and max(received(sandbox).values()) == 1
 
 
+def test_max_uploads_one_at_concurrency_eight_starts_one_upload(
+        workdir: Path, sandbox: SandboxThread, token_env: str) -> None:
+    """The budget is reserved before a row is checked, not counted once it is sent: eight
+    workers checking eight rows at once do not all start."""
+    sandbox.set_faults(latency=0.2)
+    manifest = write_manifest(workdir / "manifests" / "m.csv", many_rows(workdir, 16))
+    ledger = workdir / "ledger.sqlite"
+
+    assert main(["run", str(manifest), "--ledger", str(ledger), "--max-uploads", "1",
+                 "-c", "8", "--rate", "500"]) == 4
+
+    assert sandbox.store.count() == 1
+    assert status_counts(ledger)["succeeded"] == 1
+    assert status_counts(ledger)["uploading"] == 0
+
+
 def test_duration_budget(workdir: Path, sandbox: SandboxThread, token_env: str) -> None:
     sandbox.set_faults(latency=0.2)
     manifest = write_manifest(workdir / "manifests" / "m.csv", many_rows(workdir, 40))

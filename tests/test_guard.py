@@ -4,7 +4,7 @@ waiting."""
 from __future__ import annotations
 
 from importer.events import Outcome, RowEvent, RunSummary, StopReason
-from importer.guard import RunGuard
+from importer.guard import WAIT, RunGuard, Stop
 from importer.settings import Settings
 
 
@@ -38,7 +38,21 @@ def test_max_uploads_counts_the_uploads_started() -> None:
         assert guard.before_upload() is None
         guard.upload_started()
     stop = guard.before_upload()
-    assert stop is not None and stop.detail == "budget: --max-uploads 2 reached"
+    assert isinstance(stop, Stop) and stop.detail == "budget: --max-uploads 2 reached"
+
+
+def test_max_uploads_is_reserved_before_the_row_is_checked() -> None:
+    """Eight workers ask at once for a budget of one: one goes on, the others wait for its
+    outcome. Sent, the budget is spent; not sent (its call found imported), the next goes."""
+    guard = RunGuard(settings(max_uploads=1), FakeClock())
+    assert guard.before_upload() is None
+    assert all(guard.before_upload() is WAIT for _ in range(7))
+    guard.unreserve()  # that row was not sent after all
+    assert guard.before_upload() is None
+    guard.upload_started()
+    stop = guard.before_upload()
+    assert isinstance(stop, Stop) and stop.detail == "budget: --max-uploads 1 reached"
+    assert guard.uploads == 1
 
 
 def problems(summary: RunSummary, outcome: Outcome, n: int) -> None:
