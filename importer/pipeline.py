@@ -73,7 +73,8 @@ class ImportRun:
         except ValueError as exc:
             raise UsageError(str(exc)) from None
         self._rows = RowContext(base_dir=self.origin.resolve().parent, zone=zone,
-                                dayfirst=settings.dayfirst, on_naive_date=self._naive_once)
+                                dayfirst=settings.dayfirst, on_naive_date=self._naive_once,
+                                dst=settings.dst_times)
         self._naive_warned = False
         self.summary = RunSummary(manifest=str(self.origin), ledger=None, started=clock())
         self._stopping = asyncio.Event()

@@ -52,6 +52,9 @@ class RowContext:
     dayfirst: bool = False
     #: Called when a date without a zone is read in ``zone``, so the user can be told once.
     on_naive_date: Callable[[], None] | None = None
+    #: A wall time that a daylight-saving change skips or repeats: refused (``refuse``), or
+    #: read with the UTC offset in force before or after the change (``--dst-times``).
+    dst: str = "refuse"
     #: The latest call date accepted (``now`` and a little clock skew), computed once.
     latest: datetime = field(init=False, repr=False, compare=False)
     #: Days (ordinals) safely inside the accepted range whatever a date's offset: a date on
@@ -273,11 +276,31 @@ def parse_call_date(text: str, ctx: RowContext) -> datetime:
     """
     parsed = _read_date(text.strip(), ctx.dayfirst)
     if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=ctx.zone)
+        parsed = _in_zone(parsed, ctx)
         if ctx.on_naive_date is not None:
             ctx.on_naive_date()
     _check_range(parsed, ctx)
     return parsed
+
+
+def _in_zone(wall: datetime, ctx: RowContext) -> datetime:
+    """A wall time in ``ctx.zone``. One that a daylight-saving change skips (2:30 on the
+    spring-forward night never happened) or repeats (1:30 on the fall-back night happened
+    twice) names no single instant: sent with a guessed offset, the call would be filed an
+    hour off without a word. So it is refused, unless ``ctx.dst`` picks a side: the offset in
+    force before the change (``before``: PEP 495's ``fold=0``) or after it (``after``)."""
+    first = wall.replace(tzinfo=ctx.zone)
+    second = wall.replace(tzinfo=ctx.zone, fold=1)
+    if first.utcoffset() == second.utcoffset():
+        return first
+    if ctx.dst in ("before", "after"):
+        return first if ctx.dst == "before" else second
+    skipped = first.astimezone(UTC).astimezone(ctx.zone).replace(tzinfo=None) != wall
+    what = "the hour the clocks skip" if skipped else "the hour the clocks repeat"
+    raise ValueError(f"a local time that happened once in {ctx.zone} (this one falls in {what} "
+                     "for daylight saving time): write its UTC offset in the cell (such as "
+                     "-05:00), or read such times with the offset before or after the change "
+                     "(--dst-times before|after)")
 
 
 def normalize_call_date(text: str, ctx: RowContext) -> str:

@@ -167,6 +167,11 @@ class Settings(BaseModel):
     timezone: Annotated[str | None, Opt(
         "IANA zone for call dates written without one (default: TZ, else this machine's "
         "zone, named in a warning)", "ZONE", READS, MANIFEST)] = None
+    dst_times: Annotated[Literal["refuse", "before", "after"], Opt(
+        "a call date without a zone that a daylight-saving change skips or repeats (2:30 on "
+        "the spring-forward night, 1:30 on the fall-back night): refuse the row, or read it "
+        "with the UTC offset in force before or after the change", commands=READS,
+        group=MANIFEST)] = "refuse"
     dayfirst: Annotated[bool, Opt(
         "read dates such as 04/03/2025 day first (4 March), not month first",
         commands=READS, group=MANIFEST)] = False

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from importer.errors import RowError
@@ -28,7 +28,11 @@ from importer.records import (
 )
 
 NOW = datetime(2026, 6, 1, tzinfo=UTC)
-CTX = RowContext(base_dir=Path("/data"), zone=ZoneInfo("America/Chicago"), now=NOW)
+#: The properties below are about formats, so a wall time that a clock change skips or repeats
+#: is read with the offset before the change; that such times are refused by default is a
+#: property of its own (``test_a_wall_time_is_refused_exactly_when_a_clock_change_...``).
+CTX = RowContext(base_dir=Path("/data"), zone=ZoneInfo("America/Chicago"), now=NOW,
+                 dst="before")
 digits = st.text(alphabet="0123456789", min_size=3, max_size=15)
 separators = st.sampled_from(["", " ", "-", ".", "/", " - "])
 
@@ -118,6 +122,24 @@ def test_us_and_day_first_dates_mean_the_same_moment(moment: datetime, dayfirst:
     order = "%d/%m/%Y" if dayfirst else "%m/%d/%Y"
     text = moment.strftime(f"{order} %I:%M %p")
     assert parse_call_date(text, ctx).replace(tzinfo=None) == moment
+
+
+@given(moments)
+@example(datetime(2024, 3, 10, 2, 30))  # Chicago springs forward: never happened
+@example(datetime(2024, 11, 3, 1, 30))  # and falls back: happened twice
+def test_a_wall_time_is_refused_exactly_when_a_clock_change_skips_or_repeats_it(
+        moment: datetime) -> None:
+    wall = moment.replace(microsecond=0)
+    strict = RowContext(base_dir=CTX.base_dir, zone=CTX.zone, now=NOW)
+    first, second = wall.replace(tzinfo=CTX.zone), wall.replace(tzinfo=CTX.zone, fold=1)
+    try:
+        parsed = parse_call_date(wall.isoformat(sep=" "), strict)
+    except ValueError as exc:
+        assert first.utcoffset() != second.utcoffset()
+        assert "--dst-times before|after" in str(exc)
+    else:
+        assert first.utcoffset() == second.utcoffset()
+        assert parsed == first
 
 
 @given(st.floats(min_value=32875, max_value=46000))

@@ -137,6 +137,31 @@ def test_dayfirst() -> None:
         parse_call_date("31/31/2025 09:15", ctx)
 
 
+@pytest.mark.parametrize(("raw", "why"), [
+    ("03/10/2024 2:30 AM", "the hour the clocks skip"),         # spring forward: no 2:30
+    ("2024-03-10 02:00", "the hour the clocks skip"),
+    ("11/03/2024 1:30 AM", "the hour the clocks repeat"),       # fall back: 1:30 twice
+])
+def test_local_times_a_clock_change_skips_or_repeats_are_refused(raw: str, why: str) -> None:
+    with pytest.raises(ValueError, match=why) as caught:
+        parse_call_date(raw, CTX)
+    assert "America/New_York" in str(caught.value)
+    assert "--dst-times before|after" in str(caught.value)
+
+
+@pytest.mark.parametrize(("raw", "dst", "sent"), [
+    # Before: the offset in force before the change; after: the one after it.
+    ("03/10/2024 2:30 AM", "before", "2024-03-10T02:30:00-05:00"),
+    ("03/10/2024 2:30 AM", "after", "2024-03-10T02:30:00-04:00"),
+    ("11/03/2024 1:30 AM", "before", "2024-11-03T01:30:00-04:00"),
+    ("11/03/2024 1:30 AM", "after", "2024-11-03T01:30:00-05:00"),
+    ("11/03/2024 3:30 AM", "refuse", "2024-11-03T03:30:00-05:00"),  # after the change: fine
+])
+def test_dst_times_picks_a_side_of_the_change(raw: str, dst: str, sent: str) -> None:
+    ctx = RowContext(base_dir=CTX.base_dir, zone=CTX.zone, now=NOW, dst=dst)
+    assert format_call_date(parse_call_date(raw, ctx)) == sent
+
+
 def test_excel_serial_rounds_to_the_second() -> None:
     # 14:04:00 is 0.586111... of a day; a float's last digit must not make it 14:03:59.
     assert format_call_date(parse_call_date("45720.5861111111", CTX)).endswith("T14:04:00-05:00")

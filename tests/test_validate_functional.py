@@ -176,3 +176,24 @@ def test_row_problems_are_logged_up_to_a_cap_then_pointed_to(
 
     assert main(["validate", str(manifest), "--verbose"]) == 1
     assert sum("call_date" in line for line in capsys.readouterr().err.splitlines()) == 130
+
+
+def test_a_local_time_the_clocks_skip_is_an_invalid_row_until_a_side_is_chosen(
+        workdir: Path, sandbox: SandboxThread, token_env: str,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """03/10/2024 2:30 AM never happened in New York (the clocks went from 2:00 to 3:00);
+    sent with a guessed offset, the call would be filed an hour off."""
+    manifest = write_manifest(workdir / "manifests" / "m.csv", [
+        good_row(call_date="03/10/2024 2:30 AM")])
+    ledger = workdir / "l.sqlite"
+
+    assert main(["run", str(manifest), "--ledger", str(ledger)]) == 1
+    assert sandbox.store.count() == 0
+    err = capsys.readouterr().err
+    assert "row 2: call_date: a local time that happened once in America/New_York (this one " \
+           "falls in the hour the clocks skip for daylight saving time)" in err
+    assert status_of(ledger) == {"ext:X-1": "invalid"}
+
+    assert main(["run", str(manifest), "--ledger", str(ledger), "--dst-times", "after"]) == 0
+    [call] = sandbox.store.calls()
+    assert call.fields["call_date"] == "2024-03-10T02:30:00-04:00"
