@@ -8,6 +8,11 @@ before a byte of it was read. So ``refuse_overwrites`` compares every output wit
 spellings: resolved paths, and device and inode when both exist, which catch ``..``,
 relative against absolute, symlinks and hard links alike.
 
+Nor does an output replace a database or a workbook, whoever's it is: ``validate m.csv
+--errors-out other.ledger.sqlite`` would otherwise turn another run's ledger into a CSV. A file
+that already exists is looked at (its first bytes): an SQLite database or an Excel workbook is
+refused, one line, before anything starts.
+
 ``atomic_text`` writes into a temporary file in the destination's folder and renames it over
 the destination (``os.replace``, atomic within one file system) only once it is complete and
 on disk. A full disk, a crash or an abort in between leaves the previous file whole and no
@@ -69,8 +74,42 @@ def refuse_overwrites(outputs: Mapping[str, Path | None],
         target = Path(os.path.realpath(path))
         if target.is_dir():
             raise UsageError(f"{option} {path}: that is a folder; name a file")
+        kind = precious(target)
+        if kind is not None:
+            raise UsageError(f"{option} {path}: that file is {kind}; an output never replaces "
+                             "a database or a workbook, choose another file")
         if not target.parent.is_dir():
             raise UsageError(f"{option} {path}: the folder {target.parent} does not exist")
+
+
+#: The first bytes of files no output may replace, and what each is, in a refusal's words.
+_MAGIC: tuple[tuple[bytes, str], ...] = (
+    (b"SQLite format 3\0", "an SQLite database (a ledger?)"),
+    (bytes.fromhex("d0cf11e0a1b11ae1"), "an Excel workbook (or another Office file)"),
+)
+
+
+def precious(path: Path) -> str | None:
+    """What ``path`` is, in words, when it is a database or a workbook (an xlsx is a zip
+    holding ``xl/workbook.xml``); None for anything else, or no such file."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(16)
+    except OSError:
+        return None
+    for magic, what in _MAGIC:
+        if head.startswith(magic):
+            return what
+    if head.startswith(b"PK\x03\x04"):
+        import zipfile
+
+        try:
+            with zipfile.ZipFile(path) as archive:
+                if any(name.startswith("xl/") for name in archive.namelist()):
+                    return "an Excel workbook"
+        except (OSError, zipfile.BadZipFile):
+            return None
+    return None
 
 
 def same_file(a: Path, b: Path) -> bool:

@@ -62,6 +62,48 @@ def test_errors_out_over_the_manifest_is_refused(manifest: Path,
     assert manifest.read_bytes() == before
 
 
+@pytest.mark.parametrize("option", ["--errors-out", "--summary-json", "--metrics-textfile"])
+def test_an_output_over_another_runs_ledger_is_refused(
+        option: str, workdir: Path, manifest: Path, ledger: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """Not this command's input, but a database all the same: someone's ledger."""
+    other = workdir / "other.ledger.sqlite"
+    other.write_bytes(ledger.read_bytes())
+    before = other.read_bytes()
+    capsys.readouterr()
+
+    command = ["validate"] if option == "--errors-out" else \
+        ["run", "--ledger", str(workdir / "l2.sqlite")]
+    assert main([*command, str(manifest), option, str(other)]) == 2
+
+    line = one_error_line(capsys.readouterr().err)
+    assert f"{option} {other}: that file is an SQLite database" in line
+    assert other.read_bytes() == before
+
+
+def test_report_output_over_a_workbook_is_refused(workdir: Path, ledger: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    from openpyxl import Workbook
+
+    book = workdir / "calls.xlsx"
+    Workbook().save(book)
+    legacy = workdir / "old.xls"  # the older binary format: an OLE2 compound file
+    legacy.write_bytes(bytes.fromhex("d0cf11e0a1b11ae1") + bytes(504))
+    capsys.readouterr()
+
+    for target in (book, legacy):
+        before = target.read_bytes()
+        assert main(["report", str(ledger), "--format", "csv", "--output", str(target)]) == 2
+        line = one_error_line(capsys.readouterr().err)
+        assert f"--output {target}: that file is an Excel workbook" in line
+        assert target.read_bytes() == before
+    # A CSV or an earlier report may be replaced, as before.
+    old = workdir / "old.csv"
+    old.write_text("old\n")
+    assert main(["report", str(ledger), "--format", "csv", "--output", str(old)]) == 0
+    assert old.read_text() != "old\n"
+
+
 @pytest.mark.parametrize("spelling", ["relative", "dotdot", "symlink", "hardlink"])
 def test_the_manifest_under_another_name_is_refused(
         manifest: Path, spelling: str, monkeypatch: pytest.MonkeyPatch,
