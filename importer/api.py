@@ -76,11 +76,12 @@ def validate_manifest(manifest: PathLike | None = None, *, job: PathLike | None 
 
 
 def retry_ledger(ledger: PathLike | None = None, *, job: PathLike | None = None,
-                 statuses: Sequence[str] = ("failed",), include_rejected: bool = False,
+                 statuses: Sequence[str] = (), include_rejected: bool = False,
                  since: str | None = None, observer: Observer | None = None,
                  environ: Mapping[str, str] | None = None, **settings: Any) -> ImportResult:
-    """Send again the rows of ``ledger`` (default: the job file's) that failed, or whose
-    outcome is unknown (``statuses=("uploading",)``), as ``convirza-import retry`` does."""
+    """Send again the rows of ``ledger`` (default: the job file's) that failed or are still
+    pending (by default), or whose outcome is unknown (``statuses=("uploading",)``), as
+    ``convirza-import retry`` does."""
     if ledger is not None:
         settings["ledger"] = ledger
     chosen = _plan(settings, job, None, environ)
@@ -92,11 +93,13 @@ def retry_ledger(ledger: PathLike | None = None, *, job: PathLike | None = None,
 
 
 def verify_ledger(*ledgers: PathLike, job: PathLike | None = None,
-                  output: PathLike | None = None, environ: Mapping[str, str] | None = None,
-                  **settings: Any) -> VerifyResult:
+                  output: PathLike | None = None, requeue_missing: bool = False,
+                  environ: Mapping[str, str] | None = None, **settings: Any) -> VerifyResult:
     """Look every succeeded row of ``ledgers`` (default: the job file's) up in Convirza, as
-    ``convirza-import verify`` does; ``output`` receives the discrepancies as CSV. The
-    result's ``exit_code`` is 0 when every row that can be verified is there exactly once."""
+    ``convirza-import verify`` does; ``output`` receives the discrepancies as CSV, and
+    ``requeue_missing`` puts the rows whose call is missing back to pending (``retry``
+    sends them). The result's ``exit_code`` is 0 when every row that can be verified is there
+    exactly once."""
     chosen = _plan(settings, job, None, environ)
     paths = [Path(p) for p in ledgers]
     if not paths and chosen.settings.ledger is not None:
@@ -106,7 +109,8 @@ def verify_ledger(*ledgers: PathLike, job: PathLike | None = None,
     out_path = Path(output) if output is not None else None
     check_outputs(out_path, paths, chosen.job.path if chosen.job else None)
     with findings_file(out_path) as out:
-        verifier = Verifier(chosen.settings, paths, on_finding=out.write if out else None)
+        verifier = Verifier(chosen.settings, paths, on_finding=out.write if out else None,
+                            requeue_missing=requeue_missing)
         return asyncio.run(verifier.execute())
 
 

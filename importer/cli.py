@@ -40,6 +40,7 @@ from .jobs import (
     default_observer,
     job_text,
     plan,
+    quiet_line,
     refuse_overwriting_inputs,
     retry_selection,
     write_summary_json,
@@ -167,7 +168,10 @@ def _execute(job: ImportJob, settings: Settings, metrics: MetricsObserver | None
         if settings.summary_json is not None:
             write_summary_json(settings.summary_json, job.result().as_dict(),
                                settings.secrets())
-    if not settings.quiet:
+    if settings.quiet:
+        if result.exit_code != 0:  # cron mails what a job prints: one line, only when not done
+            print(logs.shown(quiet_line(result, job)), file=sys.stderr)
+    else:
         if len(job.manifests) > 1 or result.not_started:
             print(logs.shown(job_text(result)))
         if job.errors_out is not None:
@@ -192,7 +196,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
         raise UsageError("verify needs a LEDGER (or --job FILE naming one)")
     check_outputs(args.output, ledgers, args.job)
     with findings_file(args.output) as out:
-        verifier = Verifier(settings, ledgers, on_finding=out.write if out else None)
+        verifier = Verifier(settings, ledgers, on_finding=out.write if out else None,
+                            requeue_missing=args.requeue_missing)
         result = asyncio.run(until_signalled(verifier, verifier.execute()))
     if not settings.quiet:
         print(logs.shown(verify_text(result)))
@@ -336,7 +341,8 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
     config = SandboxConfig(
         seed=seed, users=users, static_tokens=frozenset(args.token), token_ttl=args.token_ttl,
         max_file_size=max_file_size, store_path=args.store,
-        faults=Faults(fail_rate=args.fail_rate, ambiguous_rate=args.ambiguous_rate,
+        faults=Faults(fail_rate=args.fail_rate, call_list_fail_rate=args.call_list_fail_rate,
+                      ambiguous_rate=args.ambiguous_rate,
                       lost_answer_rate=args.lost_answer_rate, reset_rate=args.reset_rate,
                       rate_limit=args.rate_limit, rate_burst=args.rate_burst,
                       latency=args.latency, seed=args.seed, redirect_to=args.redirect_to,

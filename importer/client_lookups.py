@@ -42,6 +42,14 @@ CHECK_READ_TIMEOUT = 30.0
 THROTTLE_PAUSE = 1.0
 #: The V2 lookups' own default page size.
 DEFAULT_PAGE = 100
+#: Below this many calls to find in a group, one lookup each is never dearer than listing it.
+MIN_LISTED = 3
+
+
+def listing_limit(wanted: int) -> int:
+    """The calls a group may hold for listing it to cost fewer requests than ``wanted``
+    lookups: ``wanted - 2`` pages (the question that sizes it is one more request)."""
+    return DEFAULT_PAGE * (wanted - 2)
 
 
 def _model(resource: Resource, item: dict[str, Any]) -> ApiObject:
@@ -99,6 +107,14 @@ class Lookups:
             if len(page) < size:
                 return
             offset += len(page)
+
+    async def group_smaller_than(self, group: str, calls: int) -> bool:
+        """Whether the group holds fewer than ``calls`` calls, from one request: the call at
+        offset ``calls - 1``, which is there only when it holds that many. The API says
+        nothing of a group's size, and a busy group may hold millions of calls not ours."""
+        page = await self.fetch(RESOURCES["calls"].path, {
+            "filter": build_filter({"group_id": group}), "limit": 1, "offset": calls - 1})
+        return not page
 
     async def get_one(self, resource: Resource, object_id: int | str) -> ApiObject | None:
         """The object with this id, or None when the API has no such record."""

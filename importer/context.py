@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from .client import ConvirzaClient
 from .errors import AuthError, NotTheApi
@@ -18,6 +19,9 @@ from .outcomes import Outcomes
 from .records import UploadRecord
 from .run_ledger import RunLedger
 from .settings import Settings
+
+if TYPE_CHECKING:
+    from .destination import Decision, Destination
 
 log = logging.getLogger("importer.pipeline")
 
@@ -37,6 +41,8 @@ class Job:
     #: ``reconcile``: the external_id the earlier request carried (the call is looked up by
     #: it, whatever the manifest says now).
     sent_external_id: str | None = None
+    #: Looked up in Convirza before it is sent (``--find-existing``): never sent before.
+    look_first: bool = False
 
 
 @dataclass
@@ -54,6 +60,13 @@ class RunContext:
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
     #: The refusal that stopped the run for good (raised once the ledger is consistent).
     fatal: AuthError | NotTheApi | None = None
+    #: Rows new to the ledger are looked up in Convirza before they are sent (a new ledger
+    #: whose sample found calls there, or ``--find-existing always``), and, for retry, the
+    #: manifests whose rows are.
+    destination: Destination | None = None
+    look_first: set[str] = field(default_factory=set)
+    #: What the check before sending decided (None: Convirza was not asked).
+    decision: Decision | None = None
     #: Set when a row gives its reservation of the upload budget back (``budget_freed``).
     _budget: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -72,6 +85,10 @@ class RunContext:
                 "pending for the next run", detail or reason.value)
         self.outcomes.summary.stop(reason, detail)
         self.stopping.set()
+
+    def close_destination(self) -> None:
+        if self.destination is not None:
+            self.destination.close()
 
     def budget_freed(self) -> None:
         """A row was not sent after all: workers waiting for the upload budget ask again."""

@@ -37,6 +37,9 @@ class Outcome(StrEnum):
     #: Its recording is imported under another key (the same file unchanged, or the same
     #: audio bytes): recorded succeeded, naming that key; nothing sent.
     ALREADY_IMPORTED = "already imported"
+    #: Looked up before it was sent (a new ledger, ``--find-existing``) and found in Convirza:
+    #: recorded succeeded; nothing sent.
+    FOUND_IN_CONVIRZA = "found in Convirza"
 
 
 class StopReason(StrEnum):
@@ -120,6 +123,13 @@ class RunSummary:
     #: the checks) and which make its exit code 1 until fixed in the manifest and sent by
     #: ``run``. None for ``run`` and ``validate``, whose invalid rows are counted as read.
     invalid_left: int | None = None
+    #: ``retry``: rows still pending when it ended (not selected, or not sendable yet), and
+    #: manifests whose last run stopped before reading every row (``(manifest, about, why)``:
+    #: only ``run`` can send rows never read). Either makes its exit code 1.
+    pending_left: int | None = None
+    unread: list[tuple[str, int | None, str]] = field(default_factory=list)
+    #: Whether Convirza was asked before sending, which way the run went, and why.
+    find_existing: str | None = None
 
     def add_many(self, outcome: Outcome, n: int) -> None:
         """``n`` rows with an outcome that carries nothing more (valid, skipped, another
@@ -158,14 +168,15 @@ class RunSummary:
         """0 all done, 1 some rows failed or invalid, else the stop reason's code."""
         if self.stop_reason is not None:
             return self.stop_reason.exit_code
-        return 1 if self.problems or self.invalid_left else 0
+        return 1 if self.problems or self.invalid_left or self.pending_left or self.unread \
+            else 0
 
     def as_dict(self) -> dict[str, object]:
         found: dict[str, object] = {
             "manifest": self.manifest, "ledger": self.ledger, "rows": self.rows,
             "counts": dict(self.counts), "top_errors": dict(self.errors.most_common(10)),
             "bytes_sent": self.bytes_sent, "same_audio": self.same_audio,
-            "shared_audio": self.shared_audio,
+            "shared_audio": self.shared_audio, "find_existing": self.find_existing,
             # The manifest's rows, roughly: what a report measures progress against.
             "expected": self.expected,
             "elapsed_seconds": round(self.elapsed, 3),
@@ -174,6 +185,9 @@ class RunSummary:
         }
         if self.invalid_left is not None:  # a retry's
             found["invalid_left"] = self.invalid_left
+            found["pending_left"] = self.pending_left
+            found["unread"] = [{"manifest": m, "about": n, "why": why}
+                               for m, n, why in self.unread]
         return found
 
 

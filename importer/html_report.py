@@ -25,10 +25,11 @@ RUNS_CHARTED = 25
 #: Rows in a chart's data table: the same series in coarser buckets.
 TABLE_POINTS = 48
 #: What a run's summary counts, in the order the page stacks them.
-RUN_OUTCOMES = ("succeeded", "reconciled", "already imported", "skipped", "failed", "invalid",
-                "unresolved")
-#: Their colours: blues and green for done, grey for passed over, warm ones for problems.
-RUN_COLORS = ("#0072B2", "#56B4E9", "#009E73", "#999999", "#D55E00", "#CC79A7", "#E69F00")
+RUN_OUTCOMES = ("succeeded", "reconciled", "already imported", "found in Convirza", "skipped",
+                "failed", "invalid", "unresolved")
+#: Their colours: blues and greens for done, grey for passed over, warm ones for problems.
+RUN_COLORS = ("#0072B2", "#56B4E9", "#009E73", "#00B8A0", "#999999", "#D55E00", "#CC79A7",
+              "#E69F00")
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 STYLE = """
@@ -125,7 +126,8 @@ def _headline(stats: LedgerStats, p: Pace, line: Timeline | None) -> str:
                            f"{size_text(stats.bytes_imported)} uploaded"))
     figures.append(_figure("duplicates-avoided", "Duplicates avoided",
                            _n(stats.already_imported + stats.duplicates),
-                           f"{_n(stats.already_imported)} already imported, "
+                           f"{_n(stats.already_imported)} already imported or found in "
+                           "Convirza, "
                            f"{_n(stats.duplicates)} repeated rows"))
     figures.append(_figure("reconciled", "Reconciled", _n(stats.reconciled),
                            "unknown outcomes found at Convirza"))

@@ -98,10 +98,13 @@ class Intake:
                     elif not self.ctx.stopping.is_set():
                         # UNKNOWN: its last request's outcome is unknown: looked up first.
                         record = build_record(item.clean, self.rows)
+                        look = self.ctx.destination is not None and verdict is Verdict.SEND \
+                            and decision.previous in (None, Status.PENDING)
                         await queue.put(Job(adm.row_number, adm.key, record,
                                             item.cells, reconcile=verdict is Verdict.UNKNOWN,
                                             known=decision.known,
-                                            sent_external_id=decision.sent_external_id))
+                                            sent_external_id=decision.sent_external_id,
+                                            look_first=look))
                 elif verdict not in _COUNTED:
                     self._report(item, decision)
         finally:
@@ -152,10 +155,6 @@ class Intake:
             batch = await self.ctx.ledger.candidates(
                 selection, after=after, limit=self.ctx.settings.chunk_rows)
             if not batch:
-                # What retry cannot send is said, not passed over: invalid rows wait for a
-                # fix in the manifest and a run.
-                counts = await self.ctx.ledger.counts()
-                self.ctx.outcomes.summary.invalid_left = counts[Status.INVALID]
                 return
             after = batch[-1].rowid
             for cand in batch:
@@ -172,10 +171,24 @@ class Intake:
                                                     "; ".join(reasons), reasons=reasons))
                     continue
                 unknown = cand.status is Status.UPLOADING or cand.last_outcome == "unknown"
+                # A row never sent, of a manifest whose rows are looked up first.
+                look = self.ctx.destination is not None and cand.status is Status.PENDING and \
+                    cand.last_outcome is None and (self.ctx.settings.find_existing == "always"
+                                                   or cand.manifest in self.ctx.look_first)
                 await queue.put(Job(row, cand.key, record, reconcile=unknown, known=cand.known,
-                                    sent_external_id=cand.sent_external_id))
+                                    sent_external_id=cand.sent_external_id, look_first=look))
                 if self.ctx.stopping.is_set():
                     return
+
+    async def left_over(self) -> None:
+        """After a retry, what it leaves is said, not passed over (and makes its exit code 1):
+        invalid rows (fixed in the manifest, sent by run), rows still pending, and rows of
+        manifests whose last run stopped before reading them (only run can send those)."""
+        summary = self.ctx.outcomes.summary
+        counts = await self.ctx.ledger.counts()
+        summary.invalid_left = counts[Status.INVALID]
+        summary.pending_left = counts[Status.PENDING]
+        summary.unread = [(u.manifest, u.about, u.why) for u in await self.ctx.ledger.unread()]
 
     async def _check_ids(self, prepared: list[Prepared], preflight: Preflight) -> list[Prepared]:
         """Rows naming ids the API does not have become invalid before they are admitted."""

@@ -92,12 +92,13 @@ def default_observer(settings: Settings) -> Observer:
 
 def retry_selection(statuses: Sequence[str] = (), include_rejected: bool = False,
                     since: str | None = None) -> RetrySelection:
-    """Which ledger rows ``retry`` sends again: ``statuses`` (``failed``, ``uploading``;
-    default failed), refused ones too when ``include_rejected``, last tried at or after
-    ``since`` (ISO 8601; UTC unless it says otherwise)."""
-    chosen = tuple(Status(s) for s in dict.fromkeys(statuses or ["failed"]))
-    if not set(chosen) <= {Status.FAILED, Status.UPLOADING}:
-        raise UsageError("retry takes rows that failed or are uploading (unknown outcome)")
+    """Which ledger rows ``retry`` sends again: ``statuses`` (``failed``, ``pending``,
+    ``uploading``; default failed and pending), refused ones too when ``include_rejected``,
+    last tried at or after ``since`` (ISO 8601; UTC unless it says otherwise)."""
+    chosen = tuple(Status(s) for s in dict.fromkeys(statuses or ["failed", "pending"]))
+    if not set(chosen) <= {Status.FAILED, Status.PENDING, Status.UPLOADING}:
+        raise UsageError("retry takes rows that failed, are pending, or are uploading "
+                         "(unknown outcome)")
     return RetrySelection(chosen, include_rejected, _since(since))
 
 
@@ -336,6 +337,29 @@ def write_summary_json(path: Path, data: Mapping[str, Any], secrets: Sequence[st
             out.write(Redactor(secrets)(json.dumps(data, indent=2)) + "\n")
     except UsageError as exc:
         log.error("the summary was not written: %s", exc)
+
+
+def quiet_line(result: ImportResult, job: ImportJob) -> str:
+    """``--quiet``'s one line for a run or job that did not end with every row done: its
+    counts, why it stopped if it did, and the command that lists the rows (cron mails what a
+    job prints, so nothing is printed when all is well and this line when not)."""
+    summary = result.summary
+    c = summary.counts
+    names = [m.name for m in job.manifests] or [str(summary.ledger)]
+    what = names[0] if len(names) == 1 else f"{len(names)} manifests"
+    left = (summary.pending_left or 0) + sum(n or 0 for _, n, _ in summary.unread) + \
+        (result.stopped is not None) * max(0, (summary.expected or 0) - summary.rows)
+    line = (f"convirza-import: {what}: {c['invalid']} invalid, {c['failed']} failed, "
+            f"{c['unresolved']} unresolved, {left} left")
+    if result.stopped or summary.stopped:
+        line += f"; stopped early ({result.stopped or summary.stopped}), exit {result.exit_code}"
+    if summary.ledger is not None:
+        line += (f"; `convirza-import report {summary.ledger} --status invalid --status "
+                 "failed` lists them")
+    elif job.manifests:  # validate: no ledger
+        line += (f"; `convirza-import validate {job.manifests[0]} --errors-out FILE` writes "
+                 "them")
+    return line
 
 
 def refuse_overwriting_inputs(job: ImportJob, extra: Sequence[tuple[str, Path | None]] = ()

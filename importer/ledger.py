@@ -126,7 +126,64 @@ class SameAudio:
     same_call: bool = True
 
 
-class Ledger(LedgerQueries):
+class _Books(LedgerQueries):
+    """What the ledger keeps beside its rows' states: the runs, the attempts (for audit),
+    what a new ledger's check found (``--find-existing``), and the rows ``verify`` puts back."""
+
+    # --- runs ---------------------------------------------------------------------------
+
+    def begin_run(self, command: str, manifest: str | None) -> int:
+        with Transaction(self._conn):
+            cur = self._conn.execute(
+                "INSERT INTO runs (command, manifest, started_at) VALUES (?, ?, ?)",
+                (command, manifest, now()))
+        return int(cur.lastrowid or 0)
+
+    def end_run(self, run_id: int, exit_code: int, summary: dict[str, Any]) -> None:
+        with Transaction(self._conn):
+            self._conn.execute(
+                "UPDATE runs SET finished_at = ?, exit_code = ?, summary = ? WHERE id = ?",
+                (now(), exit_code, self.scrub(json.dumps(summary)), run_id))
+
+    def decide_find_existing(self, manifest: str, look_first: bool, why: str) -> None:
+        """What the sample of a new ledger's manifest found: kept for its later runs."""
+        with Transaction(self._conn):
+            self._conn.execute("INSERT OR REPLACE INTO find_existing VALUES (?, ?, ?, ?)",
+                               (manifest, int(look_first), why, now()))
+
+    def requeue(self, keys: Sequence[str], why: str) -> int:
+        """Rows held as ``succeeded`` whose call Convirza does not have (``verify
+        --requeue-missing``) go back to ``pending``, their data kept, so that ``retry`` sends
+        them; the move is kept in the attempts, for audit. The one way out of ``succeeded``,
+        taken on the API's word only (it is not among ``TRANSITIONS``, so no bug of a run can
+        take it). Returns how many rows moved."""
+        moved = 0
+        with Transaction(self._conn):
+            for key in keys:
+                cur = self._conn.execute(
+                    "UPDATE recordings SET status = 'pending', last_outcome = 'missing in "
+                    "Convirza', updated_at = ? WHERE key = ? AND status = 'succeeded'",
+                    (now(), key))
+                if cur.rowcount:
+                    moved += 1
+                    self._insert_attempt(AttemptRecord(key, now(), 0.0, "requeued", None, why))
+        return moved
+
+    def _scrubbed(self, attempt: AttemptRecord) -> AttemptRecord:
+        if attempt.error is None:
+            return attempt
+        return replace(attempt, error=self.scrub(attempt.error))
+
+    def _insert_attempt(self, a: AttemptRecord) -> None:
+        self._conn.execute(
+            """INSERT INTO attempts (key, run_id, started_at, duration, http_status, error,
+                   request_id, outcome)
+               VALUES (?, (SELECT run_id FROM recordings WHERE key = ?), ?, ?, ?, ?, ?, ?)""",
+            (a.key, a.key, a.started_at, a.duration, a.http_status, a.error, a.request_id,
+             a.outcome))
+
+
+class Ledger(_Books):
     """One ledger file, for reading (``LedgerQueries``) and writing."""
 
     @classmethod
@@ -177,21 +234,6 @@ class Ledger(LedgerQueries):
     def connection(self) -> sqlite3.Connection:
         """For the one writer thread, which wraps calls in its own transactions."""
         return self._conn
-
-    # --- runs ---------------------------------------------------------------------------
-
-    def begin_run(self, command: str, manifest: str | None) -> int:
-        with Transaction(self._conn):
-            cur = self._conn.execute(
-                "INSERT INTO runs (command, manifest, started_at) VALUES (?, ?, ?)",
-                (command, manifest, now()))
-        return int(cur.lastrowid or 0)
-
-    def end_run(self, run_id: int, exit_code: int, summary: dict[str, Any]) -> None:
-        with Transaction(self._conn):
-            self._conn.execute(
-                "UPDATE runs SET finished_at = ?, exit_code = ?, summary = ? WHERE id = ?",
-                (now(), exit_code, self.scrub(json.dumps(summary)), run_id))
 
     # --- admission ----------------------------------------------------------------------
 
@@ -307,6 +349,14 @@ class Ledger(LedgerQueries):
         self._move(key, Status.SUCCEEDED, ", same_as = ?, last_outcome = 'already imported', "
                    "error = NULL, reason = NULL", (same_as,))
 
+    def mark_found(self, key: str, external_id: str, attempt: AttemptRecord) -> None:
+        """The row's call is in Convirza already, found by ``external_id`` before anything was
+        sent (``--find-existing``): done, and the lookup kept as its attempt."""
+        with Transaction(self._conn):
+            self._insert_attempt(attempt)
+            self._move(key, Status.SUCCEEDED, ", last_outcome = 'found in Convirza', "
+                       "sent_external_id = ?, error = NULL, reason = NULL", (external_id,))
+
     def mark_invalid(self, key: str, error: str, reason: str | None = None) -> None:
         self._move(key, Status.INVALID, ", error = ?, reason = ?",
                    (self.scrub(error), self.scrub(reason or error)))
@@ -337,19 +387,6 @@ class Ledger(LedgerQueries):
                    WHERE key = ?""",
                 (attempt.started_at, attempt.started_at, attempt.http_status, attempt.error,
                  attempt.request_id, attempt.outcome, attempt.duration, now(), attempt.key))
-
-    def _scrubbed(self, attempt: AttemptRecord) -> AttemptRecord:
-        if attempt.error is None:
-            return attempt
-        return replace(attempt, error=self.scrub(attempt.error))
-
-    def _insert_attempt(self, a: AttemptRecord) -> None:
-        self._conn.execute(
-            """INSERT INTO attempts (key, run_id, started_at, duration, http_status, error,
-                   request_id, outcome)
-               VALUES (?, (SELECT run_id FROM recordings WHERE key = ?), ?, ?, ?, ?, ?, ?)""",
-            (a.key, a.key, a.started_at, a.duration, a.http_status, a.error, a.request_id,
-             a.outcome))
 
     def _move_in_tx(self, key: str, to: Status, a: AttemptRecord, retryable: bool) -> None:
         rec = self._conn.execute("SELECT status FROM recordings WHERE key = ?", (key,)).fetchone()

@@ -59,6 +59,7 @@ class Candidate:
     #: The external_id of the last request sent for it: how a call of unknown outcome is found.
     sent_external_id: str | None = None
     known: FileFacts | None = None
+    manifest: str | None = None
 
 
 @dataclass(frozen=True)
@@ -72,6 +73,17 @@ class RunRecord:
     summary: dict[str, Any]
 
 
+
+
+@dataclass(frozen=True)
+class Unread:
+    """A manifest whose last run stopped before its end: rows it never read are not in the
+    ledger, so only ``run`` can send them. ``about``: how many, from that run's count of the
+    manifest's rows (None when it did not know); ``why``: how the run ended."""
+
+    manifest: str
+    about: int | None
+    why: str
 
 
 @dataclass(frozen=True)
@@ -122,17 +134,47 @@ class LedgerQueries:
             params.append(since)
         cur = self._conn.execute(
             "SELECT rowid, key, row_number, status, fields, last_outcome, sent_external_id, "
-            "size, mtime_ns, sha256 FROM recordings "
+            "size, mtime_ns, sha256, manifest FROM recordings "
             f"WHERE {' AND '.join(clauses)} ORDER BY rowid LIMIT ?", [*params, limit])
         return [Candidate(r[0], r[1], r[2], Status(r[3]), json.loads(r[4]) if r[4] else None,
-                          r[5], r[6], facts(r[7], r[8], r[9]))
+                          r[5], r[6], facts(r[7], r[8], r[9]), r[10])
                 for r in cur]
+
+    def find_existing(self) -> dict[str, tuple[bool, str]]:
+        """What the sample found of each manifest first run on a new ledger: whether its rows
+        are looked up before they are sent, and why (``--find-existing``)."""
+        return {m: (bool(look), why) for m, look, why in self._conn.execute(
+            "SELECT manifest, look_first, why FROM find_existing")}
 
     def runs(self) -> list[RunRecord]:
         cur = self._conn.execute("SELECT id, command, manifest, started_at, finished_at, "
                                  "exit_code, summary FROM runs ORDER BY id")
         return [RunRecord(r[0], r[1], r[2], r[3], r[4], r[5], json.loads(r[6]) if r[6] else {})
                 for r in cur]
+
+    def unread(self) -> list[Unread]:
+        """The manifests whose last ``run`` ended before reading every row: stopped early (a
+        budget, Ctrl-C, an outage) or killed (no end recorded)."""
+        found = []
+        for manifest, finished, summary_text in self._conn.execute(
+                "SELECT manifest, finished_at, summary FROM runs WHERE id IN (SELECT MAX(id) "
+                "FROM runs WHERE command = 'run' GROUP BY manifest) ORDER BY id").fetchall():
+            summary = json.loads(summary_text) if summary_text else {}
+            if finished is not None and not summary.get("stopped"):
+                continue
+            why = f"stopped early: {summary['stopped']}" if finished is not None else \
+                "ended without a word: killed?"
+            expected = summary.get("expected")
+            about = None
+            if isinstance(expected, int):
+                known = self._conn.execute("SELECT COUNT(*) FROM recordings WHERE manifest = ?",
+                                           (manifest,)).fetchone()[0]
+                elsewhere = summary.get("counts", {}).get("other shards", 0)
+                about = expected - known - elsewhere
+                if about <= 0:
+                    continue
+            found.append(Unread(manifest, about, why))
+        return found
 
     def reasons(self, limit: int = 20) -> list[tuple[Status, str, int]]:
         """The commonest error reasons of failed and invalid rows, with their counts."""

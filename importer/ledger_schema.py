@@ -119,6 +119,17 @@ MIGRATIONS: tuple[tuple[str, str], ...] = (
         CREATE INDEX recordings_audio_call ON recordings(sha256, call);
         DROP INDEX IF EXISTS recordings_sha256;
     """),
+    # Convirza asked before a new ledger sends (issue 17): what the sample of a manifest
+    # found, and so whether its rows are looked up before they are sent, kept for its later
+    # runs and for retry.
+    ("0006_find_existing", """
+        CREATE TABLE find_existing (
+            manifest TEXT PRIMARY KEY,
+            look_first INTEGER NOT NULL,
+            why TEXT NOT NULL,
+            decided_at TEXT NOT NULL
+        );
+    """),
 )
 
 

@@ -52,7 +52,8 @@ _ATTEMPTS_SQL = f"""
     FROM attempts a GROUP BY 1, 2, 3, 4, 5"""
 
 _RECORDINGS_SQL = """
-    SELECT substr(COALESCE(last_attempt_at, updated_at), 1, 16), status, same_as IS NOT NULL,
+    SELECT substr(COALESCE(last_attempt_at, updated_at), 1, 16), status,
+           same_as IS NOT NULL OR last_outcome = 'found in Convirza',
            last_outcome = 'reconciled', instr(COALESCE(reason, ''), ?) > 0, COUNT(*),
            COALESCE(SUM(size), 0)
     FROM recordings GROUP BY 1, 2, 3, 4, 5"""
@@ -130,8 +131,9 @@ class LedgerStats:
     #: Recordings imported by an upload (or found to have arrived: reconciled), and their bytes.
     imported: int = 0
     bytes_imported: int = 0
-    #: Duplicates avoided: rows found already imported under another key (nothing sent), and
-    #: rows refused as repeating an earlier row of their manifest.
+    #: Duplicates avoided: rows found already imported under another key or found in
+    #: Convirza before they were sent (nothing sent), and rows refused as repeating an earlier
+    #: row of their manifest.
     already_imported: int = 0
     duplicates: int = 0
     reconciled: int = 0

@@ -17,7 +17,7 @@ from .states import Status
 class RetrySelection:
     """Which ledger rows ``retry`` sends again."""
 
-    statuses: tuple[Status, ...] = (Status.FAILED,)
+    statuses: tuple[Status, ...] = (Status.FAILED, Status.PENDING)
     include_rejected: bool = False
     since: str | None = None
 
@@ -47,8 +47,8 @@ class Validate:
 
 @dataclass(frozen=True)
 class Retry:
-    """``retry LEDGER``: send again the rows ``selection`` picks, from the metadata the ledger
-    kept; no manifest needed."""
+    """``retry LEDGER``: send again the rows ``selection`` picks (failed and pending, by
+    default), from the metadata the ledger kept; no manifest needed."""
 
     ledger: Path
     selection: RetrySelection = RetrySelection()

@@ -139,19 +139,24 @@ def _add_sending_commands(sub: argparse._SubParsersAction[argparse.ArgumentParse
     _add_manifest_options(_add_options(val, "validate"))
 
     rty = sub.add_parser("retry", help="send again the rows that failed, from the ledger alone",
-                         description="Send again the rows of LEDGER that failed, with the "
-                                     "metadata the ledger kept (no manifest needed). Files are "
-                                     "probed again. Rows the API refused for good (4xx) are "
-                                     "left alone unless --include-rejected.",
+                         description="Send again the rows of LEDGER that failed, and send "
+                                     "those still pending (a run stopped early, rows verify "
+                                     "found missing), with the metadata the ledger kept (no "
+                                     "manifest needed). Files are probed again. Rows the API "
+                                     "refused for good (4xx) are left alone unless "
+                                     "--include-rejected. Exit 0 only when nothing is left: "
+                                     "rows still pending, or rows a stopped run never read, "
+                                     "exit 1 with the command that sends them.",
                          epilog=_epilog("retry", RUN_EPILOG), formatter_class=RAW)
     rty.add_argument("ledger", type=Path, nargs="?", metavar="LEDGER",
                      help="a ledger file written by run (default: the --job file's)")
     rty.add_argument("--include-rejected", action="store_true",
                      help="also send rows the API refused with a 4xx (after you fixed the "
                           "cause, e.g. a group's permissions)")
-    rty.add_argument("--status", action="append", choices=["failed", "uploading"], default=[],
-                     help="which rows: failed (default) and/or uploading (unknown outcome: "
-                          "looked up first)")
+    rty.add_argument("--status", action="append", choices=["failed", "pending", "uploading"],
+                     default=[],
+                     help="which rows: failed and pending (default), and/or uploading "
+                          "(unknown outcome: looked up first)")
     rty.add_argument("--since", metavar="TIME",
                      help="only rows last tried at or after TIME (ISO 8601, UTC, e.g. "
                           "2025-03-04 or 2025-03-04T10:00)")
@@ -174,6 +179,9 @@ def _add_ledger_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser
     ver.add_argument("--output", type=Path, metavar="FILE",
                      help="write the discrepancies (missing, duplicated, unverifiable, "
                           "unchecked rows) to FILE as CSV")
+    ver.add_argument("--requeue-missing", action="store_true",
+                     help="put the rows whose call is missing back to pending (their data "
+                          "kept), so that `retry LEDGER` sends them; takes the ledger's lock")
     _add_options(ver, "verify")
 
     cfg = sub.add_parser("config", help="the effective settings and where each came from",
@@ -263,6 +271,8 @@ def _add_sandbox_command(sub: argparse._SubParsersAction[argparse.ArgumentParser
 
 
 def _add_sandbox_faults(sbx: argparse.ArgumentParser) -> None:
+    sbx.add_argument("--call-list-fail-rate", type=float, default=0.0, metavar="F",
+                     help="share of call lookups (GET /v2/call/list) answered 500")
     sbx.add_argument("--fail-rate", type=float, default=0.0, metavar="F",
                      help="share of uploads answered 500, e.g. 0.1")
     sbx.add_argument("--ambiguous-rate", type=float, default=0.0, metavar="F",

@@ -27,6 +27,7 @@ from types import TracebackType
 
 from .client import ConvirzaClient
 from .context import Job, RunContext
+from .destination import ask_first, summary_line
 from .errors import LedgerError, UsageError, ours_in, plain_errors
 from .events import NullObserver, Observer, RunSummary, StopReason, stop_reason_for
 from .guard import RunGuard
@@ -195,6 +196,8 @@ class ImportRun:
                     await ctx.client.check_api()  # no API, no row touched: fail in seconds
                 if s.preflight:
                     preflight = Preflight(ctx.client)
+            await ask_first(ctx, manifest, self._rows)
+            stack.callback(ctx.close_destination)
             probes = ThreadPoolExecutor(min(s.concurrency, PROBE_THREADS),
                                         thread_name_prefix="probe")
             stack.callback(probes.shutdown, wait=False, cancel_futures=True)
@@ -206,6 +209,8 @@ class ImportRun:
                 for _ in range(s.concurrency):
                     tasks.create_task(work(ctx, queue, vetting, sender))
                 tasks.create_task(intake.feed(queue, self._source(manifest), s.concurrency))
+            if isinstance(self.mode, Retry):
+                await intake.left_over()
         return intake
 
     def _source(self, manifest: Manifest | None) -> tuple[Manifest, RowPreparer] | None:
@@ -225,6 +230,7 @@ class ImportRun:
         refused setting, no credentials: not a run left looking "running or killed"); the
         error itself goes on."""
         self.summary.elapsed = self.clock() - self.summary.started
+        self.summary.find_existing = summary_line(ctx)
         if exc is not None:
             self.summary.stop(_reason_for(exc), str(exc) or type(exc).__name__)
         await ctx.ledger.end(self.summary.exit_code, self.summary.as_dict())

@@ -38,7 +38,8 @@ def summary_text(summary: RunSummary, *, reasons: int = 5) -> str:
         lines.append(f"Nothing to upload: all {summary.rows} rows were already done "
                      f"(ledger {summary.ledger}).")
     elif summary.invalid_left is not None and not summary.rows:
-        lines.append(f"Nothing to retry in {summary.ledger}.")
+        lines.append(f"Nothing to retry in {summary.ledger}" + (
+            "." if summary.exit_code == 0 else ", but it is not done:"))
     else:
         parts = [f"{n} {name}" for name, n in sorted(c.items())
                  if n and name not in ("retries", "other shards")]
@@ -62,6 +63,8 @@ def summary_text(summary: RunSummary, *, reasons: int = 5) -> str:
                      "(the same audio, date, caller and group): " +
                      ("run sends one of them." if summary.ledger is None else
                       "sent anyway (--send-same-audio)."))
+    if summary.find_existing:
+        lines.append(summary.find_existing)
     if summary.shared_audio:
         n = summary.shared_audio
         lines.append(f"{n} row{'s hold' if n != 1 else ' holds'} the same audio as another "
@@ -75,12 +78,29 @@ def summary_text(summary: RunSummary, *, reasons: int = 5) -> str:
             lines.append(f"  ... and {len(summary.errors) - reasons} other reasons")
     if summary.invalid_left:
         lines.append(_invalid_left_text(summary.invalid_left, summary.ledger or "LEDGER"))
+    lines.extend(_left_text(summary))
     if summary.stopped:
         then = "Fix the manifest, then run" if summary.exit_code == 2 else "Run"
         lines.append(f"Stopped early: {summary.stopped}. {then} the same command again to go on.")
     if summary.ledger:
         lines.append(f"Ledger: {summary.ledger}")
     return "\n".join(lines)
+
+
+def _left_text(summary: RunSummary) -> list[str]:
+    """What a retry left for a later retry or run, each with the command that sends it."""
+    ledger = summary.ledger or "LEDGER"
+    lines = []
+    if summary.pending_left and summary.stop_reason is None:
+        n = summary.pending_left
+        lines.append(f"{n} row{'s are' if n != 1 else ' is'} still pending (not picked by "
+                     f"--status, or not sendable yet): `convirza-import retry {ledger}` sends "
+                     f"{'them' if n != 1 else 'it'}.")
+    for manifest, about, why in summary.unread:
+        many = f"about {about} rows" if about is not None else "rows"
+        lines.append(f"{many} of {manifest} were never read (its last run {why}): "
+                     f"`convirza-import run {manifest} --ledger {ledger}` sends them.")
+    return lines
 
 
 def _invalid_left_text(n: int, ledger: str) -> str:

@@ -18,7 +18,7 @@ from .admission import Admission, Decision
 from .audio import AudioInfo
 from .events import Observer
 from .ledger import AttemptRecord, Ledger, SameAudio
-from .ledger_queries import Candidate
+from .ledger_queries import Candidate, Unread
 from .ledger_writer import AsyncLedger
 from .modes import RetrySelection
 from .states import Status
@@ -81,6 +81,16 @@ class RunLedger:
     async def already_imported(self, key: str, same_as: str) -> None:
         await self._writer.call(self._ledger.mark_already_imported, key, same_as)
 
+    async def found(self, key: str, external_id: str, attempt: AttemptRecord) -> None:
+        """Found in Convirza before it was sent (``--find-existing``)."""
+        await self._writer.call(self._ledger.mark_found, key, external_id, attempt)
+
+    async def find_existing(self) -> dict[str, tuple[bool, str]]:
+        return await self._writer.call(self._ledger.find_existing)
+
+    async def decide_find_existing(self, manifest: str, look_first: bool, why: str) -> None:
+        await self._writer.call(self._ledger.decide_find_existing, manifest, look_first, why)
+
     async def invalid(self, key: str, error: str, reason: str) -> None:
         if self.record:
             await self._writer.call(self._ledger.mark_invalid, key, error, reason)
@@ -106,6 +116,10 @@ class RunLedger:
     async def counts(self) -> dict[Status, int]:
         """Rows by state, over the whole ledger."""
         return await self._writer.call(self._ledger.counts)
+
+    async def unread(self) -> list[Unread]:
+        """Manifests whose last run stopped before reading every row."""
+        return await self._writer.call(self._ledger.unread)
 
     async def candidates(self, selection: RetrySelection, *, after: int,
                          limit: int) -> list[Candidate]:

@@ -21,7 +21,7 @@ from enum import Enum
 from .audio import AudioInfo
 from .context import Job, RunContext
 from .errors import ApiError, AudioError, AuthError, NotTheApi, UsageError
-from .events import Outcome, RowEvent
+from .events import Outcome, RowEvent, StopReason
 from .ledger import AttemptRecord
 from .limits import retrying
 
@@ -84,6 +84,34 @@ class Sender:
             log.warning("row %d: cannot look the call up by external_id %r (%s)", job.row,
                         external_id, exc)
         return Found.UNKNOWABLE
+
+    async def found_before(self, job: Job) -> bool:
+        """For a row never sent, on a ledger whose rows are looked up first: True when it is
+        settled here (found in Convirza: succeeded, nothing sent), or when Convirza cannot be
+        asked (the run stops; the row stays pending, never sent on a guess); False to send."""
+        destination, record = self.ctx.destination, job.record
+        if destination is None or record.external_id is None:
+            return False
+        timing = Timing.now()
+        try:
+            there = await destination.holds(record.external_id, record.group_id,
+                                            record.caller_id)
+        except (AuthError, NotTheApi) as exc:
+            self.ctx.refused_for_good(exc)
+            return True
+        except ApiError as exc:
+            self.ctx.stop(StopReason.UNAVAILABLE, f"cannot ask Convirza whether row {job.row} "
+                          f"is already imported ({exc}); rows not sent stay pending, never sent "
+                          "on a guess")
+            return True
+        if not there:
+            return False
+        await self.ctx.ledger.found(job.key, record.external_id,
+                                    timing.record(job.key, "found in Convirza"))
+        self.ctx.outcomes.emit(RowEvent(job.row, job.key, Outcome.FOUND_IN_CONVIRZA))
+        log.debug("row %d: %s: found in Convirza by external_id %s: not sent", job.row,
+                  job.key, record.external_id)
+        return True
 
     async def reconcile(self, job: Job, found: Found | None = None) -> bool:
         """For a row whose last request has an unknown outcome: True when it is settled here

@@ -138,6 +138,11 @@ class Settings(BaseModel):
         "a row whose earlier upload has an unknown outcome is looked up by its external_id "
         "first; when that is impossible: skip it (it stays 'uploading') or resend it (may "
         "import it twice)", commands=UPLOADS)] = "skip"
+    find_existing: Annotated[Literal["auto", "always", "never"], Opt(
+        "ask Convirza before sending: auto (on a ledger that holds no row yet, look a sample "
+        "of the manifest's rows up by external_id; if any is there, look every new row up "
+        "and send only those not found), always (look every new row up), or never",
+        commands=UPLOADS)] = "auto"
     preflight: Annotated[bool, Opt(
         "look up every distinct group_id, campaign_id and channel_id once; rows naming one "
         "the API does not show become invalid (validate: needs credentials)",

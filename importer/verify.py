@@ -10,7 +10,7 @@ comma inside a value), so the baseline is one lookup per external_id
 (``filter=external_id=X``). When many rows went to one group, listing that group's calls
 (``filter=group_id=G``, 100 a page) and counting external_ids can take far fewer requests, but
 the API says nothing of how many calls a group holds, and a busy group may hold millions that
-are not ours. So, for a group with ``n`` calls to find (``n >= MIN_GROUP``), one request asks
+are not ours. So, for a group with ``n`` calls to find (``n >= MIN_LISTED``), one request asks
 for the group's call at offset ``100 * (n - 2) - 1``: when there is none, the group has fewer
 calls than that, and listing it costs at most ``n - 2`` pages (``n - 1`` requests with the
 question) instead of ``n``; when there is one, the calls are looked up one by one. External
@@ -20,6 +20,10 @@ and caller's.
 
 A group listing sees that group's calls only: a duplicate sent to another group (the row's
 group edited between two attempts) is seen by the lookups one by one alone.
+
+What to do next is said: a call missing is sent again by putting its row back to ``pending``
+(``--requeue-missing``, under the ledger's lock, as a run would hold it) and running
+``retry``; a call present twice names the calls to remove in Convirza (the oldest is kept).
 
 Lookups go through the run's ``ConvirzaClient``: one session, its rate limit, its retries.
 """
@@ -39,10 +43,11 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from .client import ConvirzaClient
-from .client_lookups import DEFAULT_PAGE
+from .client_lookups import DEFAULT_PAGE, MIN_LISTED, listing_limit
 from .errors import ApiError, AuthError, NotTheApi, RequestRejected, plain_errors
 from .events import StopReason
 from .ledger import Ledger, SentCall, Status
+from .lock import LedgerLock
 from .outputs import atomic_text, ledger_inputs, refuse_overwrites
 from .report import safe_cell
 from .resources import RESOURCES, Call, build_filter
@@ -51,8 +56,6 @@ from .settings import Settings
 log = logging.getLogger("importer.verify")
 
 CALLS = RESOURCES["calls"]
-#: Below this many calls to find in a group, one lookup each is never dearer than listing it.
-MIN_GROUP = 3
 #: Discrepancies kept in the result (the ``--output`` file has every one).
 KEEP = 1000
 
@@ -95,6 +98,8 @@ class VerifyResult:
     elapsed: float
     stop_reason: StopReason | None = None
     stopped: str | None = None
+    #: ``--requeue-missing``: rows put back to pending, by ledger (``retry`` sends them).
+    requeued: Mapping[str, int] = field(default_factory=dict)
 
     @property
     def exit_code(self) -> int:
@@ -110,7 +115,7 @@ class VerifyResult:
                 "calls": dict(self.calls), "requests": self.requests,
                 "elapsed_seconds": round(self.elapsed, 3), "exit_code": self.exit_code,
                 "stop_reason": self.stop_reason.name.lower() if self.stop_reason else None,
-                "stopped": self.stopped}
+                "stopped": self.stopped, "requeued": dict(self.requeued)}
 
 
 @dataclass
@@ -160,9 +165,11 @@ class Verifier:
 
     def __init__(self, settings: Settings, ledgers: Sequence[Path], *,
                  on_finding: Callable[[Finding], None] | None = None,
+                 requeue_missing: bool = False,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.settings = settings
         self.ledgers = tuple(ledgers)
+        self.requeue_missing = requeue_missing
         self.requests = 0
         self._on_finding = on_finding
         self._clock = clock
@@ -173,6 +180,10 @@ class Verifier:
         self._stop: tuple[StopReason, str] | None = None
         self._ledger = ""
         self._progress = _Progress(settings.progress_interval, clock)
+        #: ``--requeue-missing``: the keys of the rows whose call is missing (the row each
+        #: call was sent for), of the ledger being verified; and how many were put back.
+        self._missing: list[str] = []
+        self._requeued: dict[str, int] = {}
 
     def stop(self, reason: StopReason = StopReason.INTERRUPTED, detail: str | None = None) -> None:
         if self._stop is None:
@@ -183,7 +194,11 @@ class Verifier:
     async def execute(self) -> VerifyResult:
         started = self._clock()
         opened: list[Ledger] = []
+        locks: list[LedgerLock] = []
         try:
+            if self.requeue_missing:  # it writes the ledgers: as a run, one writer at a time
+                for path in self.ledgers:
+                    locks.append(await _locked(path))
             for path in self.ledgers:
                 opened.append(await asyncio.to_thread(Ledger.open_readonly, path))
             self._progress.total = sum(ledger.counts()[Status.SUCCEEDED] for ledger in opened)
@@ -193,12 +208,22 @@ class Verifier:
                     for ledger in opened:
                         if self._stop is None:
                             await self._verify(client, ledger)
+                            await self._requeue(ledger.path)
         finally:
             for ledger in opened:
                 ledger.close()
+            for lock in locks:
+                lock.release()
         reason, detail = self._stop or (None, None)
         return VerifyResult(self.ledgers, dict(self._rows), dict(self._calls), self.requests,
-                            tuple(self._findings), self._clock() - started, reason, detail)
+                            tuple(self._findings), self._clock() - started, reason, detail,
+                            dict(self._requeued))
+
+    async def _requeue(self, path: Path) -> None:
+        """``--requeue-missing``: the rows whose call is missing go back to pending."""
+        keys, self._missing = self._missing, []
+        if self.requeue_missing and keys:
+            self._requeued[str(path)] = await asyncio.to_thread(_requeue_rows, path, keys)
 
     async def _verify(self, client: ConvirzaClient, ledger: Ledger) -> None:
         self._ledger = str(ledger.path)
@@ -219,7 +244,7 @@ class Verifier:
                     self._rows[Verdict.UNVERIFIABLE] += 1
                     self._progress.advance(1, self._rows, self.requests)
                 group = batch.group_id
-                if group and group.isdigit() and len(batch.wanted) >= MIN_GROUP and \
+                if group and group.isdigit() and len(batch.wanted) >= MIN_LISTED and \
                         await self._listing_pays(client, group, len(batch.wanted)):
                     await start(self._list_group(client, group, batch.wanted))
                     continue
@@ -233,16 +258,13 @@ class Verifier:
         costs fewer requests than ``n`` lookups: the one call at that offset tells."""
         self.requests += 1
         try:
-            page = await client.fetch(CALLS.path, {
-                "filter": build_filter({"group_id": group}), "limit": 1,
-                "offset": DEFAULT_PAGE * (n - 2) - 1})
+            return await client.group_smaller_than(group, listing_limit(n))
         except (AuthError, NotTheApi):
             raise
         except ApiError as exc:
             log.debug("group %s: cannot size it (%s); looking its calls up one by one", group,
                       exc)
             return False
-        return not page
 
     async def _list_group(self, client: ConvirzaClient, group: str,
                           wanted: list[_Wanted]) -> None:
@@ -326,6 +348,8 @@ class Verifier:
             verdict = Verdict.PRESENT if len(call_ids) == 1 else \
                 Verdict.MISSING if not call_ids else Verdict.DUPLICATED
         self._calls[verdict] += 1
+        if verdict is Verdict.MISSING and self.requeue_missing:
+            self._missing.extend(dict.fromkeys(row.same_as or row.key for row in wanted.rows))
         for row in wanted.rows:
             self._rows[verdict] += 1
             if verdict is not Verdict.PRESENT:
@@ -342,6 +366,21 @@ class Verifier:
             self._findings.append(finding)
         if self._on_finding is not None:
             self._on_finding(finding)
+
+
+async def _locked(path: Path) -> LedgerLock:
+    """The ledger's lock, held as a run holds it, or ``LedgerBusy`` naming its holder."""
+    lock = LedgerLock(path)
+    await lock.acquire(f"verify {path} --requeue-missing")
+    return lock
+
+
+def _requeue_rows(path: Path, keys: list[str]) -> int:
+    ledger = Ledger.open(path, create=False)
+    try:
+        return ledger.requeue(keys, "verify: not found in Convirza")
+    finally:
+        ledger.close()
 
 
 async def _released(slots: asyncio.Semaphore, work: Coroutine[Any, Any, None]) -> None:
@@ -420,6 +459,34 @@ def check_outputs(output: Path | None, ledgers: Sequence[Path], job: Path | None
                       + [("the job file", job)])
 
 
+def _next_steps(result: VerifyResult) -> list[str]:
+    """What to do about what was found, with the commands that do it."""
+    lines = []
+    ledgers = " ".join(str(p) for p in result.ledgers)
+    for ledger, n in result.requeued.items():
+        lines.append(f"{n} row{'s' if n != 1 else ''} put back to pending: "
+                     f"`convirza-import retry {ledger}` sends {'them' if n != 1 else 'it'}.")
+    missing = result.rows.get(Verdict.MISSING, 0)
+    if missing and not result.requeued:
+        lines.append(f"Missing calls: `convirza-import verify {ledgers} --requeue-missing` puts "
+                     f"their {missing} rows back to pending; then `convirza-import retry "
+                     f"LEDGER` sends them." if len(result.ledgers) > 1 else
+                     f"Missing calls: `convirza-import verify {ledgers} --requeue-missing` puts "
+                     f"their {missing} rows back to pending; then `convirza-import retry "
+                     f"{ledgers}` sends them.")
+    removals: list[str] = []
+    for finding in result.findings:
+        if finding.verdict is Verdict.DUPLICATED and finding.call_ids:
+            ids = sorted(int(i) for i in finding.call_ids.split())
+            removals.extend(f"remove call {i} (external_id {finding.external_id}; keep "
+                            f"{ids[0]})" for i in ids[1:])
+    if removals:
+        lines.append("Duplicates in Convirza: keep one call of each (the oldest here) and remove "
+                     "the others:")
+        lines.extend(f"  {line}" for line in dict.fromkeys(removals))
+    return lines
+
+
 def verify_text(result: VerifyResult, *, shown: int = 10) -> str:
     """The end-of-verify account, with the first ``shown`` discrepancies."""
     rows, calls = Counter(result.rows), Counter(result.calls)
@@ -444,6 +511,7 @@ def verify_text(result: VerifyResult, *, shown: int = 10) -> str:
                      f"{finding.external_id}{extra}")
     if len(problems) > shown:
         lines.append("  ... and more: --output FILE writes every one")
+    lines.extend(_next_steps(result))
     if result.stopped:
         lines.append(f"Stopped early: {result.stopped}; rows not looked up are not counted.")
     return "\n".join(lines)

@@ -22,6 +22,8 @@ async def work(ctx: RunContext, queue: asyncio.Queue[Job | None], vetting: Vetti
             continue
         if job.reconcile and ctx.sends and await sender.reconcile(job):
             continue  # a lookup, not an upload: no budget spent
+        if job.look_first and ctx.sends and await sender.found_before(job):
+            continue  # in Convirza already (or it cannot be asked: the run stops)
         if ctx.sends and not await _reserve(ctx):
             continue
         claim = Claim(job.key)

@@ -153,7 +153,8 @@ def test_duration_budget(workdir: Path, sandbox: SandboxThread, token_env: str) 
     manifest = write_manifest(workdir / "manifests" / "m.csv", many_rows(workdir, 40))
     ledger = workdir / "ledger.sqlite"
     assert main(["run", str(manifest), "--ledger", str(ledger), "--max-duration", "1s",
-                 "--concurrency", "2", "--rate", "500"]) == 4
+                 "--concurrency", "2", "--rate", "500",
+                 "--find-existing", "never"]) == 4
     done = status_counts(ledger)["succeeded"]
     assert 0 < done < 40 and status_counts(ledger)["uploading"] == 0
 

@@ -78,10 +78,13 @@ class Run:
 
 
 def run_command(workdir: Path, rows: int, *extra: str) -> tuple[list[str], Path, Path]:
+    """The run's command. Its new ledger would ask Convirza about a sample of rows first,
+    each answer as slow as the sandbox's latency makes it: these tests are about signals
+    during uploads, so it asks nothing (``--find-existing never``)."""
     manifest = write_manifest(workdir / "manifests" / "m.csv", many_rows(workdir, rows))
     ledger = workdir / "ledger.sqlite"
     return ([sys.executable, "-m", "importer", "run", str(manifest), "--ledger", str(ledger),
-             "--rate", "500", *extra], manifest, ledger)
+             "--rate", "500", "--find-existing", "never", *extra], manifest, ledger)
 
 
 def assert_stopped_gently(code: int, out: str, err: str, ledger: Path,

@@ -61,6 +61,8 @@ class Faults:
     """
 
     fail_rate: float = 0.0       # share of uploads answered 500 before anything is stored
+    call_list_fail_rate: float = 0.0  # share of GET /v2/call/list (call lookups) answered 500
+    call_list_fail_after: int = 0  # call lookups answered 500 once this many were answered
     ambiguous_rate: float = 0.0  # share of uploads stored, then answered 500 anyway
     lost_answer_rate: float = 0.0  # share of uploads stored, then the connection dropped
     reset_rate: float = 0.0      # share of uploads whose connection is dropped, nothing stored
@@ -117,6 +119,7 @@ class SandboxState:
     early: int = 0            # arrived before the Retry-After we gave had passed
     login_times: deque[float] = field(default_factory=lambda: deque(maxlen=1000))
     arrivals: list[float] = field(default_factory=list)  # monotonic times of /v2 requests
+    call_lists: int = 0  # GET /v2/call/list requests (call lookups) that reached the faults
     # Every request that reached the server, on any route (a 404 or 405 too), before any fault
     # answered it; only the sandbox's own /_sandbox/* routes are left out.
     received: int = 0
@@ -302,7 +305,17 @@ async def fault_middleware(request: web.Request, handler: Handler) -> web.Stream
             return refused
     if faults.latency:
         await asyncio.sleep(faults.latency)
+    if request.path == "/v2/call/list" and _lookup_fails(request.app, faults, state):
+        return _error(500, "Internal server error", "Internal Server Error", str(uuid.uuid4()))
     return await handler(request)
+
+
+def _lookup_fails(app: web.Application, faults: Faults, state: SandboxState) -> bool:
+    """Whether this call lookup is answered 500 (an outage of the lookups alone)."""
+    state.call_lists += 1
+    if faults.call_list_fail_after and state.call_lists > faults.call_list_fail_after:
+        return True
+    return bool(faults.call_list_fail_rate) and app[RNG].random() < faults.call_list_fail_rate
 
 
 def _over_limit(state: SandboxState, faults: Faults, now: float) -> web.Response | None:
@@ -332,7 +345,8 @@ async def stats_handler(request: web.Request) -> web.Response:
     state = request.app[STATE]
     body: dict[str, Any] = {"uploads": state.uploads, "throttled": state.throttled,
                             "early": state.early, "logins": state.logins,
-                            "requests": len(state.arrivals), "received": state.received}
+                            "requests": len(state.arrivals), "received": state.received,
+                            "call_lists": state.call_lists}
     if "arrivals" in request.query:
         body["arrivals"] = state.arrivals
     if "received" in request.query:
