@@ -17,7 +17,7 @@ from typing import Any
 
 from .admission import FileFacts, facts
 from .errors import LedgerError
-from .ledger_schema import select_in, unusable
+from .ledger_schema import refuse_newer, select_in, unusable
 from .states import Status
 
 
@@ -204,11 +204,15 @@ def connect_readonly(path: Path) -> tuple[sqlite3.Connection, set[str]]:
         try:
             conn = sqlite3.connect(f"{uri}?{mode}", uri=True, check_same_thread=False,
                                    timeout=30)
-            return conn, {r[0] for r in conn.execute("SELECT name FROM migrations")}
-        except sqlite3.DatabaseError as exc:
-            failure = exc
+            names = {r[0] for r in conn.execute("SELECT name FROM migrations")}
+            refuse_newer(conn, path, names)
+            return conn, names
+        except (sqlite3.DatabaseError, LedgerError) as exc:
             if conn is not None:
                 conn.close()
+            if isinstance(exc, LedgerError):
+                raise
+            failure = exc
     raise unusable(path, failure) from None
 
 
