@@ -23,12 +23,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal, NamedTuple
+from urllib.parse import urlsplit
 
 from pydantic import (
     BaseModel,
     BeforeValidator,
     ConfigDict,
     Field,
+    FiniteFloat,
     SecretStr,
     ValidationError,
     field_validator,
@@ -71,9 +73,11 @@ __all__ = ["DECLARED", "DEFAULT_API_URL", "ENV_ALIASES", "ENV_PREFIX", "JobValue
 DEFAULT_API_URL = "https://apicfa.convirza.com"
 
 Size = Annotated[int, BeforeValidator(parse_size)]
-Seconds = Annotated[float, BeforeValidator(parse_duration)]
+#: A duration is finite: TOML and Python can hand over ``inf`` and ``nan`` as floats, which no
+#: duration's text can say (``wait_for_ledger`` alone means "forever" by infinity).
+Seconds = Annotated[FiniteFloat, BeforeValidator(parse_duration)]
 #: A duration or none (no limit): parsed outside the union, so that a bad one is one error.
-MaybeSeconds = Annotated[float | None, BeforeValidator(
+MaybeSeconds = Annotated[FiniteFloat | None, BeforeValidator(
     lambda v: v if v is None else parse_duration(v))]
 Assignments = Annotated[dict[str, str], BeforeValidator(parse_assignments)]
 VERIFY = frozenset({"verify"})
@@ -107,7 +111,10 @@ class Settings(BaseModel):
     concurrency: Annotated[int, Field(ge=1, le=256), Opt(
         "files probed or uploaded (verify: calls looked up) at once", "N", FILES | VERIFY,
         group=MANIFEST, short="-c")] = 4
-    rate: Annotated[float, Field(gt=0), Opt(
+    #: Finite: an infinite rate is no rate (the limiter divides by it), and nan compares
+    #: false to every bound; ``inf`` and ``nan`` come as text from a flag or a variable, and
+    #: as floats from a job file (TOML) or the Python API.
+    rate: Annotated[FiniteFloat, Field(gt=0), Opt(
         "requests per second, over all workers", "R", API, short="-r")] = 5.0
     burst: Annotated[int, Field(ge=1), Opt(
         "requests allowed back to back (1: evenly spaced)", "B", UPLOADS)] = 1
@@ -269,6 +276,22 @@ class Settings(BaseModel):
         if self.username and not self.password:
             raise ValueError("a username needs CONVIRZA_PASSWORD too")
         return self
+
+    @field_validator("api_url")
+    @classmethod
+    def _no_credentials_in_url(cls, url: str) -> str:
+        """A user or password in the URL (``http://user:pass@host``) is refused, not used:
+        the URL is shown by ``config``, logged and kept in summaries, where a password must
+        never be, and the API takes a bearer token, not basic auth. Its text is not echoed."""
+        try:
+            netloc = urlsplit(url.strip()).netloc
+        except ValueError:
+            netloc = ""
+        if "@" in netloc:
+            raise ValueError("an API URL must not hold a user or password (USER:PASSWORD@): "
+                             "give the token in CONVIRZA_TOKEN (or --token-file), or a login "
+                             "in CONVIRZA_USERNAME and CONVIRZA_PASSWORD")
+        return url
 
     @field_validator("encoding")
     @classmethod

@@ -15,8 +15,11 @@ from pathlib import Path
 
 import pytest
 
+from importer import run_import
 from importer.cli import main
+from importer.errors import UsageError
 from importer.ledger import MIGRATIONS
+from importer.settings import resolve
 
 from .conftest import SandboxThread
 from .helpers import good_row, write_manifest
@@ -87,3 +90,107 @@ def test_a_ledger_records_its_layout_as_user_version(workdir: Path, sandbox: San
         stamped = conn.execute("PRAGMA user_version").fetchone()[0]
     conn.close()
     assert stamped == len(MIGRATIONS)
+
+
+# --- item 8: every setting's domain, where it is declared ------------------------------------
+
+NOT_FINITE = ["inf", "nan", "-1", "Infinity", "1e400"]
+
+
+def one_error_line(err: str) -> str:
+    lines = err.splitlines()
+    assert len(lines) == 1 and "Traceback" not in err, err
+    return lines[0]
+
+
+@pytest.mark.parametrize("value", NOT_FINITE)
+def test_a_rate_that_is_not_a_finite_positive_number_is_one_line_exit_2_as_a_flag(
+        workdir: Path, sandbox: SandboxThread, token_env: str,
+        capsys: pytest.CaptureFixture[str], value: str) -> None:
+    manifest = write_manifest(workdir / "manifests" / "m.csv", [good_row()])
+
+    assert main(["run", str(manifest), "--rate", value]) == 2
+
+    assert "--rate" in one_error_line(capsys.readouterr().err)
+    assert not (workdir / "manifests" / "m.ledger.sqlite").exists()
+    assert sandbox.store.count() == 0
+
+
+@pytest.mark.parametrize("value", NOT_FINITE)
+def test_a_rate_that_is_not_a_finite_positive_number_is_one_line_exit_2_as_a_variable(
+        workdir: Path, sandbox: SandboxThread, token_env: str,
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+        value: str) -> None:
+    manifest = write_manifest(workdir / "manifests" / "m.csv", [good_row()])
+    monkeypatch.setenv("CONVIRZA_RATE", value)
+
+    assert main(["run", str(manifest)]) == 2
+
+    assert "CONVIRZA_RATE" in one_error_line(capsys.readouterr().err)
+    assert sandbox.store.count() == 0
+
+
+@pytest.mark.parametrize("value", ["inf", "nan", "-inf", "-2.5", "0"])
+def test_a_rate_that_is_not_a_finite_positive_number_is_one_line_exit_2_in_a_job_file(
+        workdir: Path, sandbox: SandboxThread, token_env: str,
+        capsys: pytest.CaptureFixture[str], value: str) -> None:
+    write_manifest(workdir / "manifests" / "m.csv", [good_row()])
+    job = workdir / "manifests" / "nightly.toml"
+    job.write_text(f'manifest = "m.csv"\nrate = {value}\n')  # TOML's own inf and nan
+
+    assert main(["run", "--job", str(job)]) == 2
+
+    assert f"rate in {job}" in one_error_line(capsys.readouterr().err)
+    assert sandbox.store.count() == 0
+
+
+@pytest.mark.parametrize("value", [float("inf"), float("nan"), -1.0, "inf"])
+def test_a_rate_that_is_not_a_finite_positive_number_is_a_usage_error_in_the_python_api(
+        workdir: Path, sandbox: SandboxThread, token_env: str, value: object) -> None:
+    manifest = write_manifest(workdir / "manifests" / "m.csv", [good_row()])
+
+    with pytest.raises(UsageError, match=r"rate=") as raised:
+        run_import(manifest, rate=value)
+    assert "\n" not in str(raised.value)
+    assert sandbox.store.count() == 0
+
+
+@pytest.mark.parametrize("setting", ["read_timeout", "connect_timeout", "backoff_base",
+                                     "backoff_cap", "max_duration",
+                                     "max_recording_duration"])
+def test_every_duration_is_finite_too(setting: str) -> None:
+    """TOML and Python hand over inf and nan as floats, which no duration's text can say."""
+    for value in (float("inf"), float("nan")):
+        with pytest.raises(UsageError, match=rf"^invalid settings: {setting}="):
+            resolve({setting: value}, {}, given_as="keyword")
+
+
+def test_waiting_for_the_ledger_forever_is_still_allowed() -> None:
+    assert resolve({"wait_for_ledger": "forever"}, {}).settings.wait_for_ledger == float("inf")
+
+
+@pytest.mark.parametrize("url", ["http://user:s3cr3t-pw@127.0.0.1:9", "http://user@host",
+                                 "https://:s3cr3t-pw@apicfa.convirza.com/"])
+def test_an_api_url_with_a_user_or_password_is_refused_in_one_line_that_hides_it(
+        workdir: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+        url: str) -> None:
+    manifest = write_manifest(workdir / "manifests" / "m.csv", [good_row()])
+    monkeypatch.setenv("CONVIRZA_TOKEN", "tok-abcdef-123456")
+
+    assert main(["run", str(manifest), "--api-url", url]) == 2
+    line = one_error_line(capsys.readouterr().err)
+    assert "--api-url" in line and "CONVIRZA_TOKEN" in line and "s3cr3t" not in line
+
+    monkeypatch.setenv("CONVIRZA_API_URL", url)
+    for argv in (["config"], ["config", "--format", "json"], ["lookup", "groups"]):
+        assert main(argv) == 2
+        captured = capsys.readouterr()
+        assert "s3cr3t" not in captured.out + captured.err
+        assert "CONVIRZA_API_URL" in one_error_line(captured.err)
+    assert not (workdir / "manifests" / "m.ledger.sqlite").exists()
+
+
+@pytest.mark.parametrize("value", [float("inf"), float("nan"), -3, "150%"])
+def test_an_error_budget_is_a_finite_count_or_a_percentage_up_to_100(value: object) -> None:
+    with pytest.raises(UsageError, match=r"^invalid settings: max_errors="):
+        resolve({"max_errors": value}, {}, given_as="keyword")
