@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from .errors import ManifestError, UsageError
-from .events import NullObserver, Observer, RunSummary, StopReason
+from .events import NullObserver, Observer, RunSummary, StopReason, guarded
 from .jobfile import JobFile, manifests_of, read_job
 from .ledger import Status
 from .modes import Mode, Retry, RetrySelection, Upload, Validate
@@ -193,7 +193,8 @@ class ImportJob:
         self.manifests = tuple(manifests)
         self.upload = upload
         self.retry = retry
-        self.observer = observer
+        # Guarded once for the whole job: an observer that fails is detached for good.
+        self.observer = observer if observer is None else guarded(observer)
         self.errors_out = errors_out
         # Built now, so that a setting that makes no sense stops the command before any run.
         self.runs = [self._run(settings, m) for m in self.manifests or (None,)]

@@ -9,20 +9,28 @@ ledgers and recordings."""
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
 import sqlite3
+import threading
+from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar, cast
 
 import pytest
 
 from importer import run_import
 from importer.cli import main
-from importer.errors import UsageError
+from importer.errors import LedgerError, UsageError, plain_errors
+from importer.events import NullObserver, Observer, Outcome, RequestEvent, RowEvent, RunSummary
 from importer.ledger import MIGRATIONS
 from importer.settings import resolve
 
 from .conftest import SandboxThread
-from .helpers import good_row, write_manifest
+from .helpers import good_row, status_counts, write_manifest
+
+T = TypeVar("T")
 
 # --- item 4: a ledger of a newer version ---------------------------------------------------
 
@@ -194,3 +202,148 @@ def test_an_api_url_with_a_user_or_password_is_refused_in_one_line_that_hides_it
 def test_an_error_budget_is_a_finite_count_or_a_percentage_up_to_100(value: object) -> None:
     with pytest.raises(UsageError, match=r"^invalid settings: max_errors="):
         resolve({"max_errors": value}, {}, given_as="keyword")
+
+
+# --- item 8: an observer that fails is detached ---------------------------------------------
+
+OBSERVER_METHODS = ["started", "row", "passed", "finished", "committed", "request_started",
+                    "request_finished"]
+
+
+class FailingObserver(NullObserver):
+    """Records every event; ``failing`` raises the first time it is called."""
+
+    def __init__(self, failing: str) -> None:
+        self.failing = failing
+        self.calls: Counter[str] = Counter()
+        self._lock = threading.Lock()  # ``committed`` comes from the ledger's writer thread
+
+    def _event(self, name: str) -> None:
+        with self._lock:
+            self.calls[name] += 1
+        if name == self.failing:
+            raise RuntimeError(f"observer bug in {name}")
+
+    def started(self, summary: RunSummary) -> None:
+        self._event("started")
+
+    def row(self, event: RowEvent) -> None:
+        self._event("row")
+
+    def passed(self, outcome: Outcome, n: int) -> None:
+        self._event("passed")
+
+    def finished(self, summary: RunSummary) -> None:
+        self._event("finished")
+
+    def committed(self, seconds: float, calls: int) -> None:
+        self._event("committed")
+
+    def request_started(self, method: str, path: str) -> None:
+        self._event("request_started")
+
+    def request_finished(self, event: RequestEvent) -> None:
+        self._event("request_finished")
+
+
+def three_rows_one_done(workdir: Path) -> tuple[Path, Path]:
+    """Three rows whose first was imported by an earlier run: a run of them skips one (an
+    observer hears ``passed``) and uploads two (``row``, requests, commits)."""
+    rows = [good_row(external_id="O-1"),
+            good_row(external_id="O-2", recording_file="../sample_data/call-0002-ulaw8k.wav"),
+            good_row(external_id="O-3", recording_file="../sample_data/call-0003-alaw8k.wav")]
+    ledger = workdir / "ledger.sqlite"
+    first = write_manifest(workdir / "manifests" / "first.csv", rows[:1])
+    assert run_import(first, ledger=ledger, quiet=True).exit_code == 0
+    return write_manifest(workdir / "manifests" / "m.csv", rows), ledger
+
+
+def in_time(work: Callable[[], T]) -> T:
+    """``work``'s result, or a failure if it takes longer than any run here may (a hung run
+    fails the test instead of holding the suite)."""
+    done: list[T] = []
+    failed: list[BaseException] = []
+
+    def call() -> None:
+        try:
+            done.append(work())
+        except BaseException as exc:
+            failed.append(exc)
+
+    thread = threading.Thread(target=call, daemon=True)
+    thread.start()
+    thread.join(timeout=60)
+    if failed:
+        raise failed[0]
+    assert done, "the run hung"
+    return done[0]
+
+
+@pytest.mark.parametrize("method", OBSERVER_METHODS)
+def test_an_observer_that_raises_is_logged_once_and_detached_and_the_run_goes_on(
+        workdir: Path, sandbox: SandboxThread, token_env: str,
+        caplog: pytest.LogCaptureFixture, method: str) -> None:
+    manifest, ledger = three_rows_one_done(workdir)
+    observer = FailingObserver(method)
+
+    with caplog.at_level(logging.WARNING, logger="importer"):
+        result = in_time(lambda: run_import(manifest, ledger=ledger, observer=observer))
+
+    assert result.exit_code == 0
+    assert status_counts(ledger) == Counter({"succeeded": 3})   # nothing left 'uploading'
+    assert sandbox.store.count() == 3
+    assert observer.calls[method] == 1                           # detached at its failure
+    said = [r.getMessage() for r in caplog.records if "observer" in r.getMessage()]
+    assert len(said) == 1 and f"{method}()" in said[0] and "detached" in said[0], said
+    assert f"observer bug in {method}" in said[0] and "\n" not in said[0]
+
+
+class PartialObserver:
+    """An observer written before ``committed`` and the request events existed: no base
+    class, only three of the methods."""
+
+    def __init__(self) -> None:
+        self.rows: list[RowEvent] = []
+        self.finished_with: RunSummary | None = None
+
+    def started(self, summary: RunSummary) -> None:
+        return None
+
+    def row(self, event: RowEvent) -> None:
+        self.rows.append(event)
+
+    def finished(self, summary: RunSummary) -> None:
+        self.finished_with = summary
+
+
+def test_an_observer_without_some_methods_hears_the_events_it_has(
+        workdir: Path, sandbox: SandboxThread, token_env: str,
+        caplog: pytest.LogCaptureFixture) -> None:
+    manifest, ledger = three_rows_one_done(workdir)
+    observer = PartialObserver()
+
+    with caplog.at_level(logging.WARNING, logger="importer"):
+        result = in_time(lambda: run_import(
+            manifest, ledger=ledger, observer=cast(Observer, observer)))
+
+    assert result.exit_code == 0 and status_counts(ledger) == Counter({"succeeded": 3})
+    assert len(observer.rows) == 2 and observer.finished_with is not None
+    said = [r.getMessage() for r in caplog.records if "observer" in r.getMessage()]
+    assert sorted(m.split("()")[0].split()[-1] for m in said) == [
+        "committed", "passed", "request_finished", "request_started"], said
+
+
+def test_plain_errors_raises_the_first_of_ours_and_logs_each_other_error_of_the_group(
+        caplog: pytest.LogCaptureFixture) -> None:
+    group = ExceptionGroup("the run's tasks", [
+        ValueError("a bug\nin two lines"), LedgerError("the ledger is gone"),
+        UsageError("a second error of ours")])
+
+    with caplog.at_level(logging.ERROR, logger="importer"), \
+            pytest.raises(LedgerError, match="the ledger is gone"), plain_errors():
+        raise group
+
+    said = [r.getMessage() for r in caplog.records]
+    assert len(said) == 2, said
+    assert "ValueError: a bug" in said[0] and "a second error of ours" in said[1]
+    assert all("\n" not in line for line in said)
