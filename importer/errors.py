@@ -217,15 +217,19 @@ def plain_errors() -> Iterator[None]:
     """Raise a task group's ImporterError as itself, so callers and the command line see one
     error with its message and exit code; anything else is a bug and keeps its group. The
     group's other errors are logged, one line each: they happened too (a bug in one task
-    while another met a dead ledger), and dropping them would hide the second cause."""
+    while another met a dead ledger), and dropping them would hide the second cause. The same
+    error met by several tasks at once (every worker writing to a full disk) is said once."""
     try:
         yield
     except BaseExceptionGroup as group:
         ours = ours_in(group)
         if ours is not None:
+            said = {one_line(ours)}
             for other in group.exceptions:
-                if other is not ours:
-                    log.error("also: %s", one_line(other))
+                line = one_line(other)
+                if line not in said:
+                    said.add(line)
+                    log.error("also: %s", line)
             raise ours from None
         raise
 
