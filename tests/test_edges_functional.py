@@ -9,6 +9,7 @@ ledgers and recordings."""
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import re
 import sqlite3
@@ -337,7 +338,8 @@ def test_plain_errors_raises_the_first_of_ours_and_logs_each_other_error_of_the_
         caplog: pytest.LogCaptureFixture) -> None:
     group = ExceptionGroup("the run's tasks", [
         ValueError("a bug\nin two lines"), LedgerError("the ledger is gone"),
-        UsageError("a second error of ours")])
+        LedgerError("the ledger is gone"), UsageError("a second error of ours"),
+        UsageError("a second error of ours")])  # tasks that met the same: said once
 
     with caplog.at_level(logging.ERROR, logger="importer"), \
             pytest.raises(LedgerError, match="the ledger is gone"), plain_errors():
@@ -347,3 +349,77 @@ def test_plain_errors_raises_the_first_of_ours_and_logs_each_other_error_of_the_
     assert len(said) == 2, said
     assert "ValueError: a bug" in said[0] and "a second error of ours" in said[1]
     assert all("\n" not in line for line in said)
+
+
+# --- item 9: bidi and other controls escaped in every report format -------------------------
+
+#: The bidirectional controls (embeddings, overrides, isolates, marks, the Arabic letter mark)
+#: and some C0 and C1 controls: none may reach a report raw.
+UNSAFE = ("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200e\u200f\u061c"
+          "\x1b\x07\x9b")
+TRICK = "abc\u202egnp.exe.wav"
+
+
+def ledger_of_tricky_names(workdir: Path) -> Path:
+    """A ledger whose rows name files (which do not exist: the rows are invalid, kept with
+    their source) and external_ids full of controls, one row for each."""
+    rows = [good_row(external_id="TRICK-0", recording_file=TRICK)]
+    rows += [good_row(external_id=f"T{c}-{i}", recording_file=f"x{c}y-{i}.wav")
+             for i, c in enumerate(UNSAFE, 1)]
+    manifest = write_manifest(workdir / "manifests" / "tricky.csv", rows)
+    ledger = workdir / "tricky.sqlite"
+    assert main(["run", str(manifest), "--ledger", str(ledger), "--quiet"]) == 1
+    with sqlite3.connect(ledger) as conn:
+        stored = [s for (s,) in conn.execute("SELECT source FROM recordings")]
+    conn.close()
+    assert TRICK in stored  # the ledger keeps the name as it is; reports escape it
+    return ledger
+
+
+def assert_escaped(text: str) -> None:
+    raw = sorted({f"U+{ord(c):04X}" for c in text if c in UNSAFE})
+    assert raw == [], raw
+    assert "\\u202e" in text  # shown as the table shows it, not dropped
+
+
+def test_the_html_report_escapes_bidi_and_control_characters(
+        workdir: Path, sandbox: SandboxThread, token_env: str) -> None:
+    ledger = ledger_of_tricky_names(workdir)
+    page = workdir / "report.html"
+
+    assert main(["report", str(ledger), "--format", "html", "--output", str(page)]) == 0
+
+    text = page.read_text(encoding="utf-8")
+    assert_escaped(text)
+    assert "abc\\u202egnp.exe.wav" in text
+
+
+@pytest.mark.parametrize("fmt", ["csv", "json", "table"])
+def test_report_rows_escape_bidi_and_control_characters_in_a_file_and_on_stdout(
+        workdir: Path, sandbox: SandboxThread, token_env: str,
+        capsys: pytest.CaptureFixture[str], fmt: str) -> None:
+    ledger = ledger_of_tricky_names(workdir)
+    out = workdir / f"rows.{fmt}"
+    capsys.readouterr()
+
+    assert main(["report", str(ledger), "--format", fmt, "--output", str(out)]) == 0
+    assert main(["report", str(ledger), "--format", fmt]) == 0   # to a pipe, not a terminal
+
+    for text in (out.read_text(encoding="utf-8"), capsys.readouterr().out):
+        assert_escaped(text)
+        if fmt == "json":  # escaped the JSON way: the value reads back whole
+            assert TRICK in {row["source"] for row in json.loads(text)}
+        else:
+            assert "abc\\u202egnp.exe.wav" in text
+
+
+def test_the_report_summary_escapes_bidi_and_control_characters(
+        workdir: Path, sandbox: SandboxThread, token_env: str,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    ledger = ledger_of_tricky_names(workdir)
+    capsys.readouterr()
+
+    for fmt in ("summary", "json"):
+        assert main(["report", str(ledger), "--summary", "--format", fmt]) == 0
+        text = capsys.readouterr().out
+        assert not {c for c in text if c in UNSAFE}, fmt
