@@ -76,11 +76,12 @@ def validate_manifest(manifest: PathLike | None = None, *, job: PathLike | None 
 
 
 def retry_ledger(ledger: PathLike | None = None, *, job: PathLike | None = None,
-                 statuses: Sequence[str] = ("failed",), include_rejected: bool = False,
+                 statuses: Sequence[str] | str = ("failed",), include_rejected: bool = False,
                  since: str | None = None, observer: Observer | None = None,
                  environ: Mapping[str, str] | None = None, **settings: Any) -> ImportResult:
     """Send again the rows of ``ledger`` (default: the job file's) that failed, or whose
-    outcome is unknown (``statuses=("uploading",)``), as ``convirza-import retry`` does."""
+    outcome is unknown (``statuses=("uploading",)``; one status may be a plain string,
+    ``statuses="uploading"``), as ``convirza-import retry`` does."""
     if ledger is not None:
         settings["ledger"] = ledger
     chosen = _plan(settings, job, None, environ)

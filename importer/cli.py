@@ -10,7 +10,7 @@ Exit codes (``events.StopReason`` holds the one table; ``exit_code_for`` reads i
     3    authentication or permission refused: the run stopped at once
     4    stopped early by a budget (--max-errors, --max-uploads, --max-duration), because
          the API kept failing (--max-consecutive-failures), or did not answer at the start
-    130  interrupted (Ctrl-C / SIGTERM); the ledger is consistent
+    130  interrupted (Ctrl-C / SIGTERM / SIGHUP); the ledger is consistent
 """
 
 from __future__ import annotations

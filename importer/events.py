@@ -47,7 +47,7 @@ class StopReason(StrEnum):
     """Why a run stopped before the end of its rows; each decides the exit code (one table,
     ``EXIT_CODES``), never the text that describes it."""
 
-    INTERRUPTED = "interrupted"                  # Ctrl-C, SIGTERM
+    INTERRUPTED = "interrupted"                  # Ctrl-C, SIGTERM, SIGHUP
     BUDGET = "budget"                            # --max-errors, --max-uploads, --max-duration
     FAILING = "the API kept failing"             # --max-consecutive-failures
     UNAVAILABLE = "the API is unavailable"       # the check before the first row failed

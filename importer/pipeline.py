@@ -25,7 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import TracebackType
 
-from .client import ConvirzaClient
+from .client import ConvirzaClient, require_credentials
 from .context import Job, RunContext
 from .errors import LedgerError, UsageError, ours_in, plain_errors
 from .events import Observer, RunSummary, StopReason, guarded, stop_reason_for
@@ -107,10 +107,12 @@ class ImportRun:
         ``NotTheApi`` once the ledger is consistent, if the run stopped on one. A run or retry
         holds the ledger's lock throughout: a second writer is refused (``LedgerBusy``) or
         waits (``--wait-for-ledger``)."""
-        lock = None
+        s, lock = self.settings, None
+        if self.mode.sends or s.preflight or s.check_urls:
+            require_credentials(s)  # before the lock and the ledger: none made in vain
         if self.mode.sends:
             lock = LedgerLock(self._writable_ledger())
-            wait = self.settings.wait_for_ledger
+            wait = s.wait_for_ledger
             await lock.acquire(f"{self.mode.name} {self.origin}",
                                wait=None if wait == float("inf") else wait or 0,
                                on_wait=log.warning)

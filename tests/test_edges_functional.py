@@ -11,25 +11,30 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import re
+import signal
 import sqlite3
+import subprocess
+import sys
 import threading
+import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TypeVar, cast
 
 import pytest
 
-from importer import run_import
+from importer import retry_ledger, run_import
 from importer.cli import main
 from importer.errors import LedgerError, UsageError, plain_errors
 from importer.events import NullObserver, Observer, Outcome, RequestEvent, RowEvent, RunSummary
 from importer.ledger import MIGRATIONS
 from importer.settings import resolve
 
-from .conftest import SandboxThread
-from .helpers import good_row, status_counts, write_manifest
+from .conftest import ROOT, SandboxThread
+from .helpers import good_row, many_rows, received, status_counts, write_manifest
 
 T = TypeVar("T")
 
@@ -423,3 +428,245 @@ def test_the_report_summary_escapes_bidi_and_control_characters(
         assert main(["report", str(ledger), "--summary", "--format", fmt]) == 0
         text = capsys.readouterr().out
         assert not {c for c in text if c in UNSAFE}, fmt
+
+
+# --- item 7: output that fails never ends the work silently ----------------------------------
+
+OUTPUT_LOST = 5  # docs/commands.md: the work was done, but its output could not be written
+
+
+def child_env(**extra: str) -> dict[str, str]:
+    """A child's environment: the test's (the sandbox's URL and token) and our code."""
+    return {**os.environ, "PYTHONPATH": str(ROOT), **extra}
+
+
+def importer_command(*argv: str) -> list[str]:
+    return [sys.executable, "-m", "importer", *argv]
+
+
+def nightly_job(workdir: Path, manifests: int) -> tuple[Path, Path, list[str]]:
+    """A job file whose glob matches ``manifests`` exports of two rows each, and its
+    ledger's path; the external_ids of every row."""
+    rows = many_rows(workdir, 2 * manifests, prefix="J")
+    exports = workdir / "manifests" / "exports"
+    exports.mkdir()
+    for i in range(manifests):
+        part = [dict(r, recording_file="../" + r["recording_file"])
+                for r in rows[2 * i:2 * i + 2]]
+        write_manifest(exports / f"calls-{i}.csv", part)
+    job = workdir / "manifests" / "nightly.toml"
+    job.write_text('manifest = "exports/calls-*.csv"\nrate = 100\n')
+    return job, workdir / "manifests" / "nightly.ledger.sqlite", [r["external_id"] for r in rows]
+
+
+def test_a_job_piped_to_head_runs_every_manifest_and_exits_5(
+        workdir: Path, sandbox: SandboxThread, token_env: str) -> None:
+    """``run --job ... | head -1``: head reads the first summary's first line and exits; the
+    sandbox's latency keeps the next summary well after that. The job goes on to its end."""
+    job, ledger, ids = nightly_job(workdir, 3)
+    sandbox.set_faults(latency=0.3)
+
+    done = subprocess.run(
+        ["bash", "-c", '"$@" | head -1; exit "${PIPESTATUS[0]}"', "bash",
+         *importer_command("run", "--job", str(job))],
+        env=child_env(), capture_output=True, text=True, timeout=120, check=False)
+
+    assert done.returncode == OUTPUT_LOST, done.stderr
+    assert len(done.stdout.splitlines()) == 1
+    assert "Traceback" not in done.stderr
+    assert "standard output" in done.stderr            # said on stderr, once
+    assert done.stderr.count("standard output") == 1, done.stderr
+    assert status_counts(ledger) == Counter({"succeeded": 6})   # all three manifests ran
+    assert sorted(received(sandbox)) == sorted(ids)
+
+
+def test_a_reader_gone_before_the_first_line_still_gets_the_job_done(
+        workdir: Path, sandbox: SandboxThread, token_env: str) -> None:
+    job, ledger, _ = nightly_job(workdir, 2)
+    proc = subprocess.Popen(importer_command("run", "--job", str(job)), env=child_env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    proc.stdout.close()  # the reader is gone: every write to stdout fails
+
+    _, err = proc.communicate(timeout=120)
+
+    assert proc.returncode == OUTPUT_LOST, err
+    assert "Traceback" not in err and "Broken pipe" in err
+    assert status_counts(ledger) == Counter({"succeeded": 4})
+
+
+def test_a_full_stdout_is_no_traceback_and_the_import_happens(
+        workdir: Path, sandbox: SandboxThread, token_env: str) -> None:
+    manifest = write_manifest(workdir / "manifests" / "m.csv", many_rows(workdir, 3))
+    ledger = workdir / "ledger.sqlite"
+
+    with open("/dev/full", "w") as full:
+        done = subprocess.run(importer_command("run", str(manifest), "--ledger", str(ledger)),
+                              env=child_env(), stdout=full, stderr=subprocess.PIPE, text=True,
+                              timeout=120, check=False)
+
+    assert done.returncode == OUTPUT_LOST, done.stderr
+    assert "Traceback" not in done.stderr and "No space left on device" in done.stderr
+    assert status_counts(ledger) == Counter({"succeeded": 3})
+    assert sandbox.store.count() == 3
+
+
+def test_a_full_stdout_for_a_report_is_one_line_and_exit_5(
+        workdir: Path, sandbox: SandboxThread, token_env: str) -> None:
+    _, ledger = imported_ledger(workdir)
+
+    with open("/dev/full", "w") as full:
+        done = subprocess.run(importer_command("report", str(ledger), "--format", "csv"),
+                              env=child_env(), stdout=full, stderr=subprocess.PIPE, text=True,
+                              timeout=120, check=False)
+
+    assert done.returncode == OUTPUT_LOST
+    assert done.stderr.count("\n") == 1 and "No space left on device" in done.stderr
+
+
+@pytest.mark.parametrize("stdout", ["pipe", "full"])
+def test_a_closed_stderr_is_no_traceback_and_the_import_happens(
+        workdir: Path, sandbox: SandboxThread, token_env: str, stdout: str) -> None:
+    """``2>&-``: the process starts without file descriptor 2 (the ledger must not take it,
+    and what is logged must not land in it)."""
+    manifest = write_manifest(workdir / "manifests" / "m.csv", many_rows(workdir, 3))
+    ledger = workdir / "ledger.sqlite"
+    command = ["sh", "-c", 'exec "$@" 2>&-', "sh",
+               *importer_command("run", str(manifest), "--ledger", str(ledger), "--verbose")]
+
+    with open("/dev/full" if stdout == "full" else os.devnull, "w") as sink:
+        done = subprocess.run(command, env=child_env(), timeout=120, check=False, text=True,
+                              stdout=subprocess.PIPE if stdout == "pipe" else sink)
+
+    assert done.returncode == (0 if stdout == "pipe" else OUTPUT_LOST)
+    if stdout == "pipe":
+        assert "3 rows in" in done.stdout and "Traceback" not in done.stdout
+    assert status_counts(ledger) == Counter({"succeeded": 3})
+    with sqlite3.connect(ledger) as conn:   # a whole ledger, nothing written into it by logs
+        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    conn.close()
+
+
+def test_a_usage_error_with_stderr_closed_is_no_traceback(workdir: Path) -> None:
+    done = subprocess.run(["sh", "-c", 'exec "$@" 2>&-', "sh",
+                           *importer_command("run", str(workdir / "nothing.csv"), "--rate",
+                                             "inf")],
+                          env=child_env(), capture_output=True, text=True, timeout=60,
+                          check=False)
+
+    assert done.returncode == 2
+    assert done.stdout == ""  # the error had nowhere to go; it does not go to stdout
+
+
+@pytest.mark.parametrize("locale", [{"PYTHONIOENCODING": "ascii"},
+                                    {"PYTHONIOENCODING": "latin-1"},
+                                    {"LANG": "C", "LC_ALL": "C"}])
+def test_a_terminal_that_cannot_show_a_name_gets_it_escaped_and_the_import_happens(
+        workdir: Path, sandbox: SandboxThread, token_env: str,
+        locale: dict[str, str]) -> None:
+    folder = workdir / "manifests" / "appels-été-通話"
+    folder.mkdir()
+    manifest = write_manifest(folder / "m.csv", [
+        good_row(external_id="U-1", recording_file="../../sample_data/call-0001-pcm8k.wav"),
+        good_row(external_id="U-2", caller_id="café",
+                 recording_file="../../sample_data/call-0002-ulaw8k.wav")])
+
+    done = subprocess.run(importer_command("run", str(manifest)), env=child_env(**locale),
+                          capture_output=True, timeout=120, check=False)
+
+    err = done.stderr.decode("utf-8", "replace")
+    assert done.returncode == 1, err                     # one row invalid, nothing else
+    assert "Traceback" not in err and "UnicodeEncodeError" not in err
+    out = done.stdout.decode("ascii" if "ascii" in str(locale) else "utf-8", "replace")
+    assert "2 rows in" in out
+    assert status_counts(folder / "m.ledger.sqlite") == Counter(
+        {"succeeded": 1, "invalid": 1})
+
+
+# --- item 10: the smaller ones ---------------------------------------------------------------
+
+def test_retry_ledger_takes_one_status_as_a_string(
+        workdir: Path, sandbox: SandboxThread, token_env: str) -> None:
+    manifest = write_manifest(workdir / "manifests" / "m.csv", many_rows(workdir, 2))
+    ledger = workdir / "ledger.sqlite"
+    sandbox.set_faults(fail_rate=1.0)
+    assert run_import(manifest, ledger=ledger, max_attempts=1, quiet=True).exit_code == 1
+    sandbox.set_faults(fail_rate=0.0)
+
+    result = retry_ledger(ledger, statuses="failed", quiet=True)
+
+    assert result.exit_code == 0 and result.counts["succeeded"] == 2
+    assert status_counts(ledger) == Counter({"succeeded": 2})
+
+
+@pytest.mark.parametrize("statuses", ["succeeded", ["failed", "bogus"], "f"])
+def test_retry_ledger_refuses_a_status_it_cannot_send_in_one_line(
+        workdir: Path, statuses: object) -> None:
+    with pytest.raises(UsageError, match="retry takes") as raised:
+        retry_ledger(workdir / "ledger.sqlite", statuses=cast(Sequence[str], statuses))
+    assert "\n" not in str(raised.value)
+
+
+def test_a_run_without_credentials_creates_neither_the_ledger_nor_its_lock(
+        workdir: Path, sandbox: SandboxThread, token_env: str,
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    manifest = write_manifest(workdir / "manifests" / "m.csv", [good_row()])
+    _, ledger = imported_ledger(workdir)
+    before = sorted(p.name for p in workdir.iterdir())
+    monkeypatch.delenv("CONVIRZA_TOKEN")
+    capsys.readouterr()
+
+    assert main(["run", str(manifest)]) == 2
+    assert main(["run", str(manifest), "--ledger", str(workdir / "new.sqlite")]) == 2
+    assert main(["retry", str(ledger)]) == 2
+
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 3 and all("no credentials" in line for line in lines), lines
+    assert not list((workdir / "manifests").glob("m.ledger.sqlite*"))
+    assert sorted(p.name for p in workdir.iterdir()) == before  # no new.sqlite, no .lock
+
+
+def test_a_summary_json_that_cannot_be_written_exits_non_zero_in_one_line(
+        workdir: Path, sandbox: SandboxThread, token_env: str,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    manifest = write_manifest(workdir / "manifests" / "m.csv", [good_row()])
+    unwritable = Path("/proc/summary.json")  # a folder where no file can be made, even by root
+
+    assert main(["run", str(manifest), "--summary-json", str(unwritable)]) == OUTPUT_LOST
+
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and str(unwritable) in err, err
+    assert sandbox.store.count() == 1   # the import itself happened
+    result = run_import(manifest, summary_json=unwritable)
+    assert result.exit_code == OUTPUT_LOST
+
+
+def test_sighup_stops_a_run_gently_and_its_run_record_shows_its_counts(
+        workdir: Path, sandbox: SandboxThread, token_env: str) -> None:
+    """A terminal closed under a run (or ``kill -HUP``): the uploads in flight finish, the
+    rest stay pending, and the ledger's run record says what the run did."""
+    sandbox.set_faults(latency=0.2)
+    manifest = write_manifest(workdir / "manifests" / "m.csv", many_rows(workdir, 60))
+    ledger = workdir / "ledger.sqlite"
+    proc = subprocess.Popen(
+        importer_command("run", str(manifest), "--ledger", str(ledger), "--rate", "500",
+                         "--concurrency", "2"),
+        env=child_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while sandbox.store.count() < 3:  # some uploads done, more to come
+        assert proc.poll() is None and time.monotonic() < deadline, "the run ended first"
+        time.sleep(0.02)
+
+    proc.send_signal(signal.SIGHUP)
+    out, err = proc.communicate(timeout=120)
+
+    assert proc.returncode == 130, err
+    assert "SIGHUP received" in err and "Stopped early: interrupted" in out
+    counts = status_counts(ledger)
+    assert counts["uploading"] == 0 and counts["pending"] > 0
+    assert counts["succeeded"] == sandbox.store.count()
+    with sqlite3.connect(ledger) as conn:
+        exit_code, summary = conn.execute("SELECT exit_code, summary FROM runs").fetchone()
+    conn.close()
+    assert exit_code == 130
+    assert json.loads(summary)["counts"]["succeeded"] == counts["succeeded"]
