@@ -44,6 +44,7 @@ from .jobs import (
     plan,
     refuse_overwriting_inputs,
     retry_selection,
+    with_output_lost,
     write_summary_json,
 )
 from .verify import Verifier, VerifyResult, check_outputs, findings_file
@@ -124,12 +125,14 @@ def _observer(chosen: Plan, observer: Observer | None) -> Observer:
 
 def _execute(chosen: Plan, job: ImportJob) -> ImportResult:
     """Run ``job`` to its end in an event loop of its own, writing ``summary_json`` if asked,
-    also when the run ends with an error."""
+    also when the run ends with an error; a summary that could not be written makes a run
+    that otherwise succeeded exit ``OUTPUT_LOST`` (5), as on the command line."""
     refuse_overwriting_inputs(job, [("the job file", chosen.job.path if chosen.job else None)])
+    written = True
     try:
         result = asyncio.run(job.execute())
     finally:
         if chosen.settings.summary_json is not None:
-            write_summary_json(chosen.settings.summary_json, job.result().as_dict(),
-                               chosen.settings.secrets())
-    return result
+            written = write_summary_json(chosen.settings.summary_json, job.result().as_dict(),
+                                         chosen.settings.secrets())
+    return result if written else with_output_lost(result)

@@ -10,6 +10,8 @@ Exit codes (``events.StopReason`` holds the one table; ``exit_code_for`` reads i
     3    authentication or permission refused: the run stopped at once
     4    stopped early by a budget (--max-errors, --max-uploads, --max-duration), because
          the API kept failing (--max-consecutive-failures), or did not answer at the start
+    5    the work was done, but an output it was asked for could not be written: standard
+         output (a reader that exited, a full disk) or --summary-json (a weightier code wins)
     130  interrupted (Ctrl-C / SIGTERM / SIGHUP); the ledger is consistent
 """
 
@@ -22,7 +24,6 @@ import io
 import itertools
 import json
 import logging
-import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -30,7 +31,7 @@ from typing import TYPE_CHECKING, Any, TextIO, cast
 
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from . import demo, logs
+from . import demo, logs, streams
 from .config import config_json, config_text, entries
 from .errors import ImporterError, UsageError
 from .events import FanOut, Observer, stop_reason_for
@@ -42,6 +43,7 @@ from .jobs import (
     plan,
     refuse_overwriting_inputs,
     retry_selection,
+    with_output_lost,
     write_summary_json,
 )
 from .ledger import Ledger, Status
@@ -113,7 +115,7 @@ def cmd_run(args: argparse.Namespace, upload: bool) -> int:
     job = ImportJob(settings, chosen.manifests, upload=upload,
                     observer=_observer(settings, metrics),
                     errors_out=getattr(args, "errors_out", None),
-                    on_summary=None if settings.quiet else lambda summary: print(
+                    on_summary=None if settings.quiet else lambda summary: streams.say(
                         logs.shown(summary_text(summary, reasons=reasons))))
     refuse_overwriting_inputs(job, [("the job file", args.job)])
     return _execute(job, settings, metrics)
@@ -128,7 +130,7 @@ def cmd_retry(args: argparse.Namespace) -> int:
     metrics = _metrics(settings)
     job = ImportJob(settings, (), observer=_observer(settings, metrics),
                     retry=retry_selection(args.status, args.include_rejected, args.since),
-                    on_summary=None if settings.quiet else lambda summary: print(
+                    on_summary=None if settings.quiet else lambda summary: streams.say(
                         logs.shown(summary_text(summary))))
     refuse_overwriting_inputs(job, [("the job file", args.job)])
     return _execute(job, settings, metrics)
@@ -154,27 +156,28 @@ def _metrics(settings: Settings) -> MetricsObserver | None:
 def _execute(job: ImportJob, settings: Settings, metrics: MetricsObserver | None = None) -> int:
     """Run with signals handled and metrics served if asked (each run's summary is printed as
     it ends, and for several manifests a last line for the whole job), and write the summary
-    as JSON if asked."""
+    as JSON if asked: if it cannot be, a run that otherwise succeeded exits ``OUTPUT_LOST``."""
     redirect = logging_redirect_tqdm(loggers=[logging.getLogger("importer")]) \
         if sys.stderr.isatty() and not settings.quiet else contextlib.nullcontext()
     served = metrics.serve(settings.metrics_host, settings.metrics_port) \
         if metrics is not None and settings.metrics_port is not None \
         else contextlib.nullcontext()
+    written = True
     try:
         with served, redirect:
             result = asyncio.run(until_signalled(job, job.execute()))
     finally:
         if settings.summary_json is not None:
-            write_summary_json(settings.summary_json, job.result().as_dict(),
-                               settings.secrets())
+            written = write_summary_json(settings.summary_json, job.result().as_dict(),
+                                         settings.secrets())
     if not settings.quiet:
         if len(job.manifests) > 1 or result.not_started:
-            print(logs.shown(job_text(result)))
+            streams.say(logs.shown(job_text(result)))
         if job.errors_out is not None:
             invalid = result.counts.get("invalid", 0)
-            print(f"{invalid} invalid rows written to {job.errors_out}" if invalid else
-                  f"No invalid rows; {job.errors_out} has the header only.")
-    return result.exit_code
+            streams.say(f"{invalid} invalid rows written to {job.errors_out}" if invalid else
+                        f"No invalid rows; {job.errors_out} has the header only.")
+    return (result if written else with_output_lost(result)).exit_code
 
 
 def _settings_inputs(settings: Settings) -> list[tuple[str, Path | None]]:
@@ -195,9 +198,9 @@ def cmd_verify(args: argparse.Namespace) -> int:
         verifier = Verifier(settings, ledgers, on_finding=out.write if out else None)
         result = asyncio.run(until_signalled(verifier, verifier.execute()))
     if not settings.quiet:
-        print(logs.shown(verify_text(result)))
+        streams.say(logs.shown(verify_text(result)))
         if out is not None:
-            print(f"{out.count} discrepancies written to {args.output}")
+            streams.say(f"{out.count} discrepancies written to {args.output}")
     return result.exit_code
 
 
@@ -205,8 +208,8 @@ def cmd_config(args: argparse.Namespace) -> int:
     chosen = _plan(args)
     logs.remember_secrets(chosen.settings.secrets())
     found = entries(chosen)
-    print(logs.shown(config_json(found) if args.format == "json" else config_text(found)),
-          end="")
+    with _output(None, for_people=True) as out:
+        out.write(config_json(found) if args.format == "json" else config_text(found))
     return 0
 
 
@@ -261,7 +264,13 @@ def _output(path: Path | None, *, for_people: bool = False) -> Iterator[TextIO]:
     has the characters a terminal would act on escaped."""
     if path is None:
         terminal = for_people or sys.stdout.isatty()
-        yield cast(TextIO, _Cleaning(sys.stdout, logs.shown if terminal else logs.scrubbed))
+        try:
+            yield cast(TextIO, _Cleaning(sys.stdout, logs.shown if terminal else logs.scrubbed))
+            sys.stdout.flush()
+        except BrokenPipeError:
+            raise  # the reader took what it wanted (`report ... | head`): see main
+        except OSError as exc:  # a full disk, a terminal gone: said once, exit 5
+            streams.lose(exc)
         return
     with atomic_text(path) as handle:
         yield cast(TextIO, _Cleaning(handle, logs.shown if for_people else logs.scrubbed))
@@ -306,11 +315,11 @@ def cmd_lookup(args: argparse.Namespace) -> int:
     if count == 0 and resource.single:
         # Asked for one object by its id: its absence is an answer a script must not take
         # for success (a list that matches nothing is an answer too, and exits 0).
-        print(f"convirza-import: error: no {resource.name} {args.object_id} (the API knows no "
-              f"such {resource.name}, or this login may not see it)", file=sys.stderr)
+        streams.complain(f"convirza-import: error: no {resource.name} {args.object_id} (the "
+                         f"API knows no such {resource.name}, or this login may not see it)")
         return 1
     if count == 0 and not settings.quiet:
-        print("no records found", file=sys.stderr)
+        streams.complain("no records found")
     return 0
 
 
@@ -361,7 +370,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
                          "--manifest FILE")
     observer = ProgressObserver()
     code: int = asyncio.run(demo.run_demo(args.ledger, args.manifest, args.concurrency,
-                                          observer, print))
+                                          observer, streams.say))
     return code
 
 
@@ -379,18 +388,23 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; its exit code. Nothing that happens to the standard streams (closed,
+    full, a reader gone, an encoding that cannot show a name) ends a command with a
+    traceback (``streams``)."""
+    streams.prepare()
     args = build_parser().parse_args(argv)
     logs.remember_secrets(environment_secrets())  # until the settings know them all
     try:
-        return COMMANDS[args.command](args)
+        code = COMMANDS[args.command](args)
     except ImporterError as exc:
-        print(f"convirza-import: error: {logs.shown(str(exc))}", file=sys.stderr)
+        streams.complain(f"convirza-import: error: {logs.shown(str(exc))}")
         return exit_code_for(exc)
     except (KeyboardInterrupt, asyncio.CancelledError) as exc:
-        print("convirza-import: interrupted", file=sys.stderr)
+        streams.complain("convirza-import: interrupted")
         return exit_code_for(exc)
     except BrokenPipeError:
-        # The reader went away (`report ... | head`): not an error of ours.
-        with contextlib.suppress(OSError):
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        # The reader of a report, a lookup or config went away (`report ... | head`): it took
+        # what it wanted, not an error of ours. (A run's output never raises: it goes on.)
+        streams.silence_stdout()
         return 0
+    return streams.settle(code)

@@ -69,6 +69,12 @@ EXIT_CODES: dict[StopReason, int] = {
 }
 
 
+#: The exit code of a command that did its work (the ledger records it) but could not write
+#: an output it was asked for: standard output (a reader that exited, a full disk) or
+#: ``--summary-json``. A weightier code (rows failed, a stop) is given instead when there is one.
+OUTPUT_LOST = 5
+
+
 def stop_reason_for(exc: BaseException) -> StopReason | None:
     """The stop reason, hence the exit code, of an error that ends a command; None for an
     error that is a bug (exit 1). The one mapping, for runs and every other command."""

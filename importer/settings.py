@@ -26,6 +26,7 @@ from typing import Annotated, Any, Literal, NamedTuple
 from urllib.parse import urlsplit
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -83,6 +84,21 @@ Assignments = Annotated[dict[str, str], BeforeValidator(parse_assignments)]
 VERIFY = frozenset({"verify"})
 
 
+def _no_credentials_in_url(url: str) -> str:
+    """A user or password in the API URL (``http://user:pass@host``) is refused, not used:
+    the URL is shown by ``config``, logged and kept in summaries, where a password must never
+    be, and the API takes a bearer token, not basic auth. Its text is not echoed."""
+    try:
+        netloc = urlsplit(url.strip()).netloc
+    except ValueError:
+        netloc = ""
+    if "@" in netloc:
+        raise ValueError("an API URL must not hold a user or password (USER:PASSWORD@): give "
+                         "the token in CONVIRZA_TOKEN (or --token-file), or a login in "
+                         "CONVIRZA_USERNAME and CONVIRZA_PASSWORD")
+    return url
+
+
 class Settings(BaseModel):
     """Configuration of one command, after flags, environment, job file and defaults are
     merged (``resolve``)."""
@@ -90,7 +106,7 @@ class Settings(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     # --- the API and credentials ---------------------------------------------------------
-    api_url: Annotated[str, Opt(
+    api_url: Annotated[str, AfterValidator(_no_credentials_in_url), Opt(
         "API root, to which /v2/... is appended", "URL", API)] = DEFAULT_API_URL
     token: Annotated[SecretStr | None, Opt(
         "a fixed bearer token", secret=True)] = None
@@ -111,9 +127,7 @@ class Settings(BaseModel):
     concurrency: Annotated[int, Field(ge=1, le=256), Opt(
         "files probed or uploaded (verify: calls looked up) at once", "N", FILES | VERIFY,
         group=MANIFEST, short="-c")] = 4
-    #: Finite: an infinite rate is no rate (the limiter divides by it), and nan compares
-    #: false to every bound; ``inf`` and ``nan`` come as text from a flag or a variable, and
-    #: as floats from a job file (TOML) or the Python API.
+    #: Finite (``inf``/``nan``: from a flag's text, TOML or Python): the limiter divides by it.
     rate: Annotated[FiniteFloat, Field(gt=0), Opt(
         "requests per second, over all workers", "R", API, short="-r")] = 5.0
     burst: Annotated[int, Field(ge=1), Opt(
@@ -276,22 +290,6 @@ class Settings(BaseModel):
         if self.username and not self.password:
             raise ValueError("a username needs CONVIRZA_PASSWORD too")
         return self
-
-    @field_validator("api_url")
-    @classmethod
-    def _no_credentials_in_url(cls, url: str) -> str:
-        """A user or password in the URL (``http://user:pass@host``) is refused, not used:
-        the URL is shown by ``config``, logged and kept in summaries, where a password must
-        never be, and the API takes a bearer token, not basic auth. Its text is not echoed."""
-        try:
-            netloc = urlsplit(url.strip()).netloc
-        except ValueError:
-            netloc = ""
-        if "@" in netloc:
-            raise ValueError("an API URL must not hold a user or password (USER:PASSWORD@): "
-                             "give the token in CONVIRZA_TOKEN (or --token-file), or a login "
-                             "in CONVIRZA_USERNAME and CONVIRZA_PASSWORD")
-        return url
 
     @field_validator("encoding")
     @classmethod

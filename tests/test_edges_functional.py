@@ -126,7 +126,7 @@ def test_a_rate_that_is_not_a_finite_positive_number_is_one_line_exit_2_as_a_fla
     assert main(["run", str(manifest), "--rate", value]) == 2
 
     assert "--rate" in one_error_line(capsys.readouterr().err)
-    assert not (workdir / "manifests" / "m.ledger.sqlite").exists()
+    assert not (workdir / "manifests" / "m.csv.ledger.sqlite").exists()
     assert sandbox.store.count() == 0
 
 
@@ -201,7 +201,7 @@ def test_an_api_url_with_a_user_or_password_is_refused_in_one_line_that_hides_it
         captured = capsys.readouterr()
         assert "s3cr3t" not in captured.out + captured.err
         assert "CONVIRZA_API_URL" in one_error_line(captured.err)
-    assert not (workdir / "manifests" / "m.ledger.sqlite").exists()
+    assert not (workdir / "manifests" / "m.csv.ledger.sqlite").exists()
 
 
 @pytest.mark.parametrize("value", [float("inf"), float("nan"), -3, "150%"])
@@ -511,14 +511,16 @@ def test_a_full_stdout_is_no_traceback_and_the_import_happens(
     assert sandbox.store.count() == 3
 
 
-def test_a_full_stdout_for_a_report_is_one_line_and_exit_5(
-        workdir: Path, sandbox: SandboxThread, token_env: str) -> None:
+@pytest.mark.parametrize("command", [["report", "--format", "csv"], ["report"], ["config"],
+                                     ["config", "--format", "json"]])
+def test_a_full_stdout_for_a_report_or_config_is_one_line_and_exit_5(
+        workdir: Path, sandbox: SandboxThread, token_env: str, command: list[str]) -> None:
     _, ledger = imported_ledger(workdir)
+    argv = [*command, str(ledger)] if command[0] == "report" else command
 
     with open("/dev/full", "w") as full:
-        done = subprocess.run(importer_command("report", str(ledger), "--format", "csv"),
-                              env=child_env(), stdout=full, stderr=subprocess.PIPE, text=True,
-                              timeout=120, check=False)
+        done = subprocess.run(importer_command(*argv), env=child_env(), stdout=full,
+                              stderr=subprocess.PIPE, text=True, timeout=120, check=False)
 
     assert done.returncode == OUTPUT_LOST
     assert done.stderr.count("\n") == 1 and "No space left on device" in done.stderr
@@ -579,7 +581,7 @@ def test_a_terminal_that_cannot_show_a_name_gets_it_escaped_and_the_import_happe
     assert "Traceback" not in err and "UnicodeEncodeError" not in err
     out = done.stdout.decode("ascii" if "ascii" in str(locale) else "utf-8", "replace")
     assert "2 rows in" in out
-    assert status_counts(folder / "m.ledger.sqlite") == Counter(
+    assert status_counts(folder / "m.csv.ledger.sqlite") == Counter(
         {"succeeded": 1, "invalid": 1})
 
 
@@ -622,7 +624,7 @@ def test_a_run_without_credentials_creates_neither_the_ledger_nor_its_lock(
 
     lines = capsys.readouterr().err.splitlines()
     assert len(lines) == 3 and all("no credentials" in line for line in lines), lines
-    assert not list((workdir / "manifests").glob("m.ledger.sqlite*"))
+    assert not list((workdir / "manifests").glob("m.csv.ledger.sqlite*"))
     assert sorted(p.name for p in workdir.iterdir()) == before  # no new.sqlite, no .lock
 
 
