@@ -47,6 +47,7 @@ from .jobs import (
     with_output_lost,
     write_summary_json,
 )
+from .states import Status
 from .verify import Verifier, VerifyResult, check_outputs, findings_file
 
 PathLike = str | os.PathLike[str]
@@ -77,18 +78,17 @@ def validate_manifest(manifest: PathLike | None = None, *, job: PathLike | None 
 
 
 def retry_ledger(ledger: PathLike | None = None, *, job: PathLike | None = None,
-                 statuses: Sequence[str] | str = ("failed",), include_rejected: bool = False,
+                 statuses: Sequence[str] = ("failed",), include_rejected: bool = False,
                  since: str | None = None, observer: Observer | None = None,
                  environ: Mapping[str, str] | None = None, **settings: Any) -> ImportResult:
     """Send again the rows of ``ledger`` (default: the job file's) that failed, or whose
-    outcome is unknown (``statuses=("uploading",)``; one status may be a plain string,
-    ``statuses="uploading"``), as ``convirza-import retry`` does."""
+    outcome is unknown (``statuses=("uploading",)``), as ``convirza-import retry`` does."""
     if ledger is not None:
         settings["ledger"] = ledger
     chosen = _plan(settings, job, None, environ)
     if chosen.settings.ledger is None:
         raise UsageError("retry needs a ledger: give it, or a job file")
-    selection = retry_selection(statuses, include_rejected, since)
+    selection = retry_selection(_statuses(statuses), include_rejected, since)
     return _execute(chosen, ImportJob(chosen.settings, (), retry=selection,
                                       observer=_observer(chosen, observer)))
 
@@ -110,6 +110,19 @@ def verify_ledger(*ledgers: PathLike, job: PathLike | None = None,
     with findings_file(out_path) as out:
         verifier = Verifier(chosen.settings, paths, on_finding=out.write if out else None)
         return asyncio.run(verifier.execute())
+
+
+def _statuses(statuses: Sequence[str]) -> tuple[str, ...]:
+    """``retry_ledger``'s statuses: a plain string is one status (``statuses="failed"``, as a
+    caller naturally writes it, is not the statuses "f", "a", ...), and a value that is no
+    ledger status at all is a ``UsageError``, as the command line's choices refuse it."""
+    chosen = (statuses,) if isinstance(statuses, str) else tuple(statuses)
+    known = [s.value for s in Status]
+    for status in chosen:
+        if status not in known:
+            raise UsageError(f"retry takes rows by ledger status ({', '.join(known)}), got "
+                             f"{status!r}")
+    return chosen
 
 
 def _plan(settings: dict[str, Any], job: PathLike | None, manifest: PathLike | None,

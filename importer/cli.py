@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any, TextIO, cast
 
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from . import demo, logs, streams
+from . import demo, jobs, logs, streams
 from .config import config_json, config_text, entries
 from .errors import ImporterError, UsageError
 from .events import FanOut, Observer, stop_reason_for
@@ -43,8 +43,6 @@ from .jobs import (
     plan,
     refuse_overwriting_inputs,
     retry_selection,
-    with_output_lost,
-    write_summary_json,
 )
 from .ledger import Ledger, Status
 from .lookup import run_lookup
@@ -115,7 +113,7 @@ def cmd_run(args: argparse.Namespace, upload: bool) -> int:
     job = ImportJob(settings, chosen.manifests, upload=upload,
                     observer=_observer(settings, metrics),
                     errors_out=getattr(args, "errors_out", None),
-                    on_summary=None if settings.quiet else lambda summary: streams.say(
+                    on_summary=None if settings.quiet else lambda summary: print(
                         logs.shown(summary_text(summary, reasons=reasons))))
     refuse_overwriting_inputs(job, [("the job file", args.job)])
     return _execute(job, settings, metrics)
@@ -130,7 +128,7 @@ def cmd_retry(args: argparse.Namespace) -> int:
     metrics = _metrics(settings)
     job = ImportJob(settings, (), observer=_observer(settings, metrics),
                     retry=retry_selection(args.status, args.include_rejected, args.since),
-                    on_summary=None if settings.quiet else lambda summary: streams.say(
+                    on_summary=None if settings.quiet else lambda summary: print(
                         logs.shown(summary_text(summary))))
     refuse_overwriting_inputs(job, [("the job file", args.job)])
     return _execute(job, settings, metrics)
@@ -156,28 +154,34 @@ def _metrics(settings: Settings) -> MetricsObserver | None:
 def _execute(job: ImportJob, settings: Settings, metrics: MetricsObserver | None = None) -> int:
     """Run with signals handled and metrics served if asked (each run's summary is printed as
     it ends, and for several manifests a last line for the whole job), and write the summary
-    as JSON if asked: if it cannot be, a run that otherwise succeeded exits ``OUTPUT_LOST``."""
+    as JSON if asked."""
     redirect = logging_redirect_tqdm(loggers=[logging.getLogger("importer")]) \
         if sys.stderr.isatty() and not settings.quiet else contextlib.nullcontext()
     served = metrics.serve(settings.metrics_host, settings.metrics_port) \
         if metrics is not None and settings.metrics_port is not None \
         else contextlib.nullcontext()
-    written = True
     try:
         with served, redirect:
             result = asyncio.run(until_signalled(job, job.execute()))
     finally:
         if settings.summary_json is not None:
-            written = write_summary_json(settings.summary_json, job.result().as_dict(),
-                                         settings.secrets())
+            write_summary_json(settings.summary_json, job.result().as_dict(),
+                               settings.secrets())
     if not settings.quiet:
         if len(job.manifests) > 1 or result.not_started:
-            streams.say(logs.shown(job_text(result)))
+            print(logs.shown(job_text(result)))
         if job.errors_out is not None:
             invalid = result.counts.get("invalid", 0)
-            streams.say(f"{invalid} invalid rows written to {job.errors_out}" if invalid else
-                        f"No invalid rows; {job.errors_out} has the header only.")
-    return (result if written else with_output_lost(result)).exit_code
+            print(f"{invalid} invalid rows written to {job.errors_out}" if invalid else
+                  f"No invalid rows; {job.errors_out} has the header only.")
+    return result.exit_code
+
+
+def write_summary_json(path: Path, data: dict[str, Any], secrets: Sequence[str]) -> None:
+    """``--summary-json`` written (``jobs.write_summary_json``); one that could not be is
+    counted as an output lost (``streams.OUTPUT_LOST``), so that the exit code says so."""
+    if not jobs.write_summary_json(path, data, secrets):
+        streams.lost_output("--summary-json")
 
 
 def _settings_inputs(settings: Settings) -> list[tuple[str, Path | None]]:
@@ -198,9 +202,9 @@ def cmd_verify(args: argparse.Namespace) -> int:
         verifier = Verifier(settings, ledgers, on_finding=out.write if out else None)
         result = asyncio.run(until_signalled(verifier, verifier.execute()))
     if not settings.quiet:
-        streams.say(logs.shown(verify_text(result)))
+        print(logs.shown(verify_text(result)))
         if out is not None:
-            streams.say(f"{out.count} discrepancies written to {args.output}")
+            print(f"{out.count} discrepancies written to {args.output}")
     return result.exit_code
 
 
@@ -315,11 +319,11 @@ def cmd_lookup(args: argparse.Namespace) -> int:
     if count == 0 and resource.single:
         # Asked for one object by its id: its absence is an answer a script must not take
         # for success (a list that matches nothing is an answer too, and exits 0).
-        streams.complain(f"convirza-import: error: no {resource.name} {args.object_id} (the "
-                         f"API knows no such {resource.name}, or this login may not see it)")
+        print(f"convirza-import: error: no {resource.name} {args.object_id} (the API knows no "
+              f"such {resource.name}, or this login may not see it)", file=sys.stderr)
         return 1
     if count == 0 and not settings.quiet:
-        streams.complain("no records found")
+        print("no records found", file=sys.stderr)
     return 0
 
 
@@ -370,7 +374,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
                          "--manifest FILE")
     observer = ProgressObserver()
     code: int = asyncio.run(demo.run_demo(args.ledger, args.manifest, args.concurrency,
-                                          observer, streams.say))
+                                          observer, print))
     return code
 
 
@@ -387,24 +391,39 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
 }
 
 
+#: The commands whose output is a by-product of their work: a reader that exits, a full disk
+#: or a closed terminal must not stop them (``streams``); for the others (report, lookup,
+#: config) the output is the work, and a reader that exits early took what it wanted.
+WORKING = frozenset({"run", "validate", "retry", "verify", "demo", "sandbox"})
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; its exit code. Nothing that happens to the standard streams (closed,
     full, a reader gone, an encoding that cannot show a name) ends a command with a
-    traceback (``streams``)."""
-    streams.prepare()
+    traceback, and a lost output is in the exit code (``streams``)."""
+    saved = streams.prepare()
+    try:
+        return _main(argv)
+    finally:
+        streams.restore(saved)
+
+
+def _main(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
     logs.remember_secrets(environment_secrets())  # until the settings know them all
+    if args.command in WORKING:
+        streams.keep_going()
     try:
         code = COMMANDS[args.command](args)
     except ImporterError as exc:
-        streams.complain(f"convirza-import: error: {logs.shown(str(exc))}")
+        print(f"convirza-import: error: {logs.shown(str(exc))}", file=sys.stderr)
         return exit_code_for(exc)
     except (KeyboardInterrupt, asyncio.CancelledError) as exc:
-        streams.complain("convirza-import: interrupted")
+        print("convirza-import: interrupted", file=sys.stderr)
         return exit_code_for(exc)
     except BrokenPipeError:
         # The reader of a report, a lookup or config went away (`report ... | head`): it took
-        # what it wanted, not an error of ours. (A run's output never raises: it goes on.)
+        # what it wanted, not an error of ours.
         streams.silence_stdout()
         return 0
     return streams.settle(code)

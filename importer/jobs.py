@@ -90,19 +90,14 @@ def default_observer(settings: Settings) -> Observer:
     return ProgressObserver(interval=settings.progress_interval)
 
 
-def retry_selection(statuses: Sequence[str] | str = (), include_rejected: bool = False,
+def retry_selection(statuses: Sequence[str] = (), include_rejected: bool = False,
                     since: str | None = None) -> RetrySelection:
     """Which ledger rows ``retry`` sends again: ``statuses`` (``failed``, ``uploading``;
-    default failed; one of them may be given as a plain string, as a caller of the Python API
-    naturally writes ``statuses="failed"``), refused ones too when ``include_rejected``, last
-    tried at or after ``since`` (ISO 8601; UTC unless it says otherwise)."""
-    wanted = [statuses] if isinstance(statuses, str) else list(statuses)
-    sendable = (Status.FAILED.value, Status.UPLOADING.value)
-    for status in wanted:
-        if status not in sendable:
-            raise UsageError(f"retry takes rows that failed or are uploading (unknown "
-                             f"outcome): statuses {' or '.join(sendable)}, got {status!r}")
-    chosen = tuple(Status(s) for s in dict.fromkeys(wanted or ["failed"]))
+    default failed), refused ones too when ``include_rejected``, last tried at or after
+    ``since`` (ISO 8601; UTC unless it says otherwise)."""
+    chosen = tuple(Status(s) for s in dict.fromkeys(statuses or ["failed"]))
+    if not set(chosen) <= {Status.FAILED, Status.UPLOADING}:
+        raise UsageError("retry takes rows that failed or are uploading (unknown outcome)")
     return RetrySelection(chosen, include_rejected, _since(since))
 
 

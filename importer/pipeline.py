@@ -107,12 +107,10 @@ class ImportRun:
         ``NotTheApi`` once the ledger is consistent, if the run stopped on one. A run or retry
         holds the ledger's lock throughout: a second writer is refused (``LedgerBusy``) or
         waits (``--wait-for-ledger``)."""
-        s, lock = self.settings, None
-        if self.mode.sends or s.preflight or s.check_urls:
-            require_credentials(s)  # before the lock and the ledger: none made in vain
+        lock = None
         if self.mode.sends:
             lock = LedgerLock(self._writable_ledger())
-            wait = s.wait_for_ledger
+            wait = self.settings.wait_for_ledger
             await lock.acquire(f"{self.mode.name} {self.origin}",
                                wait=None if wait == float("inf") else wait or 0,
                                on_wait=log.warning)
@@ -123,8 +121,9 @@ class ImportRun:
                 lock.release()
 
     def _writable_ledger(self) -> Path:
-        """The ledger a run or retry will write, after the checks that need no lock: its
-        folder exists, and a retry's ledger exists (a run creates its own)."""
+        """The ledger a run or retry will write, after the checks that need no lock: there are
+        credentials, its folder exists, a retry's ledger exists (a run creates its own)."""
+        require_credentials(self.settings)  # no lock nor ledger made by a run that cannot send
         path = self.ledger_path()
         if not path.parent.is_dir():
             raise LedgerError(f"{path}: the folder {path.parent} does not exist")
