@@ -28,7 +28,7 @@ from types import TracebackType
 from .client import ConvirzaClient, require_credentials
 from .context import Job, RunContext
 from .errors import LedgerError, UsageError, ours_in, plain_errors
-from .events import Observer, RunSummary, StopReason, guarded, stop_reason_for
+from .events import NullObserver, Observer, RunSummary, StopReason, stop_reason_for
 from .guard import RunGuard
 from .intake import Intake
 from .ledger import Ledger
@@ -65,7 +65,7 @@ class ImportRun:
                  clock: Clock = time.monotonic) -> None:
         self.settings = settings
         self.mode = mode
-        self.observer = guarded(observer)  # a failing observer is detached, never fatal
+        self.observer = observer or NullObserver()
         self.clock = clock
         self.origin = origin_of(mode, settings)
         try:
