@@ -267,9 +267,6 @@ class Guarded(Observer):
     the ledger's writer thread (which tells ``committed``) and so hang every write. A method
     it lacks (an observer written before that event existed) is skipped, said once."""
 
-    _EVENTS = ("started", "row", "passed", "finished", "request_started", "request_finished",
-               "committed")
-
     def __init__(self, observer: Observer) -> None:
         self.observer = observer
         self._detached = False

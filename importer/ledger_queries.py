@@ -205,14 +205,17 @@ def connect_readonly(path: Path) -> tuple[sqlite3.Connection, set[str]]:
             conn = sqlite3.connect(f"{uri}?{mode}", uri=True, check_same_thread=False,
                                    timeout=30)
             names = {r[0] for r in conn.execute("SELECT name FROM migrations")}
-            refuse_newer(conn, path, names)
-            return conn, names
-        except (sqlite3.DatabaseError, LedgerError) as exc:
+        except sqlite3.DatabaseError as exc:
+            failure = exc
             if conn is not None:
                 conn.close()
-            if isinstance(exc, LedgerError):
-                raise
-            failure = exc
+            continue
+        try:
+            refuse_newer(conn, path, names)  # a newer version's ledger: neither read nor written
+        except LedgerError:
+            conn.close()
+            raise
+        return conn, names
     raise unusable(path, failure) from None
 
 

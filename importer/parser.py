@@ -29,10 +29,9 @@ or the API failing; 5 done, but stdout or --summary-json could not be written; 1
 #: The epilog of the commands that upload or validate, which stop gently on a signal.
 RUN_EPILOG = EPILOG + f"""
 stopping: Ctrl-C, SIGTERM or SIGHUP (timeout, systemd, Kubernetes, a closed terminal) lets
-uploads in flight finish, prints the summary and exits 130; signals within {SIGNAL_WINDOW:g} s of \
-the
-first are the same request (timeout and systemd send two at once), a later one aborts the uploads
-in flight."""
+uploads in flight finish, prints the summary and exits 130; signals within {SIGNAL_WINDOW:g} s
+of the first are the same request (timeout and systemd send two at once), a later one aborts
+the uploads in flight."""
 
 
 def _add_options(p: argparse.ArgumentParser, command: str, *,
