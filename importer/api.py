@@ -44,8 +44,10 @@ from .jobs import (
     plan,
     refuse_overwriting_inputs,
     retry_selection,
+    with_output_lost,
     write_summary_json,
 )
+from .states import Status
 from .verify import Verifier, VerifyResult, check_outputs, findings_file
 
 PathLike = str | os.PathLike[str]
@@ -87,7 +89,7 @@ def retry_ledger(ledger: PathLike | None = None, *, job: PathLike | None = None,
     chosen = _plan(settings, job, None, environ)
     if chosen.settings.ledger is None:
         raise UsageError("retry needs a ledger: give it, or a job file")
-    selection = retry_selection(statuses, include_rejected, since)
+    selection = retry_selection(_statuses(statuses), include_rejected, since)
     return _execute(chosen, ImportJob(chosen.settings, (), retry=selection,
                                       observer=_observer(chosen, observer)))
 
@@ -114,6 +116,19 @@ def verify_ledger(*ledgers: PathLike, job: PathLike | None = None,
         return asyncio.run(verifier.execute())
 
 
+def _statuses(statuses: Sequence[str]) -> tuple[str, ...]:
+    """``retry_ledger``'s statuses: a plain string is one status (``statuses="failed"``, as a
+    caller naturally writes it, is not the statuses "f", "a", ...), and a value that is no
+    ledger status at all is a ``UsageError``, as the command line's choices refuse it."""
+    chosen = (statuses,) if isinstance(statuses, str) else tuple(statuses)
+    known = [s.value for s in Status]
+    for status in chosen:
+        if status not in known:
+            raise UsageError(f"retry takes rows by ledger status ({', '.join(known)}), got "
+                             f"{status!r}")
+    return chosen
+
+
 def _plan(settings: dict[str, Any], job: PathLike | None, manifest: PathLike | None,
           environ: Mapping[str, str] | None, *, reads: bool = False) -> Plan:
     return plan(settings, job=Path(job) if job is not None else None,
@@ -127,12 +142,14 @@ def _observer(chosen: Plan, observer: Observer | None) -> Observer:
 
 def _execute(chosen: Plan, job: ImportJob) -> ImportResult:
     """Run ``job`` to its end in an event loop of its own, writing ``summary_json`` if asked,
-    also when the run ends with an error."""
+    also when the run ends with an error; a summary that could not be written makes a run
+    that otherwise succeeded exit ``OUTPUT_LOST`` (5), as on the command line."""
     refuse_overwriting_inputs(job, [("the job file", chosen.job.path if chosen.job else None)])
+    written = True
     try:
         result = asyncio.run(job.execute())
     finally:
         if chosen.settings.summary_json is not None:
-            write_summary_json(chosen.settings.summary_json, job.result().as_dict(),
-                               chosen.settings.secrets())
-    return result
+            written = write_summary_json(chosen.settings.summary_json, job.result().as_dict(),
+                                         chosen.settings.secrets())
+    return result if written else with_output_lost(result)

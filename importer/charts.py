@@ -20,7 +20,8 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from html import escape
+
+from .redact import html_text
 
 WIDTH, HEIGHT = 800, 280
 LEFT, RIGHT, TOP, BOTTOM = 64, 16, 36, 40
@@ -63,8 +64,8 @@ def number(value: float) -> str:
 def _frame(chart_id: str, title: str, description: str, body: list[str]) -> str:
     return (f'<svg class="chart" id="{chart_id}" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" '
             f'aria-labelledby="{chart_id}-t {chart_id}-d" xmlns="http://www.w3.org/2000/svg">'
-            f'<title id="{chart_id}-t">{escape(title)}</title>'
-            f'<desc id="{chart_id}-d">{escape(description)}</desc>' + "".join(body) + "</svg>")
+            f'<title id="{chart_id}-t">{html_text(title)}</title>'
+            f'<desc id="{chart_id}-d">{html_text(description)}</desc>' + "".join(body) + "</svg>")
 
 
 def _legend(names: Sequence[str], colors: Sequence[str], *, dashed: bool = True,
@@ -74,7 +75,7 @@ def _legend(names: Sequence[str], colors: Sequence[str], *, dashed: bool = True,
         color, dash = colors[i % len(colors)], DASHES[i % len(DASHES)] if dashed else ""
         pattern = f' stroke-dasharray="{dash}"' if dash else ""
         out.append(f'<line x1="{x}" y1="16" x2="{x + 22}" y2="16" stroke="{color}" '
-                   f'stroke-width="3"{pattern}/><text x="{x + 28}" y="20">{escape(name)}</text>')
+                   f'stroke-width="3"{pattern}/><text x="{x + 28}" y="20">{html_text(name)}</text>')
         x += 40 + 7 * len(name)
     return out
 
@@ -101,9 +102,9 @@ def time_chart(chart_id: str, title: str, description: str, times: Sequence[date
         body.append(f'<line x1="{LEFT}" y1="{_n(y(v))}" x2="{WIDTH - RIGHT}" y2="{_n(y(v))}"/>')
     body.append("</g>")
     body.extend(f'<text x="{LEFT - 6}" y="{_n(y(v) + 4)}" text-anchor="end">'
-                f'{escape(number(v))}</text>' for v in ticks)
+                f'{html_text(number(v))}</text>' for v in ticks)
     if unit:  # above the axis, and the legend after it
-        body.append(f'<text x="4" y="20">{escape(unit)}</text>')
+        body.append(f'<text x="4" y="20">{html_text(unit)}</text>')
     body.extend(_time_ticks(first, last, x))
     for i, s in enumerate(series):
         color, dash = PALETTE[i % len(PALETTE)], DASHES[i % len(DASHES)]
@@ -112,14 +113,14 @@ def time_chart(chart_id: str, title: str, description: str, times: Sequence[date
         pattern = f' stroke-dasharray="{dash}"' if dash else ""
         if path:
             body.append(f'<path d="{path}" fill="none" stroke="{color}" stroke-width="2"'
-                        f'{pattern} stroke-linejoin="round"><title>{escape(s.name)}</title>'
+                        f'{pattern} stroke-linejoin="round"><title>{html_text(s.name)}</title>'
                         "</path>")
     if reference is not None:
         label, level = reference
         body.append(f'<line x1="{LEFT}" y1="{_n(y(level))}" x2="{WIDTH - RIGHT}" '
                     f'y2="{_n(y(level))}" stroke="#555" stroke-dasharray="4 4"/>'
                     f'<text x="{WIDTH - RIGHT}" y="{_n(y(level) - 5)}" text-anchor="end">'
-                    f'{escape(label)}</text>')
+                    f'{html_text(label)}</text>')
     body.append(f'<line x1="{LEFT}" y1="{TOP + plot_h}" x2="{WIDTH - RIGHT}" '
                 f'y2="{TOP + plot_h}" stroke="#888"/>')
     body.extend(_legend([s.name for s in series], PALETTE, x=max(LEFT, 20 + 7 * len(unit))))
@@ -198,7 +199,7 @@ def bar_chart(chart_id: str, title: str, description: str, labels: Sequence[str]
         y0 = TOP + i * (bar_h + 8)
         shown = label if len(label) <= chars else label[:chars - 1] + "…"
         body.append(f'<text x="{label_width - 8}" y="{y0 + 15}" text-anchor="end">'
-                    f'<title>{escape(label)}</title>{escape(shown)}</text>')
+                    f'<title>{html_text(label)}</title>{html_text(shown)}</text>')
         x0 = float(label_width)
         for j, s in enumerate(stacks):
             v = s.values[i] or 0.0
@@ -206,7 +207,7 @@ def bar_chart(chart_id: str, title: str, description: str, labels: Sequence[str]
             if w > 0:
                 body.append(f'<rect x="{_n(x0)}" y="{y0}" width="{_n(max(w, 1.0))}" '
                             f'height="{bar_h}" fill="{colors[j % len(colors)]}">'
-                            f'<title>{escape(s.name)}: {v:,.0f}</title></rect>')
+                            f'<title>{html_text(s.name)}: {v:,.0f}</title></rect>')
             x0 += w
         body.append(f'<text x="{_n(x0 + 6)}" y="{y0 + 15}">{totals[i]:,.0f}</text>')
     if len(stacks) > 1:

@@ -10,7 +10,9 @@ Exit codes (``events.StopReason`` holds the one table; ``exit_code_for`` reads i
     3    authentication or permission refused: the run stopped at once
     4    stopped early by a budget (--max-errors, --max-uploads, --max-duration), because
          the API kept failing (--max-consecutive-failures), or did not answer at the start
-    130  interrupted (Ctrl-C / SIGTERM); the ledger is consistent
+    5    the work was done, but an output it was asked for could not be written: standard
+         output (a reader that exited, a full disk) or --summary-json (a weightier code wins)
+    130  interrupted (Ctrl-C / SIGTERM / SIGHUP); the ledger is consistent
 """
 
 from __future__ import annotations
@@ -22,7 +24,6 @@ import io
 import itertools
 import json
 import logging
-import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -30,7 +31,7 @@ from typing import TYPE_CHECKING, Any, TextIO, cast
 
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from . import demo, logs
+from . import demo, jobs, logs, streams
 from .config import config_json, config_text, entries
 from .errors import ImporterError, UsageError
 from .events import FanOut, Observer, stop_reason_for
@@ -43,7 +44,6 @@ from .jobs import (
     quiet_line,
     refuse_overwriting_inputs,
     retry_selection,
-    write_summary_json,
 )
 from .ledger import Ledger, Status
 from .lookup import run_lookup
@@ -181,6 +181,13 @@ def _execute(job: ImportJob, settings: Settings, metrics: MetricsObserver | None
     return result.exit_code
 
 
+def write_summary_json(path: Path, data: dict[str, Any], secrets: Sequence[str]) -> None:
+    """``--summary-json`` written (``jobs.write_summary_json``); one that could not be is
+    counted as an output lost (``streams.OUTPUT_LOST``), so that the exit code says so."""
+    if not jobs.write_summary_json(path, data, secrets):
+        streams.lost_output("--summary-json")
+
+
 def _settings_inputs(settings: Settings) -> list[tuple[str, Path | None]]:
     """The files settings were read from, which no output may replace."""
     return [("the columns file", settings.columns_file),
@@ -210,8 +217,8 @@ def cmd_config(args: argparse.Namespace) -> int:
     chosen = _plan(args)
     logs.remember_secrets(chosen.settings.secrets())
     found = entries(chosen)
-    print(logs.shown(config_json(found) if args.format == "json" else config_text(found)),
-          end="")
+    with _output(None, for_people=True) as out:
+        out.write(config_json(found) if args.format == "json" else config_text(found))
     return 0
 
 
@@ -266,7 +273,13 @@ def _output(path: Path | None, *, for_people: bool = False) -> Iterator[TextIO]:
     has the characters a terminal would act on escaped."""
     if path is None:
         terminal = for_people or sys.stdout.isatty()
-        yield cast(TextIO, _Cleaning(sys.stdout, logs.shown if terminal else logs.scrubbed))
+        try:
+            yield cast(TextIO, _Cleaning(sys.stdout, logs.shown if terminal else logs.scrubbed))
+            sys.stdout.flush()
+        except BrokenPipeError:
+            raise  # the reader took what it wanted (`report ... | head`): see main
+        except OSError as exc:  # a full disk, a terminal gone: said once, exit 5
+            streams.lose(exc)
         return
     with atomic_text(path) as handle:
         yield cast(TextIO, _Cleaning(handle, logs.shown if for_people else logs.scrubbed))
@@ -384,11 +397,30 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
 }
 
 
+#: The commands whose output is a by-product of their work: a reader that exits, a full disk
+#: or a closed terminal must not stop them (``streams``); for the others (report, lookup,
+#: config) the output is the work, and a reader that exits early took what it wanted.
+WORKING = frozenset({"run", "validate", "retry", "verify", "demo", "sandbox"})
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; its exit code. Nothing that happens to the standard streams (closed,
+    full, a reader gone, an encoding that cannot show a name) ends a command with a
+    traceback, and a lost output is in the exit code (``streams``)."""
+    saved = streams.prepare()
+    try:
+        return _main(argv)
+    finally:
+        streams.restore(saved)
+
+
+def _main(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
     logs.remember_secrets(environment_secrets())  # until the settings know them all
+    if args.command in WORKING:
+        streams.keep_going()
     try:
-        return COMMANDS[args.command](args)
+        code = COMMANDS[args.command](args)
     except ImporterError as exc:
         print(f"convirza-import: error: {logs.shown(str(exc))}", file=sys.stderr)
         return exit_code_for(exc)
@@ -396,7 +428,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("convirza-import: interrupted", file=sys.stderr)
         return exit_code_for(exc)
     except BrokenPipeError:
-        # The reader went away (`report ... | head`): not an error of ours.
-        with contextlib.suppress(OSError):
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        # The reader of a report, a lookup or config went away (`report ... | head`): it took
+        # what it wanted, not an error of ours.
+        streams.silence_stdout()
         return 0
+    return streams.settle(code)

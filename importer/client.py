@@ -91,6 +91,15 @@ def translate(exc: BaseException, *, body_sent: bool) -> ApiError:
     raise TypeError(f"no ApiError for {type(exc).__name__}") from exc
 
 
+def require_credentials(s: Settings) -> None:
+    """Refuse settings that give no credential (``UsageError``): asked before anything is
+    created for a run (its ledger, the ledger's lock), which a run that cannot send must not
+    leave behind."""
+    if s.token is None and not (s.username and s.password is not None):
+        raise UsageError("no credentials: set CONVIRZA_TOKEN (or --token-file), or "
+                         "CONVIRZA_USERNAME and CONVIRZA_PASSWORD")
+
+
 class ConvirzaClient(Lookups):
     """Async client for one run: ``async with ConvirzaClient(settings) as client: ...``."""
 
@@ -108,12 +117,10 @@ class ConvirzaClient(Lookups):
         self.observer: Observer = NullObserver()  # told of every request (the metrics)
 
     def _token_provider(self, s: Settings) -> TokenProvider:
+        require_credentials(s)
         if s.token is not None:
             return StaticToken(s.token.get_secret_value(), "CONVIRZA_TOKEN / --token-file")
-        if s.username and s.password is not None:
-            return PasswordLogin(self.login, f"the login of {s.username} (CONVIRZA_USERNAME)")
-        raise UsageError("no credentials: set CONVIRZA_TOKEN (or --token-file), or "
-                         "CONVIRZA_USERNAME and CONVIRZA_PASSWORD")
+        return PasswordLogin(self.login, f"the login of {s.username} (CONVIRZA_USERNAME)")
 
     async def __aenter__(self) -> ConvirzaClient:
         s = self.settings

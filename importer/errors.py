@@ -28,10 +28,13 @@ ledger, reports, tests) never parse ``str(exc)``. No error ever holds a token.
 from __future__ import annotations
 
 import copy
+import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Self
+
+log = logging.getLogger("importer.errors")
 
 
 class ImporterError(Exception):
@@ -212,11 +215,28 @@ def ours_in(group: BaseExceptionGroup[BaseException]) -> ImporterError | None:
 @contextmanager
 def plain_errors() -> Iterator[None]:
     """Raise a task group's ImporterError as itself, so callers and the command line see one
-    error with its message and exit code; anything else is a bug and keeps its group."""
+    error with its message and exit code; anything else is a bug and keeps its group. The
+    group's other errors are logged, one line each: they happened too (a bug in one task
+    while another met a dead ledger), and dropping them would hide the second cause. The same
+    error met by several tasks at once (every worker writing to a full disk) is said once."""
     try:
         yield
     except BaseExceptionGroup as group:
         ours = ours_in(group)
         if ours is not None:
+            said = {one_line(ours)}
+            for other in group.exceptions:
+                line = one_line(other)
+                if line not in said:
+                    said.add(line)
+                    log.error("also: %s", line)
             raise ours from None
         raise
+
+
+def one_line(exc: BaseException) -> str:
+    """An error as one line: our own by its message, anything else (a bug) by its type too."""
+    text = " ".join(str(exc).split())
+    if isinstance(exc, ImporterError):
+        return text or type(exc).__name__
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

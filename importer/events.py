@@ -7,6 +7,8 @@ never imports tqdm and tests attach an observer that just records.
 from __future__ import annotations
 
 import asyncio
+import logging
+import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -21,6 +23,8 @@ from .errors import (
     NotTheApi,
     UsageError,
 )
+
+log = logging.getLogger("importer.events")
 
 
 class Outcome(StrEnum):
@@ -46,7 +50,7 @@ class StopReason(StrEnum):
     """Why a run stopped before the end of its rows; each decides the exit code (one table,
     ``EXIT_CODES``), never the text that describes it."""
 
-    INTERRUPTED = "interrupted"                  # Ctrl-C, SIGTERM
+    INTERRUPTED = "interrupted"                  # Ctrl-C, SIGTERM, SIGHUP
     BUDGET = "budget"                            # --max-errors, --max-uploads, --max-duration
     FAILING = "the API kept failing"             # --max-consecutive-failures
     UNAVAILABLE = "the API is unavailable"       # the check before the first row failed
@@ -66,6 +70,12 @@ EXIT_CODES: dict[StopReason, int] = {
     StopReason.UNAVAILABLE: 4, StopReason.CREDENTIALS: 3, StopReason.NOT_THE_API: 2,
     StopReason.MANIFEST: 2, StopReason.SETUP: 2,
 }
+
+
+#: The exit code of a command that did its work (the ledger records it) but could not write
+#: an output it was asked for: standard output (a reader that exited, a full disk) or
+#: ``--summary-json``. A weightier code (rows failed, a stop) is given instead when there is one.
+OUTPUT_LOST = 5
 
 
 def stop_reason_for(exc: BaseException) -> StopReason | None:
@@ -268,12 +278,79 @@ class NullObserver(Observer):
         return None
 
 
+class Guarded(Observer):
+    """An observer whose failures never reach the run: the first exception it raises is
+    logged (one line) and detaches it, so that a bug in a progress display, a metrics sink or
+    a caller's own observer can neither end the run, leave its rows ``uploading``, nor kill
+    the ledger's writer thread (which tells ``committed``) and so hang every write. A method
+    it lacks (an observer written before that event existed) is skipped, said once."""
+
+    def __init__(self, observer: Observer) -> None:
+        self.observer = observer
+        self._detached = False
+        self._missing: set[str] = set()
+        self._lock = threading.Lock()  # ``committed`` comes from the ledger's writer thread
+
+    def _tell(self, event: str, *args: object) -> None:
+        if self._detached:
+            return
+        method = getattr(self.observer, event, None)
+        if method is None:
+            with self._lock:
+                if event not in self._missing:
+                    self._missing.add(event)
+                    log.warning("the observer %s has no %s(): it is not told of those events",
+                                type(self.observer).__name__, event)
+            return
+        try:
+            method(*args)
+        except Exception as exc:
+            with self._lock:
+                if self._detached:
+                    return
+                self._detached = True
+            text = " ".join(str(exc).split()) or "no message"
+            log.warning("the observer %s failed in %s() (%s: %s); it is detached, and the run "
+                        "goes on without it", type(self.observer).__name__, event,
+                        type(exc).__name__, text)
+
+    def started(self, summary: RunSummary) -> None:
+        self._tell("started", summary)
+
+    def row(self, event: RowEvent) -> None:
+        self._tell("row", event)
+
+    def passed(self, outcome: Outcome, n: int) -> None:
+        self._tell("passed", outcome, n)
+
+    def finished(self, summary: RunSummary) -> None:
+        self._tell("finished", summary)
+
+    def request_started(self, method: str, path: str) -> None:
+        self._tell("request_started", method, path)
+
+    def request_finished(self, event: RequestEvent) -> None:
+        self._tell("request_finished", event)
+
+    def committed(self, seconds: float, calls: int) -> None:
+        self._tell("committed", seconds, calls)
+
+
+def guarded(observer: Observer | None) -> Observer:
+    """``observer`` made safe to call from the run (``Guarded``); nothing when None."""
+    if observer is None:
+        return NullObserver()
+    if isinstance(observer, (Guarded, FanOut)) or type(observer) is NullObserver:
+        return observer  # already guarded (a FanOut guards each of its own), or harmless
+    return Guarded(observer)
+
+
 class FanOut(Observer):
     """Several observers of one run (the progress bar and the metrics), each told every event,
-    in the order given."""
+    in the order given; each is guarded on its own, so that one failing leaves the others."""
 
     def __init__(self, *observers: Observer) -> None:
-        self.observers = observers
+        self.observers = tuple(guarded(o) for o in observers)
 
     def started(self, summary: RunSummary) -> None:
         for observer in self.observers:

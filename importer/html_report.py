@@ -10,15 +10,14 @@ anything, ``<script>`` included.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
-from html import escape
 from typing import Any
 
 from .charts import Series, bar_chart, time_chart
 from .ledger import Status
 from .ledger_stats import Example, LedgerStats, Pace, RunFacts, Timeline, pace, timeline, when
+from .redact import html_text
 
 #: Runs shown in the chart of outcomes per run (the latest); the table lists them all.
 RUNS_CHARTED = 25
@@ -30,7 +29,6 @@ RUN_OUTCOMES = ("succeeded", "reconciled", "already imported", "found in Convirz
 #: Their colours: blues and greens for done, grey for passed over, warm ones for problems.
 RUN_COLORS = ("#0072B2", "#56B4E9", "#009E73", "#00B8A0", "#999999", "#D55E00", "#CC79A7",
               "#E69F00")
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 STYLE = """
 :root{font-family:system-ui,-apple-system,"Segoe UI",Roboto,Helvetica,Arial,sans-serif;
@@ -84,8 +82,9 @@ def render(stats: LedgerStats, *, generated: datetime | None = None) -> str:
 
 
 def _text(value: object) -> str:
-    """Ledger text made safe for the page: escaped, control characters dropped."""
-    return escape(_CONTROL.sub("", "" if value is None else str(value)))
+    """Ledger text made safe for the page: HTML escaped, control and bidi characters shown as
+    escapes, as the terminal's table shows them (``redact.printable``)."""
+    return html_text("" if value is None else str(value))
 
 
 def _n(value: int | float) -> str:
@@ -222,13 +221,13 @@ def _chart(chart_id: str, caption: str, description: str, svg: str,
            columns: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
     """A chart in a figure: its caption, the SVG, what it shows in words, and its data as a
     table (folded on screen; the coarser buckets of the same series)."""
-    head = "".join(f'<th class="n">{escape(c)}</th>' for c in columns)
-    body = "".join("<tr>" + f"<td>{escape(r[0])}</td>"
-                   + "".join(f'<td class="n">{escape(v)}</td>' for v in r[1:]) + "</tr>"
+    head = "".join(f'<th class="n">{html_text(c)}</th>' for c in columns)
+    body = "".join("<tr>" + f"<td>{html_text(r[0])}</td>"
+                   + "".join(f'<td class="n">{html_text(v)}</td>' for v in r[1:]) + "</tr>"
                    for r in rows)
     return (f'<figure aria-labelledby="{chart_id}-c"><figcaption id="{chart_id}-c">'
-            f"{escape(caption)}</figcaption>{svg}<p class=\"note\">{escape(description)}</p>"
-            f"<details><summary>Data table: {escape(caption.lower())}</summary><table>"
+            f"{html_text(caption)}</figcaption>{svg}<p class=\"note\">{html_text(description)}</p>"
+            f"<details><summary>Data table: {html_text(caption.lower())}</summary><table>"
             f"<thead><tr><th>from</th>{head}</tr></thead><tbody>{body}</tbody></table>"
             "</details></figure>")
 
@@ -255,7 +254,7 @@ def _errors(stats: LedgerStats) -> str:
              '<th>state</th><th>reason</th><th class="n">rows</th><th>examples (row, key, file: '
              f"message)</th></tr></thead><tbody>{''.join(rows)}</tbody></table>")
     return (head + f'<figure aria-labelledby="reasons-c"><figcaption id="reasons-c">Top error '
-            f'reasons</figcaption>{svg}<p class="note">{escape(description)}</p></figure>'
+            f'reasons</figcaption>{svg}<p class="note">{html_text(description)}</p></figure>'
             + table + "</section>")
 
 
@@ -302,7 +301,7 @@ def _runs(stats: LedgerStats) -> str:
              '<th class="n">exit</th><th>rows</th><th>stopped early</th></tr></thead>'
              f"<tbody>{''.join(rows)}</tbody></table>")
     return (head + f'<figure aria-labelledby="runs-c"><figcaption id="runs-c">Outcomes per run'
-            f'</figcaption>{svg}<p class="note">{escape(description)}</p></figure>'
+            f'</figcaption>{svg}<p class="note">{html_text(description)}</p></figure>'
             + table + "</section>")
 
 

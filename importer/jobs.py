@@ -19,13 +19,13 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
 from .errors import ManifestError, UsageError
-from .events import NullObserver, Observer, RunSummary, StopReason
+from .events import OUTPUT_LOST, NullObserver, Observer, RunSummary, StopReason, guarded
 from .jobfile import JobFile, manifests_of, read_job
 from .ledger import Status
 from .modes import Mode, Retry, RetrySelection, Upload, Validate
@@ -195,7 +195,8 @@ class ImportJob:
         self.manifests = tuple(manifests)
         self.upload = upload
         self.retry = retry
-        self.observer = observer
+        # Guarded once for the whole job: an observer that fails is detached for good.
+        self.observer = observer if observer is None else guarded(observer)
         self.errors_out = errors_out
         # Built now, so that a setting that makes no sense stops the command before any run.
         self.runs = [self._run(settings, m) for m in self.manifests or (None,)]
@@ -328,15 +329,24 @@ def job_text(result: ImportResult) -> str:
     return line
 
 
-def write_summary_json(path: Path, data: Mapping[str, Any], secrets: Sequence[str]) -> None:
-    """``--summary-json``: written whole or not at all, secrets blanked. A failure is logged
-    and leaves the exit code to the run, which did happen: a scheduler must not mistake it for
-    a usage error."""
+def write_summary_json(path: Path, data: Mapping[str, Any], secrets: Sequence[str]) -> bool:
+    """``--summary-json``: written whole or not at all, secrets blanked; whether it was. A
+    failure is logged (one line) and must not pass for success: the caller gives a run that
+    otherwise succeeded the exit code ``OUTPUT_LOST`` (not a usage error's: the run did
+    happen), since a scheduler that reads the file would find none, or last night's."""
     try:
         with atomic_text(path, newline=None) as out:
             out.write(Redactor(secrets)(json.dumps(data, indent=2)) + "\n")
     except UsageError as exc:
         log.error("the summary was not written: %s", exc)
+        return False
+    return True
+
+
+def with_output_lost(result: ImportResult) -> ImportResult:
+    """``result`` of a job whose output (``--summary-json``) could not be written: a run that
+    otherwise succeeded exits ``OUTPUT_LOST``; any other code stands, being weightier."""
+    return replace(result, exit_code=OUTPUT_LOST) if result.exit_code == 0 else result
 
 
 def quiet_line(result: ImportResult, job: ImportJob) -> str:

@@ -17,7 +17,7 @@ from typing import Any
 
 from .admission import FileFacts, facts
 from .errors import LedgerError
-from .ledger_schema import select_in, unusable
+from .ledger_schema import refuse_newer, select_in, unusable
 from .states import Status
 
 
@@ -246,11 +246,18 @@ def connect_readonly(path: Path) -> tuple[sqlite3.Connection, set[str]]:
         try:
             conn = sqlite3.connect(f"{uri}?{mode}", uri=True, check_same_thread=False,
                                    timeout=30)
-            return conn, {r[0] for r in conn.execute("SELECT name FROM migrations")}
+            names = {r[0] for r in conn.execute("SELECT name FROM migrations")}
         except sqlite3.DatabaseError as exc:
             failure = exc
             if conn is not None:
                 conn.close()
+            continue
+        try:
+            refuse_newer(conn, path, names)  # a newer version's ledger: neither read nor written
+        except LedgerError:
+            conn.close()
+            raise
+        return conn, names
     raise unusable(path, failure) from None
 
 

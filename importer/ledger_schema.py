@@ -12,6 +12,7 @@ import os
 import sqlite3
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
@@ -163,7 +164,11 @@ MIGRATION_STEPS: dict[str, Callable[[sqlite3.Connection], None]] = {
 
 
 def migrate(conn: sqlite3.Connection) -> None:
-    """Apply, in order, each migration the file has not had, each in a transaction of its own."""
+    """Apply, in order, each migration the file has not had, each in a transaction of its own;
+    then stamp the file with this version's layout (``PRAGMA user_version``). A file of a newer
+    version is refused before anything is written to it (``refuse_newer``)."""
+    refuse_newer(conn, Path(conn.execute("PRAGMA database_list").fetchone()[2]),
+                 applied(conn) if _has_migrations(conn) else set())
     conn.execute("CREATE TABLE IF NOT EXISTS migrations "
                  "(name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)")
     done = {r[0] for r in conn.execute("SELECT name FROM migrations")}
@@ -178,6 +183,8 @@ def migrate(conn: sqlite3.Connection) -> None:
             if step is not None:
                 step(conn)
             conn.execute("INSERT INTO migrations VALUES (?, ?)", (name, now()))
+    if conn.execute("PRAGMA user_version").fetchone()[0] < layout():
+        conn.execute(f"PRAGMA user_version = {layout()}")
 
 
 def applied(conn: sqlite3.Connection) -> set[str]:
@@ -186,6 +193,41 @@ def applied(conn: sqlite3.Connection) -> set[str]:
 
 def up_to_date(names: set[str]) -> bool:
     return names >= {name for name, _ in MIGRATIONS}
+
+
+def layout() -> int:
+    """This version's ledger layout: the number of migrations it knows. A newer version, with
+    more of them, stamps a higher number into the files it writes (``PRAGMA user_version``)."""
+    return len(MIGRATIONS)
+
+
+def _has_migrations(conn: sqlite3.Connection) -> bool:
+    return conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' "
+                        "AND name = 'migrations'").fetchone() is not None
+
+
+def refuse_newer(conn: sqlite3.Connection, path: Path, names: set[str]) -> None:
+    """Raise ``LedgerError`` when the file at ``path`` (whose migrations are ``names``) was
+    written by a newer version: it lists migrations this one does not know, or its
+    ``user_version`` is above this one's layout. Such a file may hold what this version would
+    misread or undo (a column it does not fill, a state it does not know), so it is neither
+    read nor written; only reading ``user_version`` and ``names`` came before."""
+    stamped = conn.execute("PRAGMA user_version").fetchone()[0]
+    unknown = sorted(names - {name for name, _ in MIGRATIONS})
+    if not unknown and stamped <= layout():
+        return
+    theirs = max(stamped, len(names))
+    listed = f", with migrations unknown here: {', '.join(unknown)}" if unknown else ""
+    raise LedgerError(f"{path}: written by a newer version of convirza-import (ledger layout "
+                      f"{theirs}{listed}); convirza-import {_version()} reads ledger layouts up "
+                      f"to {layout()}: use the newer version (the ledger was left untouched)")
+
+
+def _version() -> str:
+    try:
+        return version("convirza-import")
+    except PackageNotFoundError:
+        return "(version unknown)"
 
 
 #: The rows each run has admitted: what duplicates are looked up in. It lives in SQLite's

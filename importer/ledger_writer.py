@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from .errors import LedgerError
-from .events import NullObserver, Observer
+from .events import NullObserver, Observer, guarded
 
 if TYPE_CHECKING:
     from .ledger import Ledger
@@ -55,11 +55,21 @@ class AsyncLedger:
         self.ledger = ledger
         self.batches = 0  # commits made, for benchmarks
         self.calls = 0
-        self.observer: Observer = NullObserver()  # told of every commit (the metrics)
+        self._observer: Observer = NullObserver()  # told of every commit (the metrics)
         self._queue: queue.SimpleQueue[_Call | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._write_loop, name="ledger-writer",
                                         daemon=True)
         self._thread.start()
+
+    @property
+    def observer(self) -> Observer:
+        return self._observer
+
+    @observer.setter
+    def observer(self, observer: Observer) -> None:
+        """Told of every commit, on this thread: guarded, since an exception there would end
+        the one writer, and every write after it would wait for an answer forever."""
+        self._observer = guarded(observer)
 
     async def call(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         loop = asyncio.get_running_loop()

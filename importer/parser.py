@@ -23,14 +23,15 @@ credentials: CONVIRZA_TOKEN or --token-file FILE, or CONVIRZA_USERNAME + CONVIRZ
 line, where other users could read them in the process list.
 exit codes: 0 all rows done; 1 some rows failed or invalid; 2 usage error, unreadable
 manifest, ledger in use, or not the API answering; 3 credentials refused; 4 stopped by a budget
-or the API failing; 130 interrupted (the ledger stays consistent)."""
+or the API failing; 5 done, but stdout or --summary-json could not be written; 130 interrupted
+(the ledger stays consistent)."""
 
 #: The epilog of the commands that upload or validate, which stop gently on a signal.
 RUN_EPILOG = EPILOG + f"""
-stopping: Ctrl-C or SIGTERM (timeout, systemd, Kubernetes) lets uploads in flight finish,
-prints the summary and exits 130; signals within {SIGNAL_WINDOW:g} s of the first are the same \
-request
-(timeout and systemd send two at once), a later one aborts the uploads in flight."""
+stopping: Ctrl-C, SIGTERM or SIGHUP (timeout, systemd, Kubernetes, a closed terminal) lets
+uploads in flight finish, prints the summary and exits 130; signals within {SIGNAL_WINDOW:g} s
+of the first are the same request (timeout and systemd send two at once), a later one aborts
+the uploads in flight."""
 
 
 def _add_options(p: argparse.ArgumentParser, command: str, *,

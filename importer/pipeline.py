@@ -25,7 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import TracebackType
 
-from .client import ConvirzaClient
+from .client import ConvirzaClient, require_credentials
 from .context import Job, RunContext
 from .destination import ask_first, summary_line
 from .errors import LedgerError, UsageError, ours_in, plain_errors
@@ -123,8 +123,9 @@ class ImportRun:
                 lock.release()
 
     def _writable_ledger(self) -> Path:
-        """The ledger a run or retry will write, after the checks that need no lock: its
-        folder exists, and a retry's ledger exists (a run creates its own)."""
+        """The ledger a run or retry will write, after the checks that need no lock: there are
+        credentials, its folder exists, a retry's ledger exists (a run creates its own)."""
+        require_credentials(self.settings)  # no lock nor ledger made by a run that cannot send
         path = self.ledger_path()
         if not path.parent.is_dir():
             raise LedgerError(f"{path}: the folder {path.parent} does not exist")

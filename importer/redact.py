@@ -16,6 +16,7 @@ such characters escaped, never emits them.
 from __future__ import annotations
 
 import base64
+import html
 import json
 import re
 from collections.abc import Iterable
@@ -69,11 +70,22 @@ class Redactor:
         return self._pattern is not None
 
 
-#: Characters a terminal may act on: C0 controls but tab and newline, DEL, C1 controls, and
-#: the bidirectional overrides that make text read other than it is.
-_UNSAFE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+#: Characters a terminal may act on: C0 controls but tab and newline, DEL, C1 controls; the
+#: bidirectional controls that make text read other than it is (embeddings and overrides,
+#: isolates, the left-to-right, right-to-left and Arabic letter marks: ``abc<U+202E>gnp.exe.wav``
+#: shows as ``abcvaw.exe.png``); and the line and paragraph separators.
+_UNSAFE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029"
+                     "\u202a-\u202e\u2066-\u2069]")
 
 
 def printable(text: str) -> str:
-    """``text`` with every character a terminal could act on shown as an escape (``\\x1b``)."""
+    """``text`` with every character a terminal could act on shown as an escape (``\\x1b``,
+    ``\\u202e``): what a terminal shows, and every report format for people (the table, the
+    HTML page, CSV for a spreadsheet) shows alike."""
     return _UNSAFE.sub(lambda m: m.group(0).encode("unicode_escape").decode("ascii"), text)
+
+
+def html_text(text: str) -> str:
+    """``text`` for an HTML page (or its SVG): controls shown as escapes (``printable``), then
+    HTML's own characters escaped (``<script>`` in a manifest cell stays text)."""
+    return html.escape(printable(text))

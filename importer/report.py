@@ -19,6 +19,7 @@ from .errors import UsageError
 from .events import RunSummary
 from .ledger import Ledger, LedgerRow, Status
 from .outputs import atomic_text
+from .redact import printable
 
 Format = Literal["summary", "table", "csv", "json"]
 ROW_COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(LedgerRow))
@@ -248,16 +249,19 @@ def write_rows(rows: Iterable[LedgerRow], fmt: Format, out: TextIO, *,
                wide: bool = False) -> int:
     """Write every row in ``fmt`` (table, csv or json); returns how many were written. A
     table wraps long cells to the terminal's width, or with ``wide`` keeps each row on one
-    line, whole."""
+    line, whole. Control and bidi characters (a file named ``abc<U+202E>gnp.exe.wav``) are
+    shown escaped in CSV as in the table (``printable``: a spreadsheet would show them as a
+    terminal does), and JSON's own way in JSON (``\\u202e``, which reads back as it was)."""
     if fmt == "csv":
         writer = csv.writer(out)
         writer.writerow(ROW_COLUMNS)
         count = 0
         for row in rows:
-            writer.writerow([safe_cell(v) for v in asdict(row).values()])
+            writer.writerow([safe_cell(printable(v) if isinstance(v, str) else v)
+                             for v in asdict(row).values()])
             count += 1
         return count
-    if fmt == "json":
+    if fmt == "json":  # ASCII only: every control and bidi character escaped, readable back
         out.write("[")
         count = 0
         for row in rows:

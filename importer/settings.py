@@ -23,12 +23,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal, NamedTuple
+from urllib.parse import urlsplit
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
     Field,
+    FiniteFloat,
     SecretStr,
     ValidationError,
     field_validator,
@@ -71,12 +74,29 @@ __all__ = ["DECLARED", "DEFAULT_API_URL", "ENV_ALIASES", "ENV_PREFIX", "JobValue
 DEFAULT_API_URL = "https://apicfa.convirza.com"
 
 Size = Annotated[int, BeforeValidator(parse_size)]
-Seconds = Annotated[float, BeforeValidator(parse_duration)]
+#: A duration is finite: TOML and Python can hand over ``inf`` and ``nan`` as floats, which no
+#: duration's text can say (``wait_for_ledger`` alone means "forever" by infinity).
+Seconds = Annotated[FiniteFloat, BeforeValidator(parse_duration)]
 #: A duration or none (no limit): parsed outside the union, so that a bad one is one error.
-MaybeSeconds = Annotated[float | None, BeforeValidator(
+MaybeSeconds = Annotated[FiniteFloat | None, BeforeValidator(
     lambda v: v if v is None else parse_duration(v))]
 Assignments = Annotated[dict[str, str], BeforeValidator(parse_assignments)]
 VERIFY = frozenset({"verify"})
+
+
+def _no_credentials_in_url(url: str) -> str:
+    """A user or password in the API URL (``http://user:pass@host``) is refused, not used:
+    the URL is shown by ``config``, logged and kept in summaries, where a password must never
+    be, and the API takes a bearer token, not basic auth. Its text is not echoed."""
+    try:
+        netloc = urlsplit(url.strip()).netloc
+    except ValueError:
+        netloc = ""
+    if "@" in netloc:
+        raise ValueError("an API URL must not hold a user or password (USER:PASSWORD@): give "
+                         "the token in CONVIRZA_TOKEN (or --token-file), or a login in "
+                         "CONVIRZA_USERNAME and CONVIRZA_PASSWORD")
+    return url
 
 
 class Settings(BaseModel):
@@ -86,7 +106,7 @@ class Settings(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     # --- the API and credentials ---------------------------------------------------------
-    api_url: Annotated[str, Opt(
+    api_url: Annotated[str, AfterValidator(_no_credentials_in_url), Opt(
         "API root, to which /v2/... is appended", "URL", API)] = DEFAULT_API_URL
     token: Annotated[SecretStr | None, Opt(
         "a fixed bearer token", secret=True)] = None
@@ -107,7 +127,8 @@ class Settings(BaseModel):
     concurrency: Annotated[int, Field(ge=1, le=256), Opt(
         "files probed or uploaded (verify: calls looked up) at once", "N", FILES | VERIFY,
         group=MANIFEST, short="-c")] = 4
-    rate: Annotated[float, Field(gt=0), Opt(
+    #: Finite (``inf``/``nan``: from a flag's text, TOML or Python): the limiter divides by it.
+    rate: Annotated[FiniteFloat, Field(gt=0), Opt(
         "requests per second, over all workers", "R", API, short="-r")] = 5.0
     burst: Annotated[int, Field(ge=1), Opt(
         "requests allowed back to back (1: evenly spaced)", "B", UPLOADS)] = 1

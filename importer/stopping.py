@@ -1,6 +1,8 @@
-"""A command stopped by a signal: the first Ctrl-C or SIGTERM stops gently (uploads in flight
-finish, the summary is printed), a later one aborts what is in flight. Only the command line
-installs this; a scheduler that embeds the importer owns its signals."""
+"""A command stopped by a signal: the first Ctrl-C, SIGTERM or SIGHUP stops gently (uploads in
+flight finish, the summary is printed), a later one aborts what is in flight. SIGHUP is a
+terminal closed under a run (an ssh session dropped), or ``kill -HUP``: by default it would kill
+the process between two writes, leaving the run's record without its counts. Only the command
+line installs this; a scheduler that embeds the importer owns its signals."""
 
 from __future__ import annotations
 
@@ -24,12 +26,16 @@ T = TypeVar("T")
 SIGNAL_WINDOW = 1.0
 
 
+#: The signals that ask a command to stop.
+STOPPING = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
 class Stoppable(Protocol):
     def stop(self) -> None: ...
 
 
 async def until_signalled(work: Stoppable, running: Awaitable[T]) -> T:
-    """Run; the first SIGINT/SIGTERM stops gracefully, and one that comes later than
+    """Run; the first SIGINT/SIGTERM/SIGHUP stops gracefully, and one that comes later than
     ``SIGNAL_WINDOW`` after it aborts what is in flight. Those in between are echoes of the
     first (``timeout``, systemd), and aborting on them would leave rows ``uploading`` and no
     summary when the scheduler meant a clean stop."""
@@ -55,10 +61,10 @@ async def until_signalled(work: Stoppable, running: Awaitable[T]) -> T:
                         "reconciled on the next run")
             task.cancel()
 
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    for sig in STOPPING:
         loop.add_signal_handler(sig, on_signal, sig)
     try:
         return await running
     finally:
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        for sig in STOPPING:
             loop.remove_signal_handler(sig)

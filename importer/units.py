@@ -81,13 +81,18 @@ def parse_error_budget(value: object) -> object:
     """``"100"``, ``"5%"``, ``100`` as an ``ErrorBudget``; anything else is left for pydantic
     to refuse (or to take, when it already is one)."""
     if isinstance(value, (int, float)) and not isinstance(value, bool):
+        # A job file (TOML) or the Python API may give inf, nan or a negative number, which
+        # would never stop a run or stop it at once.
+        if not math.isfinite(value) or value < 0:
+            raise ValueError(f"expected a number of rows (0 or more), or a percentage such "
+                             f"as 5%, got {value!r}")
         return ErrorBudget(float(value), False)
     if isinstance(value, str):
         text = value.strip()
         match = re.fullmatch(r"(\d+(?:\.\d+)?)\s*(%?)", text)
-        if match is None:
-            raise ValueError(f"expected a number of rows, or a percentage such as 5%, got "
-                             f"{value!r}")
+        if match is None or (match.group(2) and float(match.group(1)) > 100):
+            raise ValueError(f"expected a number of rows, or a percentage such as 5% (at "
+                             f"most 100%), got {value!r}")
         return ErrorBudget(float(match.group(1)), bool(match.group(2)))
     return value
 

@@ -116,17 +116,22 @@ def run_exit_codes(ledger: Path) -> list[int | None]:
     return codes
 
 
-def test_a_run_that_cannot_start_is_recorded_with_its_exit_code(
+def test_a_run_without_credentials_leaves_no_run_looking_unfinished(
         workdir: Path, sandbox: SandboxThread, token_env: str,
         monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
-    monkeypatch.delenv("CONVIRZA_TOKEN")  # no credentials at all
+    """Refused before the ledger is touched (issue 18): the ledger keeps the runs it had, none
+    left looking "running or killed". (A run that can start and then cannot go on is recorded
+    with its exit code: the redirect and the page above.)"""
     ledger = workdir / "ledger.sqlite"
+    assert main(["run", str(workdir / "manifests" / "sample.csv"), "--ledger", str(ledger),
+                 "--quiet"]) == 0
+    monkeypatch.delenv("CONVIRZA_TOKEN")  # no credentials at all
 
     assert main(["run", str(workdir / "manifests" / "sample.csv"), "--ledger",
                  str(ledger)]) == 2
 
     assert "no credentials" in capsys.readouterr().err
-    assert run_exit_codes(ledger) == [2]
+    assert run_exit_codes(ledger) == [0]
 
 
 def test_a_login_that_fails_mid_run_leaves_no_upload_in_doubt(
