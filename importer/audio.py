@@ -40,6 +40,7 @@ import io
 import os
 import stat as stat_mod
 import struct
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Literal
@@ -48,7 +49,7 @@ from urllib.parse import urlsplit
 from mutagen import MutagenError
 from mutagen.mp3 import BitrateMode, MPEGInfo
 
-from .errors import AudioError
+from .errors import AudioError, MachineError
 
 AudioFormat = Literal["mp3", "wav"]
 CONTENT_TYPES: dict[AudioFormat, str] = {"mp3": "audio/mpeg", "wav": "audio/wav"}
@@ -181,8 +182,8 @@ def probe(path: Path, max_size: int, *, max_duration: float | None = None,
     taken as known, not read again (a resumed run does not re-hash what it hashed before).
     A file of at most ``keep`` bytes is read whole, once, and kept (``AudioInfo.data``).
     """
+    fd, st, path = _open(path, max_size)
     shown = str(path)
-    fd, st = _open(path, shown, max_size)
     size = st.st_size
     data = None
     try:
@@ -200,7 +201,7 @@ def probe(path: Path, max_size: int, *, max_duration: float | None = None,
             sha256 = known[2] if unchanged and known is not None else \
                 hashlib.sha256(data).hexdigest() if data is not None else _sha256(fd)
     except OSError as exc:
-        raise AudioError(shown, _os_reason(exc)) from None
+        raise _os_error(shown, exc) from None
     finally:
         os.close(fd)
     info = _audio_info(path, real, codec, rate, channels, duration, bitrate, size, sha256,
@@ -239,12 +240,21 @@ _OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXE
     | getattr(os, "O_BINARY", 0)
 
 
-def _open(path: Path, shown: str, max_size: int) -> tuple[int, os.stat_result]:
+def _open(path: Path, max_size: int) -> tuple[int, os.stat_result, Path]:
     """The file's descriptor (unbuffered: every read is one we chose; a buffer would read
-    8 KiB for our 4 KiB, which costs time on a cold disk) and its stat, after the checks a
-    stat answers. One path lookup; the rest is one ``fstat`` on what was opened."""
+    8 KiB for our 4 KiB, which costs time on a cold disk), its stat, after the checks a stat
+    answers, and its path. One path lookup; the rest is one ``fstat`` on what was opened.
+
+    A name not found is tried in the other Unicode normalizations before it is called
+    missing: a sheet typed on one system says ``José`` in one code point (NFC) where the disk
+    of another holds ``e`` and a combining accent (NFD, as macOS writes names); the two look
+    the same in every message."""
+    shown = str(path)
     try:
         fd = os.open(shown, _OPEN_FLAGS)  # the path's text: no os.fspath on the way
+    except FileNotFoundError as exc:
+        fd, path = _other_normalization(shown, exc)
+        shown = str(path)
     except OSError as exc:
         reason = _os_reason(exc)
         if exc.errno == errno.EACCES:
@@ -252,14 +262,43 @@ def _open(path: Path, shown: str, max_size: int) -> tuple[int, os.stat_result]:
                 os.stat(path)
             except OSError:
                 reason += " (a folder on its path refuses access)"
-        raise AudioError(shown, reason) from None
+        raise _os_error(shown, exc, reason) from None
     try:
         st = os.fstat(fd)
         _check_file(st, shown, max_size)
-        return fd, st
+        return fd, st, path
     except BaseException:
         os.close(fd)
         raise
+
+
+def _other_normalization(shown: str, missing: FileNotFoundError) -> tuple[int, Path]:
+    """The file under the same name in another Unicode normalization, or ``AudioError``
+    ("file not found")."""
+    for form in ("NFC", "NFD"):
+        other = unicodedata.normalize(form, shown)
+        if other != shown:
+            try:
+                return os.open(other, _OPEN_FLAGS), Path(other)
+            except FileNotFoundError:
+                continue
+            except OSError as exc:
+                raise _os_error(other, exc) from None
+    raise _os_error(shown, missing) from None
+
+
+#: Errors that say the machine ran short, not that the row or its file is wrong.
+_SHORTAGES = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS})
+
+
+def _os_error(shown: str, exc: OSError, reason: str | None = None) -> AudioError | MachineError:
+    """The error for a file the system would not open or read: the row's (``AudioError``), or,
+    for a shortage of this machine's (too many open files, no memory), ``MachineError``."""
+    if exc.errno in _SHORTAGES:
+        return MachineError(shown, f"cannot open: {(exc.strerror or str(exc)).lower()} (this "
+                                   "machine's shortage, not the recording's: the row is tried "
+                                   "again on the next run or retry)")
+    return AudioError(shown, reason or _os_reason(exc))
 
 
 def _os_reason(exc: OSError) -> str:

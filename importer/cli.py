@@ -163,7 +163,7 @@ def _execute(job: ImportJob, settings: Settings, metrics: MetricsObserver | None
         else contextlib.nullcontext()
     try:
         with served, redirect:
-            result = asyncio.run(until_signalled(job, job.execute()))
+            result = asyncio.run(until_signalled(job, job.execute(), settings.stop_grace))
     finally:
         if settings.summary_json is not None:
             write_summary_json(settings.summary_json, job.result().as_dict(),

@@ -22,8 +22,9 @@ from typing import Any, TypeVar
 import aiohttp
 
 from .audio import AudioInfo, UrlAnswer
-from .auth import PasswordLogin, StaticToken, TokenProvider
-from .client_lookups import THROTTLE_PAUSE, Lookups
+from .auth import PasswordLogin, StaticToken, TokenProvider, authorized
+from .client_lookups import LOOKUPS_AT_ONCE, THROTTLE_PAUSE, Lookups
+from .client_payload import CheckedFile
 from .errors import (
     ApiError,
     AudioError,
@@ -127,7 +128,7 @@ class ConvirzaClient(Lookups):
         self._session = aiohttp.ClientSession(
             timeout=aiohttp.ClientTimeout(total=None, connect=s.connect_timeout,
                                           sock_read=s.read_timeout),
-            connector=aiohttp.TCPConnector(limit=s.concurrency + 2),
+            connector=aiohttp.TCPConnector(limit=max(s.concurrency, LOOKUPS_AT_ONCE) + 2),
             headers={"User-Agent": _user_agent()},
         )
         return self
@@ -170,19 +171,14 @@ class ConvirzaClient(Lookups):
             raise translate(exc, body_sent=False).redacted(self.redact) from exc
 
     async def _authorized(self, send: Callable[[str], Awaitable[T]]) -> T:
-        """``send(token)``, and once more with a renewed token if the API answers 401."""
-        token = await self.auth.token()
-        try:
-            return await send(token)
-        except AuthError as exc:
-            if exc.status != 401:
-                raise
-            token = await self.auth.renew(token)
-        try:
-            return await send(token)
-        except AuthError as exc:
-            raise AuthError(f"{exc.message}: the API refused {self.auth.credential} even after "
-                            "a renewal", status=exc.status, request_id=exc.request_id) from exc
+        """``send(token)``, and again with a renewed token if the API answers 401
+        (``auth.authorized`` says how often)."""
+        return await authorized(self.auth, send)
+
+    def stop_waiting(self) -> None:
+        """A stop request: requests waiting for their turn (the rate limiter, a 429's
+        Retry-After) do not leave (``Stopped``); those on the wire go on."""
+        self.limiter.stop()
 
     async def upload(self, record: UploadRecord, audio: AudioInfo | None) -> UploadAnswer:
         """Send one recording: one request, or two when a 401 makes us renew the token first.
@@ -230,10 +226,16 @@ class ConvirzaClient(Lookups):
             form = aiohttp.FormData(default_to_multipart=True, quote_fields=False)
             for name, value in fields:
                 form.add_field(name, value)
-            form.add_field(s.file_field, handle, filename=form_filename(audio.path.name),
+            part = CheckedFile(audio, handle, form_filename(audio.path.name))
+            form.add_field(s.file_field, part, filename=form_filename(audio.path.name),
                            content_type=audio.content_type)
-            return await self._request("POST", UPLOAD_PATH, token, interpret_upload,
-                                       data=form, timeout=timeout)
+            try:
+                return await self._request("POST", UPLOAD_PATH, token, interpret_upload,
+                                           data=form, timeout=timeout)
+            except ApiError:
+                if part.changed is not None:  # we abandoned it: the API got no whole request
+                    raise part.changed from None
+                raise
         finally:
             handle.close()
 

@@ -42,6 +42,10 @@ CHECK_READ_TIMEOUT = 30.0
 THROTTLE_PAUSE = 1.0
 #: The V2 lookups' own default page size.
 DEFAULT_PAGE = 100
+#: Lookups that may be in flight at once, whatever the concurrency of uploads: the sample a
+#: new ledger looks up before its first upload is a handful of light GETs, not worth a round
+#: trip each in turn (the rate limit still paces them). The connection pool holds as many.
+LOOKUPS_AT_ONCE = 8
 #: Below this many calls to find in a group, one lookup each is never dearer than listing it.
 MIN_LISTED = 3
 

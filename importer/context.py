@@ -75,16 +75,19 @@ class RunContext:
         return self.mode.sends and self.client is not None
 
     def stop(self, reason: StopReason = StopReason.INTERRUPTED,
-             detail: str | None = None) -> None:
-        """Finish what is in flight, start nothing new (the first Ctrl-C, a budget)."""
+             detail: str | None = None, *, end_waits: bool = True) -> None:
+        """Finish what is in flight, start nothing new (the first Ctrl-C, a budget); rows
+        waiting for their turn stay pending, unless ``end_waits`` is False."""
         if self.stopping.is_set():
             return
         # A broken manifest is told once, by the error line the run ends with.
         log.log(logging.DEBUG if reason is StopReason.MANIFEST else logging.WARNING,
-                "stopping (%s): letting uploads in flight finish; rows not started stay "
-                "pending for the next run", detail or reason.value)
+                "stopping (%s): letting uploads in flight finish; rows not started (or "
+                "waiting for their turn) stay pending for the next run", detail or reason.value)
         self.outcomes.summary.stop(reason, detail)
         self.stopping.set()
+        if self.client is not None and end_waits:
+            self.client.stop_waiting()  # rows waiting for their turn stay pending
 
     def close_destination(self) -> None:
         if self.destination is not None:
@@ -106,7 +109,7 @@ class RunContext:
             stopped.cancel()
 
     def halt(self, stop: Stop) -> None:
-        self.stop(stop.reason, stop.detail)
+        self.stop(stop.reason, stop.detail, end_waits=stop.end_waits)
 
     def refused_for_good(self, exc: AuthError | NotTheApi) -> None:
         """Every further request would be refused too (or answered by something else than

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from .client import ConvirzaClient
-from .client_lookups import MIN_LISTED, listing_limit
+from .client_lookups import LOOKUPS_AT_ONCE, MIN_LISTED, listing_limit
 from .errors import ApiError, ApiUnavailable, AuthError, ManifestError, NotTheApi, UsageError
 from .events import Outcome
 from .manifest import Manifest, ManifestRow
@@ -224,7 +224,7 @@ class Destination:
 async def decide(destination: Destination, found: Survey, concurrency: int) -> Decision:
     """On a new ledger: the sample looked up, and whether every row is to be looked up."""
     try:
-        hits = await destination.sample(found.sample, concurrency)
+        hits = await destination.sample(found.sample, max(concurrency, LOOKUPS_AT_ONCE))
     except* (AuthError, NotTheApi):
         raise
     except* ApiError as group:

@@ -8,6 +8,8 @@ branches to exit codes in one place (``cli.exit_code_for``)::
     ├── ManifestError           the manifest as a whole cannot be read       exit 2
     ├── RowError                one row is invalid (every problem of it); the run goes on
     ├── AudioError              one recording cannot be sent as it is
+    ├── MachineError            this machine ran short (open files, memory): not the row's
+    ├── Stopped                 a stop ended a wait before the request left (kept inside)
     ├── ApiError                the API refused, or could not be reached
     │   ├── AuthError           401/403 or a refused login                   exit 3
     │   ├── RateLimited         429
@@ -102,6 +104,26 @@ class AudioError(ImporterError):
         self.path = path
         self.reason = reason
         super().__init__(f"{path}: {reason}")
+
+
+class MachineError(ImporterError):
+    """This machine could not do what a row needed (too many open files, out of memory): the
+    row is not at fault, so it fails for a later try instead of being called invalid (which
+    counts against ``--max-errors`` and which ``retry`` skips). ``path`` is what was asked."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        self.path = path
+        self.reason = reason
+        super().__init__(f"{path}: {reason}")
+
+
+class Stopped(ImporterError):
+    """A stop request (the first Ctrl-C or SIGTERM, a budget) ended a wait for the rate
+    limiter or a Retry-After before the request left: nothing was sent, so its row stays
+    pending. Caught where rows are sent and looked up; never reaches the command line."""
+
+    def __init__(self) -> None:
+        super().__init__("stopped before the request left")
 
 
 class ApiError(ImporterError):

@@ -44,6 +44,8 @@ class Outcome(StrEnum):
     #: Looked up before it was sent (a new ledger, ``--find-existing``) and found in Convirza:
     #: recorded succeeded; nothing sent.
     FOUND_IN_CONVIRZA = "found in Convirza"
+    #: Its recording was modified within ``--min-age``: left pending for the next run.
+    TOO_NEW = "too new"
 
 
 class StopReason(StrEnum):
@@ -140,6 +142,8 @@ class RunSummary:
     unread: list[tuple[str, int | None, str]] = field(default_factory=list)
     #: Whether Convirza was asked before sending, which way the run went, and why.
     find_existing: str | None = None
+    #: ``--min-age``, in seconds, when rows were left for the next run for it.
+    min_age: float | None = None
 
     def add_many(self, outcome: Outcome, n: int) -> None:
         """``n`` rows with an outcome that carries nothing more (valid, skipped, another

@@ -28,6 +28,9 @@ class Stop:
 
     reason: StopReason
     detail: str
+    #: Whether rows waiting for their turn (the rate limiter) stay pending. Not when the
+    #: upload budget is spent: the rows waiting hold reservations within it, and go.
+    end_waits: bool = True
 
 
 class _Wait(Enum):
@@ -65,7 +68,8 @@ class RunGuard:
         if s.max_uploads is not None and self.uploads + self.reserved >= s.max_uploads:
             if self.reserved:
                 return WAIT
-            return Stop(StopReason.BUDGET, f"budget: --max-uploads {s.max_uploads} reached")
+            return Stop(StopReason.BUDGET, f"budget: --max-uploads {s.max_uploads} reached",
+                        end_waits=False)
         self.reserved += 1
         return None
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import TypeVar
 
-from .errors import ApiError
+from .errors import ApiError, Stopped
 
 log = logging.getLogger(__name__)
 
@@ -76,12 +76,40 @@ class RateLimiter:
         self._successes: deque[float] = deque()
         self._tokens = float(burst)
         self._refilled_at = 0.0
+        self._stopped = False
+        self._naps: set[asyncio.Future[None]] = set()
+
+    def stop(self) -> None:
+        """Every wait ends now, and every later ``acquire`` too, with ``Stopped``: after a stop
+        request nothing waits for its turn (its row stays pending), so that a stop ends the
+        run within the time of the requests already on the wire, not of the queue."""
+        self._stopped = True
+        for nap in list(self._naps):
+            nap.cancel()
+
+    async def _nap(self, seconds: float) -> None:
+        """``sleep(seconds)``, cut short by ``stop`` (``Stopped``)."""
+        if self._stopped:
+            raise Stopped()
+        nap = asyncio.ensure_future(self._sleep(seconds))
+        self._naps.add(nap)
+        try:
+            await nap
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if self._stopped and (task is None or not task.cancelling()):
+                raise Stopped() from None
+            raise
+        finally:
+            self._naps.discard(nap)
 
     async def acquire(self) -> None:
+        if self._stopped:
+            raise Stopped()
         while True:
             now = self._clock()
             if self._paused_until > now:
-                await self._sleep(self._paused_until - now)
+                await self._nap(self._paused_until - now)
                 continue
             self._grow(now)
             interval = 1.0 / self.rate
@@ -89,7 +117,7 @@ class RateLimiter:
             self._next = slot + interval
             wait = slot - (self.burst - 1) * interval - now
             if wait > 0:
-                await self._sleep(wait)
+                await self._nap(wait)
             if await self._spaced(interval):
                 return
             # A pause began while we slept: our slot is void, queue again after it.
@@ -110,7 +138,7 @@ class RateLimiter:
             if self._tokens >= 1.0 - 1e-9:  # float sums of refills fall a hair short
                 self._tokens = max(0.0, self._tokens - 1.0)
                 return True
-            await self._sleep((1.0 - self._tokens) * interval)
+            await self._nap((1.0 - self._tokens) * interval)
 
     def pause_until(self, moment: float) -> None:
         """Hold every request until ``moment`` (on this limiter's clock)."""

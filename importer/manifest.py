@@ -23,9 +23,10 @@ import logging
 import os
 import re
 import stat
+import time as clock
 import zipfile
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
@@ -268,10 +269,12 @@ class _CsvSource:
         ended = number = 0  # the line the last good record ended on, and its number
         try:
             with open(_open_fd(self.path), encoding=self.encoding, newline="") as handle:
+                before = os.fstat(handle.fileno())
                 reader = csv.reader(handle, delimiter=self.delimiter, strict=True)
                 for number, cells in enumerate(reader, start=1):
                     yield number, cells
                     ended = reader.line_num
+                _unchanged_while_read(self.path, before, os.fstat(handle.fileno()))
         except csv.Error as exc:
             # A quote left open swallows the rest of the file: the error comes at its end,
             # but the place to fix is where the broken record starts.
@@ -866,11 +869,9 @@ class Manifest:
         self._source.close()
 
 
-def open_manifest(path: Path, *, column_map: dict[str, str] | None = None,
-                  defaults: dict[str, str] | None = None, chunk_rows: int = 1000,
-                  sheet: str | None = None, encoding: str | None = None) -> Manifest:
-    """Check the manifest's type and header (``ManifestError`` if it cannot work at all) and
-    warn once about columns that will be ignored."""
+def _kind_checked(path: Path) -> bytes:
+    """The manifest's first four bytes, after checking what the path is (never open a FIFO
+    or a device) and its suffix (``ManifestError`` saying what to do otherwise)."""
     shown = str(path)
     try:  # what the path is comes first: never open a FIFO or a device
         kind = file_kind(os.stat(path).st_mode)
@@ -887,13 +888,25 @@ def open_manifest(path: Path, *, column_map: dict[str, str] | None = None,
             "(.csv, .tsv, .txt) or Excel (.xlsx)"))
     try:
         with open(_open_fd(path), "rb") as handle:
-            magic = handle.read(4)
+            return handle.read(4)
     except OSError as exc:
         raise ManifestError(shown, _reason(exc, "")) from None
+
+
+def open_manifest(path: Path, *, column_map: dict[str, str] | None = None,
+                  defaults: dict[str, str] | None = None, chunk_rows: int = 1000,
+                  sheet: str | None = None, encoding: str | None = None,
+                  min_age: float | None = None,
+                  now: Callable[[], float] = clock.time) -> Manifest:
+    """Check the manifest's type and header (``ManifestError`` if it cannot work at all) and
+    warn once about columns that will be ignored. A text manifest that looks still written
+    (``_check_complete``, with ``min_age`` and the wall clock ``now``) is refused."""
+    shown = str(path)
+    magic = _kind_checked(path)
     column_map = column_map or {}
     renames = _renames(column_map)
     source: _Source
-    if suffix in EXCEL_SUFFIXES:
+    if path.suffix.lower() in EXCEL_SUFFIXES:
         if magic == _OLE_MAGIC:
             raise ManifestError(shown, _UNSUPPORTED[".xls"] + " (this one is named "
                                 f"{path.suffix})")
@@ -908,6 +921,7 @@ def open_manifest(path: Path, *, column_map: dict[str, str] | None = None,
         if sheet is not None:
             log.warning("%s: --sheet applies to Excel workbooks only; ignored", shown)
         source = _open_csv(path, encoding, renames)
+        _check_complete(path, min_age, now())
     try:
         records = source.records()
         try:
@@ -926,6 +940,43 @@ def open_manifest(path: Path, *, column_map: dict[str, str] | None = None,
     if number > 1:
         log.info("%s: the header is row %d; the rows above it are skipped", shown, number)
     return Manifest(path, plan, chunk_rows, source, number)
+
+
+def _unchanged_while_read(path: Path, before: os.stat_result, after: os.stat_result) -> None:
+    """``ManifestError`` when the file changed between the first row read and the last: the
+    rows read may be half of an export still being written, or of two versions of it."""
+    if (before.st_size, before.st_mtime_ns) != (after.st_size, after.st_mtime_ns):
+        sizes = f"{before.st_size:,} bytes when reading began, {after.st_size:,} at its end" \
+            if before.st_size != after.st_size else "modified while it was read"
+        raise ManifestError(str(path), f"changed while it was read ({sizes}): still being "
+                            "written? Rows read so far are recorded; run again once the file "
+                            "is complete")
+
+
+#: A manifest whose last line has no end and that was modified this recently may be an
+#: export still being written (``--min-age`` makes it longer).
+STILL_WRITTEN_SECONDS = 60.0
+
+
+def _check_complete(path: Path, min_age: float | None, now: float) -> None:
+    """``ManifestError`` for a text manifest whose last line has no end (no newline) and that
+    was modified within the last minute (or ``min_age``): an export picked up while it is
+    written, whose last row, cut mid-value, must not be imported as a row."""
+    try:
+        with open(_open_fd(path), "rb") as handle:
+            st = os.fstat(handle.fileno())
+            if st.st_size == 0:
+                return
+            handle.seek(max(0, st.st_size - 2))
+            last = handle.read(2)
+    except OSError:
+        return  # the reader says why, if it is anything
+    age = now - st.st_mtime
+    ended = last.endswith((b"\n", b"\r", b"\n\x00", b"\r\x00"))  # UTF-16-LE ends so too
+    if not ended and age < max(STILL_WRITTEN_SECONDS, min_age or 0):
+        raise ManifestError(str(path), f"its last line has no end and it was modified "
+                            f"{max(age, 0):.0f}s ago: still being written? Run again once it "
+                            "is complete (a finished file ends its last line, or is older)")
 
 
 def _open_csv(path: Path, encoding: str | None, renames: dict[str, str]) -> _CsvSource:

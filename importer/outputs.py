@@ -72,7 +72,12 @@ def refuse_overwrites(outputs: Mapping[str, Path | None],
                 raise UsageError(f"{option} {path}: that file is also {other} "
                                  f"({other_path}); give each output a file of its own")
         target = Path(os.path.realpath(path))
-        if target.is_dir():
+        try:
+            folder = target.is_dir()
+        except OSError as exc:  # a name too long for the file system, say
+            raise UsageError(f"{option} {path}: cannot be a file here ({exc.strerror})") \
+                from None
+        if folder:
             raise UsageError(f"{option} {path}: that is a folder; name a file")
         kind = precious(target)
         if kind is not None:

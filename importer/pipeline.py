@@ -41,7 +41,7 @@ from .modes import origin as origin_of
 from .outcomes import Outcomes
 from .preflight import Preflight
 from .reader import RowPreparer
-from .records import RowContext, resolve_zone
+from .records import RowContext, forget_paths, resolve_zone
 from .redact import Redactor
 from .report import InvalidRowsCsv
 from .run_ledger import RunLedger
@@ -73,6 +73,7 @@ class ImportRun:
             zone, self._zone_name = resolve_zone(settings.timezone)
         except ValueError as exc:
             raise UsageError(str(exc)) from None
+        forget_paths()
         self._rows = RowContext(base_dir=self.origin.resolve().parent, zone=zone,
                                 dayfirst=settings.dayfirst, on_naive_date=self._naive_once,
                                 dst=settings.dst_times)
@@ -139,7 +140,7 @@ class ImportRun:
         if manifest_path is not None:
             manifest = await asyncio.to_thread(
                 open_manifest, manifest_path, column_map=s.column_map, defaults=s.defaults,
-                chunk_rows=s.chunk_rows, sheet=s.sheet, encoding=s.encoding)
+                chunk_rows=s.chunk_rows, sheet=s.sheet, encoding=s.encoding, min_age=s.min_age)
             self.summary.expected = await asyncio.to_thread(manifest.estimate_rows)
         with contextlib.ExitStack() as files, \
                 tempfile.TemporaryDirectory(prefix="convirza-validate-") as scratch:
@@ -228,8 +229,8 @@ class ImportRun:
     async def _finish(self, ctx: RunContext, exc_type: type[BaseException] | None,
                       exc: BaseException | None, tb: TracebackType | None) -> bool:
         """Record how the run ended, also when an error ends it before its first row (a
-        refused setting, no credentials: not a run left looking "running or killed"); the
-        error itself goes on."""
+        refused setting, an API that does not answer: not a run left looking "running or
+        killed"); the error itself goes on."""
         self.summary.elapsed = self.clock() - self.summary.started
         self.summary.find_existing = summary_line(ctx)
         if exc is not None:

@@ -329,7 +329,37 @@ def call_facts(call_date: str, caller_id: str, group_id: str) -> str:
 
 def recording_path(text: str, base_dir: Path) -> Path:
     """The recording's absolute path: relative to the manifest's folder unless absolute."""
-    return Path(os.path.abspath(os.path.join(base_dir, os.path.expanduser(text))))
+    return Path(resolve_path(text, base_dir))
+
+
+def resolve_path(text: str, base_dir: Path) -> str:
+    """The absolute path of the file the operating system opens for ``text`` (relative to
+    ``base_dir`` unless absolute). ``lnk/../x.wav`` is ``x.wav`` beside the folder ``lnk``
+    points to, not beside ``lnk``: as text (``os.path.abspath``) it would name another
+    recording. So the part up to the last ``..`` is resolved as the system resolves it
+    (``realpath``); the rest, and any path without ``..``, keeps its spelling, symlinks
+    included, so that the ledger's keys of files reached through a linked folder stay as
+    they were."""
+    joined = os.path.join(base_dir, os.path.expanduser(text))
+    if ".." not in joined:
+        return os.path.abspath(joined)
+    parts = joined.split(os.sep)
+    last = max(i for i, part in enumerate(parts) if part == "..") if ".." in parts else -1
+    if last < 0:
+        return os.path.abspath(joined)
+    return os.path.abspath(os.path.join(_real(os.sep.join(parts[:last + 1]) or os.sep),
+                                        *parts[last + 1:]))
+
+
+@lru_cache(maxsize=_CACHE)
+def _real(prefix: str) -> str:
+    """``os.path.realpath``, kept for a run (``forget_paths``): its rows share a few folders."""
+    return os.path.realpath(prefix)
+
+
+def forget_paths() -> None:
+    """A new run resolves its paths anew (a link may point elsewhere since the last one)."""
+    _real.cache_clear()
 
 
 #: The normalizer of every field that has one; fields not listed are free text, stripped.
@@ -538,8 +568,7 @@ def identify(values: Mapping[str, str], base_dir: Path, auto_external_id: bool) 
     source = source_file or source_url or ""
     recording = ""
     if source_file:
-        recording = "file:" + os.path.abspath(os.path.join(base_dir, os.path.expanduser(
-            source_file)))
+        recording = "file:" + resolve_path(source_file, base_dir)
     elif source_url:
         recording = "url:" + source_url
     given = values.get("external_id")

@@ -20,6 +20,7 @@ from .events import RunSummary
 from .ledger import Ledger, LedgerRow, Status
 from .outputs import atomic_text
 from .redact import printable
+from .units import duration_text
 
 Format = Literal["summary", "table", "csv", "json"]
 ROW_COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(LedgerRow))
@@ -53,24 +54,7 @@ def summary_text(summary: RunSummary, *, reasons: int = 5) -> str:
                      f"{done / seconds:.1f} files/s.")
     if c["retries"]:
         lines.append(f"{c['retries']} attempts were retried.")
-    if c["already imported"]:
-        lines.append(f"{c['already imported']} row{'s' if c['already imported'] != 1 else ''} "
-                     "named a recording already imported under another key (the same file "
-                     "unchanged, or the same call: audio, date, caller and group): not sent "
-                     "again (`report --status succeeded` shows each with same_as).")
-    if summary.same_audio:
-        n = summary.same_audio
-        lines.append(f"{n} row{'s are' if n != 1 else ' is'} the same call as another row "
-                     "(the same audio, date, caller and group): " +
-                     ("run sends one of them." if summary.ledger is None else
-                      "sent anyway (--send-same-audio)."))
-    if summary.find_existing:
-        lines.append(summary.find_existing)
-    if summary.shared_audio:
-        n = summary.shared_audio
-        lines.append(f"{n} row{'s hold' if n != 1 else ' holds'} the same audio as another "
-                     "call (their date, caller, group or external_id differ): imported as "
-                     "calls of their own.")
+    lines.extend(_identity_text(summary))
     if summary.errors:
         lines.append("Top errors:" if reasons <= 5 else
                      "Problems by reason (a row may have several):")
@@ -86,6 +70,38 @@ def summary_text(summary: RunSummary, *, reasons: int = 5) -> str:
     if summary.ledger:
         lines.append(f"Ledger: {summary.ledger}")
     return "\n".join(lines)
+
+
+def _identity_text(summary: RunSummary) -> list[str]:
+    """What the run found already there, or left for later: rows of calls imported before,
+    rows of one call, rows sharing audio with other calls, the check before sending, rows too
+    new for ``--min-age``."""
+    c = summary.counts
+    lines = []
+    if c["already imported"]:
+        lines.append(f"{c['already imported']} row{'s' if c['already imported'] != 1 else ''} "
+                     "named a recording already imported under another key (the same file "
+                     "unchanged, or the same call: audio, date, caller and group): not sent "
+                     "again (`report --status succeeded` shows each with same_as).")
+    if summary.same_audio:
+        n = summary.same_audio
+        lines.append(f"{n} row{'s are' if n != 1 else ' is'} the same call as another row "
+                     "(the same audio, date, caller and group): " +
+                     ("run sends one of them." if summary.ledger is None else
+                      "sent anyway (--send-same-audio)."))
+    if summary.find_existing:
+        lines.append(summary.find_existing)
+    if c["too new"]:
+        n = c["too new"]
+        age = duration_text(summary.min_age) if summary.min_age else "AGE"
+        lines.append(f"{n} recording{'s' if n != 1 else ''} modified within --min-age {age} "
+                     f"{'were' if n != 1 else 'was'} left for the next run.")
+    if summary.shared_audio:
+        n = summary.shared_audio
+        lines.append(f"{n} row{'s hold' if n != 1 else ' holds'} the same audio as another "
+                     "call (their date, caller, group or external_id differ): imported as "
+                     "calls of their own.")
+    return lines
 
 
 def _left_text(summary: RunSummary) -> list[str]:

@@ -108,6 +108,10 @@ class RunLedger:
         outcome is unknown)."""
         await self._writer.call(self._ledger.record_attempt, attempt)
 
+    async def unclaim(self, key: str) -> None:
+        """A claimed row whose request never left (a stop ended its wait): pending again."""
+        await self._writer.call(self._ledger.mark_pending, key)
+
     async def not_sent(self, attempt: AttemptRecord) -> None:
         """The request was refused before anything was imported: back to ``pending``."""
         await self._writer.call(self._ledger.record_attempt, attempt)

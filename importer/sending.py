@@ -20,7 +20,7 @@ from enum import Enum
 
 from .audio import AudioInfo
 from .context import Job, RunContext
-from .errors import ApiError, AudioError, AuthError, NotTheApi, UsageError
+from .errors import ApiError, AudioError, AuthError, NotTheApi, Stopped, UsageError
 from .events import Outcome, RowEvent, StopReason
 from .ledger import AttemptRecord
 from .limits import retrying
@@ -78,6 +78,8 @@ class Sender:
         try:
             return Found.THERE if await client.find_calls(external_id, narrow) else \
                 Found.MISSING
+        except Stopped:
+            return Found.UNKNOWABLE  # the run stops: the row is left as it is
         except NotTheApi as exc:
             self.ctx.refused_for_good(exc)
         except (ApiError, UsageError) as exc:  # a refused token shows again on upload
@@ -96,6 +98,8 @@ class Sender:
         try:
             there = await destination.holds(record.external_id, record.group_id,
                                             record.caller_id)
+        except Stopped:
+            return True  # the run stops: the row stays pending
         except (AuthError, NotTheApi) as exc:
             self.ctx.refused_for_good(exc)
             return True
@@ -125,6 +129,8 @@ class Sender:
             log.info("row %d: an earlier attempt did arrive (found by external_id %s)",
                      job.row, job.sent_external_id or job.record.external_id)
             return True
+        if found is Found.UNKNOWABLE and self.ctx.stopping.is_set():
+            return True  # stopped while it was looked up: left for the next run to look up
         if found is Found.UNKNOWABLE and self.ctx.settings.on_unknown == "skip":
             self.ctx.outcomes.emit(RowEvent(
                 job.row, job.key, Outcome.UNRESOLVED,
@@ -146,6 +152,9 @@ class Sender:
             timing = Timing.now()
             try:
                 answer = await client.upload(job.record, info)
+            except Stopped:  # a stop ended its wait for its turn: it never left
+                await self.ctx.ledger.unclaim(job.key)
+                return False
             except AudioError as exc:  # changed or gone since it was checked: nothing sent
                 await self.ctx.ledger.failed(timing.record(job.key, "not sent", error=str(exc)),
                                              retryable=True)

@@ -204,6 +204,11 @@ class Settings(BaseModel):
     max_file_size: Annotated[Size, Field(gt=0), Opt(
         "refuse recordings bigger than this, e.g. 50MB, 1GiB", "SIZE", FILES, MANIFEST,
         shown="50MB")] = 50_000_000
+    min_age: Annotated[MaybeSeconds, Field(gt=0), Opt(
+        "leave recordings modified within AGE (e.g. 10m) for the next run: a drop still "
+        "being written; a text manifest whose last line has no end is left alone for AGE "
+        "too (at least a minute) (default: every recording now)", "AGE", FILES,
+        MANIFEST)] = None
     max_recording_duration: Annotated[MaybeSeconds, Field(gt=0), Opt(
         "refuse recordings longer than this: seconds, or e.g. 90m, 1h30m (default: no "
         "limit)", "DURATION", READS, MANIFEST)] = None
@@ -255,6 +260,11 @@ class Settings(BaseModel):
         short="-q")] = False
     log_format: Annotated[Literal["text", "json"], Opt(
         "log lines as text or JSON objects", commands=API, group=OUTPUT)] = "text"
+    stop_grace: Annotated[Seconds, Field(gt=0), Opt(
+        "after the first Ctrl-C or SIGTERM, wait at most this long for uploads already on "
+        "the wire (rows waiting for their turn stay pending at once), then abort as a second "
+        "signal would; keep it under the scheduler's own grace (Kubernetes: 30s)", "SECONDS",
+        UPLOADS, OUTPUT)] = 20.0
     progress_interval: Annotated[Seconds, Field(gt=0), Opt(
         "when stderr is not a terminal, a progress line this often", "SECONDS", API,
         OUTPUT)] = 10.0
@@ -276,22 +286,7 @@ class Settings(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _read_files(cls, data: Any) -> Any:
-        """The token file and the columns file are read when the settings are built, however
-        they are built: ``Settings(columns_file=...)`` has the file's mapping, as a flag
-        does."""
-        if not isinstance(data, dict):
-            return data
-        data = dict(data)
-        if data.get("token_file"):
-            if data.get("token"):
-                raise ValueError("give a token or a token file, not both")
-            data["token"] = read_token_file(Path(data["token_file"]))
-        if data.get("columns_file"):
-            columns, defaults = read_columns_file(Path(data["columns_file"]))
-            for name, entries in (("column_map", columns), ("defaults", defaults)):
-                given = data.get(name)
-                data[name] = {**entries, **(parse_assignments(given) if given else {})}
-        return data
+        return with_files(data)
 
     @model_validator(mode="after")
     def _check(self) -> Settings:
@@ -344,6 +339,24 @@ class Settings(BaseModel):
         """Merge flags over ``CONVIRZA_*`` variables over a job file over defaults; flags set
         to None are unset (``resolve`` also says where each value came from)."""
         return resolve(flags, environ, job).settings
+
+
+def with_files(data: Any) -> Any:
+    """The token file and the columns file are read when the settings are built, however they
+    are built: ``Settings(columns_file=...)`` has the file's mapping, as a flag does."""
+    if not isinstance(data, dict):
+        return data
+    data = dict(data)
+    if data.get("token_file"):
+        if data.get("token"):
+            raise ValueError("give a token or a token file, not both")
+        data["token"] = read_token_file(Path(data["token_file"]))
+    if data.get("columns_file"):
+        columns, defaults = read_columns_file(Path(data["columns_file"]))
+        for name, entries in (("column_map", columns), ("defaults", defaults)):
+            given = data.get(name)
+            data[name] = {**entries, **(parse_assignments(given) if given else {})}
+    return data
 
 
 #: Every setting, declared once: the fields of ``Settings`` with their ``Opt``.

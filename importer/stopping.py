@@ -34,14 +34,25 @@ class Stoppable(Protocol):
     def stop(self) -> None: ...
 
 
-async def until_signalled(work: Stoppable, running: Awaitable[T]) -> T:
+async def until_signalled(work: Stoppable, running: Awaitable[T],
+                          grace: float | None = None) -> T:
     """Run; the first SIGINT/SIGTERM/SIGHUP stops gracefully, and one that comes later than
     ``SIGNAL_WINDOW`` after it aborts what is in flight. Those in between are echoes of the
     first (``timeout``, systemd), and aborting on them would leave rows ``uploading`` and no
-    summary when the scheduler meant a clean stop."""
+    summary when the scheduler meant a clean stop. A gentle stop waits only for the requests
+    already on the wire, and for at most ``grace`` seconds (``--stop-grace``): a scheduler
+    waits that long and then kills, so past it the run aborts on its own, as a second signal
+    would, with the ledger consistent."""
     loop = asyncio.get_running_loop()
     task = asyncio.current_task()
     first: float | None = None
+
+    def out_of_grace() -> None:
+        if task is not None and not task.done():
+            log.warning("uploads in flight did not end within --stop-grace %gs of the stop: "
+                        "aborting; their rows stay 'uploading' and will be reconciled on the "
+                        "next run", grace)
+            task.cancel()
 
     def on_signal(signum: int) -> None:
         nonlocal first
@@ -50,6 +61,8 @@ async def until_signalled(work: Stoppable, running: Awaitable[T]) -> T:
         if first is None:
             first = now
             work.stop()
+            if grace is not None:
+                loop.call_later(grace, out_of_grace)
             log.warning("%s received; a second Ctrl-C or SIGTERM, a moment from now, aborts "
                         "what is in flight instead (uploads' rows stay 'uploading' until the "
                         "next run reconciles them)", name)

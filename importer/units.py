@@ -50,6 +50,15 @@ def parse_duration(text: str | float) -> float:
     return hours * 3600 + minutes * 60 + seconds
 
 
+def duration_text(seconds: float) -> str:
+    """A duration as ``parse_duration`` reads it back: ``1h``, ``1h30m``, ``10m``, ``90s``."""
+    whole = round(seconds)
+    if whole != seconds or whole < 60 or whole % 60:
+        return f"{seconds:g}s"
+    hours, minutes = divmod(whole // 60, 60)
+    return (f"{hours}h" if hours else "") + (f"{minutes}m" if minutes else "")
+
+
 def parse_wait(value: str | float | bool | None) -> float | None:
     """``--wait-for-ledger``: ``forever`` (also ``true``, a job file's ``true``) is as long as it
     takes (infinity), ``false`` not at all (None), anything else a duration."""

@@ -19,15 +19,18 @@ import asyncio
 import functools
 import logging
 import os
+import time
+from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .audio import AudioInfo, check_url_form, judge_url_answer, probe
 from .context import Job, RunContext
-from .errors import ApiError, AudioError
+from .errors import ApiError, AudioError, MachineError
 from .events import Outcome, RowEvent
-from .ledger import FileFacts, SameAudio, Status
+from .ledger import AttemptRecord, FileFacts, SameAudio, Status
+from .ledger_schema import now
 from .records import call_facts
 
 log = logging.getLogger("importer.pipeline")
@@ -71,6 +74,10 @@ class Vetting:
         """Whether the row may go on (a refusal is recorded here), and its file's facts. In a
         run that sends, a file row that may go is claimed: ``uploading``, durably."""
         s, path, url = self.ctx.settings, job.record.recording_file, job.record.recording_url
+        if path is not None and s.min_age and _modified_within(path, s.min_age):
+            self.ctx.outcomes.summary.min_age = s.min_age
+            self.ctx.outcomes.emit(RowEvent(job.row, job.key, Outcome.TOO_NEW))
+            return False, None
         try:
             if path is not None:
                 info = await self._probe(path, job.known)
@@ -81,6 +88,9 @@ class Vetting:
                     judge_url_answer(url, await self.ctx.client.check_url(url), s.max_file_size)
         except AudioError as exc:
             await self.refuse(job, str(exc), exc.reason)
+            return False, None
+        except MachineError as exc:
+            await self._short(job, exc)
             return False, None
         except ApiError as exc:  # the URL's server could not be asked at all
             await self.refuse(job, f"{url}: cannot check the URL: {exc.message}",
@@ -95,6 +105,21 @@ class Vetting:
         await self.ctx.ledger.invalid(job.key, error, reason)
         self.ctx.outcomes.emit(RowEvent(job.row, job.key, Outcome.INVALID, error, reason),
                                job.cells, detail)
+
+    async def _short(self, job: Job, exc: MachineError) -> None:
+        """This machine could not check the row (too many open files): the row is not at
+        fault, so it is not invalid. It stays pending for the next run or retry, counts as
+        failed in this run, and counts for the circuit breaker as a failure that is not the
+        row's own (every row after it would meet the same shortage)."""
+        error = f"row {job.row}: {exc}"
+        if self.ctx.sends:
+            await self.ctx.ledger.attempted(AttemptRecord(
+                job.key, now(), 0.0, "not sent", None, str(exc)))
+        self.ctx.outcomes.emit(RowEvent(job.row, job.key, Outcome.FAILED, error,
+                                        "this machine ran short (open files, memory)"))
+        stop = self.ctx.guard.after_failure(True, exc.reason)
+        if stop is not None:
+            self.ctx.halt(stop)
 
     def release(self, claim: Claim) -> None:
         """The row's outcome is known (or the run is stopping): rows waiting on the same audio
@@ -206,6 +231,15 @@ class Vetting:
                                                                                "not sent yet")
         return (f"same call as {self._where(same)} ({same.key}): the same audio (sha256 "
                 f"{sha256[:12]}...), date, caller and group, {state}")
+
+
+def _modified_within(path: Path, seconds: float, now: Callable[[], float] = time.time) -> bool:
+    """Whether the file was modified within ``seconds`` (``--min-age``): maybe still being
+    written. A file that cannot be looked at is not: its probe says why."""
+    try:
+        return now() - os.stat(path).st_mtime < seconds
+    except OSError:
+        return False
 
 
 def _explicit(key: str) -> bool:

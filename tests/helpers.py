@@ -8,10 +8,13 @@ import asyncio
 import csv
 import heapq
 import sqlite3
+import threading
 import zlib
 from collections import Counter
 from collections.abc import Awaitable
 from pathlib import Path
+
+from aiohttp import web
 
 from importer.ledger import Admission, Ledger, Status
 
@@ -110,6 +113,48 @@ class FakeTime:
                 await asyncio.sleep(0)
             if self._sleepers and not task.done():
                 deadline, _, future = heapq.heappop(self._sleepers)
+                if future.done():  # its sleeper was cancelled: no time passes for it
+                    continue
                 self.now = max(self.now, deadline)
                 future.set_result(None)
         return await task
+
+
+class StandIn:
+    """An API stand-in on loopback for a fault the sandbox cannot stage (a file changed while
+    the server reads it, say): a subclass answers uploads in ``upload``; lookups answer "no
+    records found.". Its own event loop in a thread, as the sandbox's."""
+
+    def __init__(self) -> None:
+        self.url = ""
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._runner: web.AppRunner | None = None
+
+    async def upload(self, request: web.Request) -> web.StreamResponse:
+        raise NotImplementedError
+
+    @staticmethod
+    async def _lookup(request: web.Request) -> web.Response:
+        return web.json_response({"result": "error", "err": "no records found.", "data": []})
+
+    async def _start(self) -> str:
+        app = web.Application(client_max_size=1 << 30)
+        app.router.add_post("/v2/call/upload", self.upload)
+        app.router.add_get("/v2/{what:.*}", self._lookup)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        return f"http://127.0.0.1:{self._runner.addresses[0][1]}"
+
+    def __enter__(self) -> StandIn:
+        self._thread.start()
+        self.url = asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(10)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        assert self._runner is not None
+        asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)

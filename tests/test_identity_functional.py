@@ -6,11 +6,9 @@ a fault the sandbox cannot stage, a small server of the test's own), real SQLite
 
 from __future__ import annotations
 
-import asyncio
 import os
 import shutil
 import sqlite3
-import threading
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,7 +20,7 @@ from importer.cli import main
 from importer.ledger import MIGRATIONS
 
 from .conftest import TOKEN, SandboxThread, distinct_copy, sha256_of
-from .helpers import good_row, write_manifest
+from .helpers import StandIn, good_row, write_manifest
 
 
 def run(manifest: Path, ledger: Path, *flags: str) -> int:
@@ -213,50 +211,22 @@ def test_a_crash_leftover_is_looked_up_by_the_external_id_it_was_sent_with(
 
 # --- item 5: each attempt sends the bytes that were checked -----------------------------------
 
-class ChangingServer:
-    """An API stand-in for one fault the sandbox cannot stage: while answering the first
-    upload (500, before storing it), it empties the recording, as another process might during
-    the backoff. Lookups answer "no records found." (the first attempt did not arrive)."""
+class ChangingServer(StandIn):
+    """While answering the first upload (500, before storing it), it empties the recording,
+    as another process might during the backoff. Lookups answer "no records found." (the
+    first attempt did not arrive)."""
 
     def __init__(self, victim: Path) -> None:
+        super().__init__()
         self.victim = victim
         self.uploads: list[int] = []  # bytes of each upload body received
-        self.url = ""
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
-        self._runner: web.AppRunner | None = None
 
-    async def _upload(self, request: web.Request) -> web.Response:
+    async def upload(self, request: web.Request) -> web.Response:
         self.uploads.append(len(await request.read()))
         if len(self.uploads) == 1:
             self.victim.write_bytes(b"")
             return web.json_response({"statusCode": 500, "message": "try again"}, status=500)
         return web.Response(status=200)
-
-    @staticmethod
-    async def _lookup(request: web.Request) -> web.Response:
-        return web.json_response({"result": "error", "err": "no records found.", "data": []})
-
-    async def _start(self) -> str:
-        app = web.Application()
-        app.router.add_post("/v2/call/upload", self._upload)
-        app.router.add_get("/v2/{what:.*}", self._lookup)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        return f"http://127.0.0.1:{self._runner.addresses[0][1]}"
-
-    def __enter__(self) -> ChangingServer:
-        self._thread.start()
-        self.url = asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(10)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        assert self._runner is not None
-        asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(10)
 
 
 @pytest.fixture

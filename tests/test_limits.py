@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from importer.errors import RateLimited, RequestRejected, ServerError, TransportError
+from importer.errors import RateLimited, RequestRejected, ServerError, Stopped, TransportError
 from importer.limits import Attempt, RateLimiter, RetryPolicy
 
 from .helpers import FakeTime
@@ -156,3 +156,47 @@ def test_rate_never_drops_below_its_floor() -> None:
         limiter._paused_until = float("-inf")
         limiter.throttled(None, 1.0)
     assert limiter.rate == limiter.min_rate > 0
+
+
+async def test_a_stop_ends_every_wait_at_once() -> None:
+    """Rows waiting for their slot (here 20 s apart) are not sent after a stop: their waits
+    end at once, and so does every later acquire."""
+    t = FakeTime()
+    limiter = RateLimiter(rate=0.05, clock=t.clock, sleep=t.sleep)
+    outcomes: list[tuple[str, float]] = []
+
+    async def worker() -> None:
+        try:
+            await limiter.acquire()
+            outcomes.append(("went", t.now))
+        except Stopped:
+            outcomes.append(("stopped", t.now))
+
+    async def stopper() -> None:
+        await t.sleep(1.0)
+        limiter.stop()
+
+    await t.run(*(worker() for _ in range(3)), stopper())
+
+    assert outcomes == [("went", 0.0), ("stopped", 1.0), ("stopped", 1.0)]
+    with pytest.raises(Stopped):
+        await limiter.acquire()
+
+
+async def test_a_stop_ends_a_pause_the_api_asked_for() -> None:
+    t = FakeTime()
+    limiter = RateLimiter(rate=10, clock=t.clock, sleep=t.sleep)
+    limiter.throttled(retry_after=30.0, backoff=1.0)
+    ended: list[float] = []
+
+    async def worker() -> None:
+        with pytest.raises(Stopped):
+            await limiter.acquire()
+        ended.append(t.now)
+
+    async def stopper() -> None:
+        await t.sleep(2.0)
+        limiter.stop()
+
+    await t.run(worker(), stopper())
+    assert ended == [2.0]

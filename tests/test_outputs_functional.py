@@ -254,6 +254,16 @@ def test_two_outputs_in_one_file_are_refused(workdir: Path, manifest: Path,
     assert out.read_text() == "yesterday's\n"
 
 
+def test_an_output_name_too_long_for_the_file_system_is_one_line(
+        workdir: Path, manifest: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    too_long = workdir / ("s" * 300 + ".json")
+
+    assert main(["validate", str(manifest), "--summary-json", str(too_long)]) == 2
+
+    line = one_error_line(capsys.readouterr().err)
+    assert "--summary-json" in line and "name too long" in line.lower()
+
+
 def test_lookup_output_over_the_token_file_is_refused(workdir: Path, sandbox: SandboxThread,
                                                      monkeypatch: pytest.MonkeyPatch,
                                                      capsys: pytest.CaptureFixture[str]) -> None:

@@ -168,3 +168,54 @@ def test_a_second_signal_after_a_moment_aborts(workdir: Path, sandbox: SandboxTh
     assert "Stopped early" not in out
     counts = status_counts(ledger)
     assert counts["uploading"] > 0 and counts["succeeded"] == 0
+
+
+def test_the_first_signal_ends_the_wait_for_the_rate_limiter(
+        workdir: Path, sandbox: SandboxThread, token_env: str) -> None:
+    """Three rows at one request every 20 s: the first goes at once, the others wait for
+    the limiter. A SIGTERM ends their wait: they stay pending, never sent after the stop."""
+    command, _, ledger = run_command(workdir, 3, "--rate", "0.05", "--concurrency", "3")
+    run = Run(command)
+    wait_for("the first upload", lambda: ledger_statuses(ledger)["succeeded"] == 1, run.proc)
+
+    os.kill(run.proc.pid, signal.SIGTERM)
+
+    code, out, err = run.finish()
+    assert code == 130, err
+    assert sandbox.store.count() == 1
+    assert status_counts(ledger) == {"succeeded": 1, "pending": 2}
+    assert "Stopped early: interrupted" in out
+
+
+def test_the_first_signal_ends_a_retry_after_pause(workdir: Path, sandbox: SandboxThread,
+                                                   token_env: str) -> None:
+    """The API throttles with Retry-After 20 s; a SIGTERM during that pause ends it: the
+    rows it held stay pending."""
+    sandbox.set_faults(rate_limit=0.05, rate_burst=2)
+    command, _, ledger = run_command(workdir, 3, "--concurrency", "1")
+    run = Run(command)
+    wait_for("a 429", lambda: sandbox.state.throttled > 0, run.proc)
+
+    os.kill(run.proc.pid, signal.SIGTERM)
+
+    code, _, err = run.finish()
+    assert code == 130, err
+    counts = status_counts(ledger)
+    assert counts["uploading"] == 0 and counts["pending"] == 3 - sandbox.store.count()
+
+
+def test_uploads_in_flight_are_awaited_only_for_the_stop_grace(
+        workdir: Path, sandbox: SandboxThread, token_env: str) -> None:
+    """An upload that does not end within --stop-grace of the first signal is abandoned, as
+    a second signal would: its row stays 'uploading', reconciled by the next run."""
+    sandbox.set_faults(latency=8.0)
+    command, _, ledger = run_command(workdir, 4, "--concurrency", "2", "--stop-grace", "1s")
+    run = Run(command)
+    wait_for("upload in flight", lambda: ledger_statuses(ledger)["uploading"] > 0, run.proc)
+
+    os.kill(run.proc.pid, signal.SIGTERM)
+
+    code, _, err = run.finish()
+    assert code == 130, err
+    assert "did not end within --stop-grace 1s" in err
+    assert status_counts(ledger)["uploading"] > 0
