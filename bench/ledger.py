@@ -32,7 +32,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from importer.ledger import (  # noqa: E402
+from importer.ledger.store import (  # noqa: E402
     Admission,
     AsyncLedger,
     AttemptRecord,

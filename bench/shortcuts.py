@@ -46,10 +46,11 @@ from audio import make_files  # noqa: E402
 from manifest import write_manifest as write_big_csv  # noqa: E402
 from throughput import TOKEN, strict_server  # noqa: E402
 
-from importer import audio, reader  # noqa: E402
+from importer.audio import probing as audio  # noqa: E402
 from importer.events import NullObserver  # noqa: E402
-from importer.pipeline import ImportRun, Upload, Validate  # noqa: E402
-from importer.settings import Settings  # noqa: E402
+from importer.run import reader  # noqa: E402
+from importer.run.pipeline import ImportRun, Upload, Validate  # noqa: E402
+from importer.settings.fields import Settings  # noqa: E402
 
 
 def _plain_audio_info(path: Path, fmt: Any, codec: str, rate: int, channels: int,

@@ -7,8 +7,8 @@ commands do and return an ``ImportResult`` or a ``VerifyResult`` (see ``importer
 """
 
 from .api import retry_ledger, run_import, validate_manifest, verify_ledger
-from .audio import AudioInfo, probe
-from .client import ConvirzaClient
+from .audio.probing import AudioInfo, probe
+from .client.session import ConvirzaClient
 from .errors import (
     ApiError,
     AudioError,
@@ -25,12 +25,12 @@ from .errors import (
     UsageError,
 )
 from .events import Observer, Outcome, RowEvent, RunSummary, StopReason
-from .jobs import ImportResult
-from .ledger import Ledger, Status
-from .pipeline import ImportRun
-from .records import UploadRecord
-from .settings import Settings
-from .verify import VerifyResult
+from .ledger.store import Ledger, Status
+from .manifest.records import UploadRecord
+from .run.jobs import ImportResult
+from .run.pipeline import ImportRun
+from .run.verify import VerifyResult
+from .settings.fields import Settings
 
 __all__ = [
     "ApiError",

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from importer.ledger import Admission, Ledger, Status
+from importer.ledger.store import Admission, Ledger, Status
 
 from .conftest import SAMPLES, SandboxThread, distinct_copy
 

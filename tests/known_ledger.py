@@ -18,7 +18,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from importer.ledger import DUPLICATE, Admission, AttemptRecord, Ledger, Status
+from importer.ledger.store import DUPLICATE, Admission, AttemptRecord, Ledger, Status
 
 MANIFEST = "/data/calls.csv"
 EXPECTED = 20

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from importer.audio import (
+from importer.audio.probing import (
     HEAD_BYTES,
     VBR_FRAMES,
     VBR_WINDOW,
@@ -223,7 +223,7 @@ def test_other_extension_with_good_content(tmp_path: Path) -> None:
 NOBODY_PROBE = """
 import os, sys
 from pathlib import Path
-from importer.audio import probe
+from importer.audio.probing import probe
 from importer.errors import AudioError
 os.setgroups([])
 os.setgid(65534)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from importer.errors import LedgerError
-from importer.ledger import (
+from importer.ledger.store import (
     MIGRATIONS,
     SAME_AUDIO_QUERY,
     TRANSITIONS,
@@ -250,7 +250,7 @@ def test_not_a_ledger(tmp_path: Path) -> None:
 async def test_group_commit_batches_concurrent_calls(tmp_path: Path) -> None:
     import asyncio
 
-    from importer.ledger import AsyncLedger
+    from importer.ledger.store import AsyncLedger
 
     ledger = AsyncLedger(Ledger.open(tmp_path / "l.sqlite"))
     run = await ledger.call(ledger.ledger.begin_run, "run", "/m.csv")

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from importer.cli import main
-from importer.ledger import Ledger, Status
+from importer.cli.commands import main
+from importer.ledger.store import Ledger, Status
 
 from .conftest import ROOT, SandboxThread
 from .helpers import crash_leftovers, good_row, many_rows, received, status_counts, write_manifest

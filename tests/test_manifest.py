@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from importer.errors import ManifestError
-from importer.manifest import canonical, open_manifest
+from importer.manifest.opening import canonical, open_manifest
 
 
 def rows_of(path: Path, **kwargs: object) -> list[tuple[int, dict[str, str]]]:

@@ -12,7 +12,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from importer.errors import RowError
-from importer.records import (
+from importer.manifest.records import (
     DISPOSITIONS,
     RowContext,
     UploadRecord,

@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from importer.errors import RowError
-from importer.records import (
+from importer.manifest.records import (
     RowContext,
     format_call_date,
     identify,

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from importer import run_import
-from importer.cli import build_parser, main
+from importer.cli.commands import build_parser, main
 
 from .conftest import SandboxThread
 from .helpers import good_row, many_rows, write_manifest

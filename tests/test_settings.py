@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from importer.cli import build_parser, main
+from importer.cli.commands import build_parser, main
 from importer.errors import UsageError
-from importer.jobfile import read_job, valid_keys
-from importer.jobs import plan
-from importer.settings import DECLARED, Settings, resolve
-from importer.units import ErrorBudget, Shard, parse_size
+from importer.run.jobs import plan
+from importer.settings.fields import DECLARED, Settings, resolve
+from importer.settings.jobfile import read_job, valid_keys
+from importer.settings.units import ErrorBudget, Shard, parse_size
 
 SECRET = "s3cr3t-token-0123456789abcdef"
 
