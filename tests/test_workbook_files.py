@@ -24,12 +24,8 @@ import pytest
 
 from importer.cli.commands import main
 from importer.errors import ManifestError
-from importer.manifest.opening import (
-    MAX_COMPRESSION_RATIO,
-    MAX_PART_BYTES,
-    MAX_SHARED_STRINGS_BYTES,
-    open_manifest,
-)
+from importer.manifest.opening import open_manifest
+from importer.manifest.xlsx import MAX_COMPRESSION_RATIO, MAX_PART_BYTES, MAX_SHARED_STRINGS_BYTES
 
 ROOT = Path(__file__).resolve().parent.parent
 HEADER = ["recording_file", "call_date", "group_id", "caller_id"]

@@ -39,7 +39,7 @@ from pydantic import (
 )
 
 from ..errors import UsageError
-from ..manifest.opening import file_encoding
+from ..manifest.encodings import file_encoding
 from .options import (
     API,
     BUDGETS,

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UsageError
-from ..manifest.opening import file_kind
+from ..manifest.files import file_kind
 
 #: A token is one line of a few hundred bytes; a file past this is not a token file.
 TOKEN_FILE_CAP = 64 << 10
