@@ -38,8 +38,8 @@ from pathlib import Path
 from ratelimit import sandbox
 from throughput import ROOT, TOKEN, make_recordings
 
+from importer.manifest.call_dates import RowContext, resolve_zone
 from importer.manifest.opening import open_manifest
-from importer.manifest.records import RowContext, resolve_zone
 from importer.run.destination import survey
 from importer.sandbox.store import CallStore
 

@@ -16,7 +16,8 @@ import pytest
 from importer.audio.probing import probe
 from importer.client.session import ConvirzaClient, translate
 from importer.errors import ApiError, AuthError, RequestTimeout, TransportError
-from importer.manifest.records import RowContext, UploadRecord, validate_row
+from importer.manifest.call_dates import RowContext
+from importer.manifest.records import UploadRecord, validate_row
 from importer.sandbox import SandboxConfig, start
 from importer.settings.fields import Settings
 

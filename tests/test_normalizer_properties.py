@@ -12,20 +12,17 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from importer.errors import RowError
-from importer.manifest.records import (
+from importer.manifest.call_dates import RowContext, format_call_date, parse_call_date
+from importer.manifest.normalizers import (
     DISPOSITIONS,
-    RowContext,
-    UploadRecord,
-    format_call_date,
     normalize_bool,
     normalize_disposition,
     normalize_id,
     normalize_phone,
     normalize_zip,
-    parse_call_date,
     undo_excel_number,
-    validate_row,
 )
+from importer.manifest.records import UploadRecord, validate_row
 
 NOW = datetime(2026, 6, 1, tzinfo=UTC)
 #: The properties below are about formats, so a wall time that a clock change skips or repeats

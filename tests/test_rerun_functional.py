@@ -12,7 +12,7 @@ import pytest
 
 from importer.cli.commands import main
 from importer.ledger.store import Ledger, Status
-from importer.manifest.records import in_shard
+from importer.manifest.identity import in_shard
 
 from .conftest import SandboxThread
 from .helpers import crash_leftovers, good_row, many_rows, received, status_of, write_manifest

@@ -65,6 +65,7 @@ def test_the_sandbox_imports_nothing_of_the_importer() -> None:
 
 def test_io_free_modules_stay_io_free() -> None:
     for module in ("client/limits", "client/responses", "client/auth", "manifest/records",
+                   "manifest/normalizers", "manifest/call_dates", "manifest/identity",
                    "events", "errors"):
         names = imports_of(PACKAGE / f"{module}.py")
         assert not {"aiohttp", "sqlite3", "aiofiles"} & names, module

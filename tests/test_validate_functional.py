@@ -13,8 +13,8 @@ import pytest
 
 from importer.cli.commands import main
 from importer.ledger.store import Ledger, Status
+from importer.manifest.call_dates import RowContext
 from importer.manifest.opening import open_manifest
-from importer.manifest.records import RowContext
 from importer.run.reader import RowPreparer, open_reader
 
 from .conftest import SandboxThread

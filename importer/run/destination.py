@@ -36,8 +36,10 @@ from ..client.resources import RESOURCES, Call, build_filter
 from ..client.session import ConvirzaClient
 from ..errors import ApiError, ApiUnavailable, AuthError, ManifestError, NotTheApi, UsageError
 from ..events import Outcome
+from ..manifest.call_dates import RowContext
+from ..manifest.identity import identify, in_shard, shard_key
+from ..manifest.normalizers import normalize_id
 from ..manifest.opening import Manifest, ManifestRow
-from ..manifest.records import RowContext, identify, in_shard, normalize_id, shard_key
 
 if TYPE_CHECKING:
     from .context import RunContext

@@ -14,8 +14,9 @@ from ..errors import ManifestError, Problem, RowError, reason_of
 from ..events import Outcome, RowEvent, StopReason
 from ..ledger.admission import Decision, Verdict, duplicate_error
 from ..ledger.store import DUPLICATE, Status
+from ..manifest.call_dates import RowContext
 from ..manifest.opening import Manifest
-from ..manifest.records import RowContext, build_record, validate_row
+from ..manifest.records import build_record, validate_row
 from .context import Job, RunContext
 from .preflight import Preflight
 from .reader import Prepared, RowPreparer, open_reader

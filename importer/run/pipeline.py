@@ -31,8 +31,9 @@ from ..errors import LedgerError, UsageError, ours_in, plain_errors
 from ..events import NullObserver, Observer, RunSummary, StopReason, stop_reason_for
 from ..ledger.lock import LedgerLock
 from ..ledger.store import Ledger
+from ..manifest.call_dates import RowContext, resolve_zone
+from ..manifest.identity import forget_paths
 from ..manifest.opening import Manifest, open_manifest
-from ..manifest.records import RowContext, forget_paths, resolve_zone
 from ..redact import Redactor
 from ..reports.summaries import InvalidRowsCsv
 from ..settings.fields import Settings

@@ -43,16 +43,10 @@ from ..ledger.store import (
     SettledKeys,
     Status,
 )
+from ..manifest.call_dates import RowContext
+from ..manifest.identity import Identity, identify, in_shard, shard_key
 from ..manifest.opening import Manifest, ManifestRow
-from ..manifest.records import (
-    Identity,
-    RowContext,
-    identify,
-    in_shard,
-    normalize_row,
-    sent_fields,
-    shard_key,
-)
+from ..manifest.records import normalize_row, sent_fields
 
 log = logging.getLogger("importer.reader")
 

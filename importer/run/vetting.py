@@ -30,7 +30,7 @@ from ..errors import ApiError, AudioError, MachineError
 from ..events import Outcome, RowEvent
 from ..ledger.schema import now
 from ..ledger.store import AttemptRecord, FileFacts, SameAudio, Status
-from ..manifest.records import call_facts
+from ..manifest.identity import call_facts
 from .context import Job, RunContext
 
 log = logging.getLogger("importer.pipeline")
