@@ -7,7 +7,8 @@ commands do and return an ``ImportResult`` or a ``VerifyResult`` (see ``importer
 """
 
 from .api import retry_ledger, run_import, validate_manifest, verify_ledger
-from .audio.probing import AudioInfo, probe
+from .audio.info import AudioInfo
+from .audio.probing import probe
 from .client.session import ConvirzaClient
 from .errors import (
     ApiError,

@@ -22,18 +22,16 @@ from pathlib import Path
 
 import pytest
 
-from importer.audio.probing import (
-    HEAD_BYTES,
+from importer.audio.info import AudioInfo
+from importer.audio.mp3 import (
     VBR_FRAMES,
     VBR_WINDOW,
-    AudioInfo,
     _frame_run,
     _l3_header,
     _mp3_mutagen,
     _mp3_quick,
-    probe,
-    sniff,
 )
+from importer.audio.probing import HEAD_BYTES, probe, sniff
 from importer.errors import AudioError
 
 from .conftest import ROOT, SAMPLES

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
-from importer.audio.probing import UrlAnswer, judge_url_answer
+from importer.audio.urls import UrlAnswer, judge_url_answer
 from importer.cli.commands import main
 from importer.client.session import ConvirzaClient
 from importer.errors import AudioError, TransportError

@@ -2,6 +2,7 @@
 duration, its sha256), and a recording URL's form and answer judged. Blocking file reads
 only, no HTTP: the run calls it from a thread pool, the client asks URLs' servers."""
 
-from .probing import AudioInfo, probe
+from .info import AudioInfo
+from .probing import probe
 
 __all__ = ["AudioInfo", "probe"]

@@ -20,7 +20,7 @@ from typing import Any
 from aiohttp.abc import AbstractStreamWriter
 from aiohttp.payload import Payload
 
-from ..audio.probing import AudioInfo
+from ..audio.info import AudioInfo
 from ..errors import AudioError
 
 #: Bytes read (and hashed) at a time, in a thread, as aiohttp's own file payload reads.

@@ -21,7 +21,8 @@ from typing import Any, TypeVar
 
 import aiohttp
 
-from ..audio.probing import AudioInfo, UrlAnswer
+from ..audio.info import AudioInfo
+from ..audio.urls import UrlAnswer
 from ..errors import (
     ApiError,
     AudioError,

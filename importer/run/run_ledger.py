@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ..audio.probing import AudioInfo
+from ..audio.info import AudioInfo
 from ..events import Observer
 from ..ledger.admission import Admission, Decision
 from ..ledger.queries import Candidate, Unread

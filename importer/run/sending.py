@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from enum import Enum
 
-from ..audio.probing import AudioInfo
+from ..audio.info import AudioInfo
 from ..client.limits import retrying
 from ..errors import ApiError, AudioError, AuthError, NotTheApi, Stopped, UsageError
 from ..events import Outcome, RowEvent, StopReason

@@ -25,7 +25,9 @@ from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..audio.probing import AudioInfo, check_url_form, judge_url_answer, probe
+from ..audio.info import AudioInfo
+from ..audio.probing import probe
+from ..audio.urls import check_url_form, judge_url_answer
 from ..errors import ApiError, AudioError, MachineError
 from ..events import Outcome, RowEvent
 from ..ledger.schema import now
