@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from hypothesis import example, given, settings
+from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
 
 from importer.errors import RowError
@@ -115,6 +115,10 @@ def test_call_dates_normalize_to_themselves(moment: datetime) -> None:
 @given(moments, st.booleans())
 def test_us_and_day_first_dates_mean_the_same_moment(moment: datetime, dayfirst: bool) -> None:
     moment = moment.replace(second=0, microsecond=0)
+    # A wall time a clock change skips or repeats is refused (the next test's case), whatever
+    # its format: this one is about the format.
+    assume(moment.replace(tzinfo=CTX.zone).utcoffset()
+           == moment.replace(tzinfo=CTX.zone, fold=1).utcoffset())
     ctx = RowContext(base_dir=CTX.base_dir, zone=CTX.zone, now=NOW, dayfirst=dayfirst)
     order = "%d/%m/%Y" if dayfirst else "%m/%d/%Y"
     text = moment.strftime(f"{order} %I:%M %p")
