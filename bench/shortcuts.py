@@ -51,7 +51,7 @@ from importer.audio.info import AudioInfo  # noqa: E402
 from importer.events import NullObserver  # noqa: E402
 from importer.run import reader  # noqa: E402
 from importer.run.pipeline import ImportRun, Upload, Validate  # noqa: E402
-from importer.settings.fields import Settings  # noqa: E402
+from importer.settings.resolve import Settings  # noqa: E402
 
 
 def _plain_audio_info(path: Path, fmt: Any, codec: str, rate: int, channels: int,

@@ -31,7 +31,7 @@ from .manifest.records import UploadRecord
 from .run.jobs import ImportResult
 from .run.pipeline import ImportRun
 from .run.verify import VerifyResult
-from .settings.fields import Settings
+from .settings.resolve import Settings
 
 __all__ = [
     "ApiError",

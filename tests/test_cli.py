@@ -14,7 +14,8 @@ import pytest
 
 from importer.cli.commands import build_parser, exit_code_for, main
 from importer.errors import AuthError, LedgerError, ManifestError, ServerError, UsageError
-from importer.settings.fields import ENV_ALIASES, Settings, env_name, parse_duration
+from importer.settings.resolve import ENV_ALIASES, Settings, env_name
+from importer.settings.units import parse_duration
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text()

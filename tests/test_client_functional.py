@@ -19,7 +19,7 @@ from importer.errors import ApiError, AuthError, RequestTimeout, TransportError
 from importer.manifest.call_dates import RowContext
 from importer.manifest.records import UploadRecord, validate_row
 from importer.sandbox import SandboxConfig, start
-from importer.settings.fields import Settings
+from importer.settings.resolve import Settings
 
 from .conftest import SAMPLES, sha256_of
 

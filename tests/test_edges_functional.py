@@ -31,7 +31,7 @@ from importer.cli.commands import main
 from importer.errors import LedgerError, UsageError, plain_errors
 from importer.events import NullObserver, Observer, Outcome, RequestEvent, RowEvent, RunSummary
 from importer.ledger.store import MIGRATIONS
-from importer.settings.fields import resolve
+from importer.settings.resolve import resolve
 
 from .conftest import ROOT, SandboxThread
 from .helpers import good_row, many_rows, received, status_counts, write_manifest

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from importer.events import Outcome, RowEvent, RunSummary, StopReason
 from importer.run.guard import WAIT, RunGuard, Stop
-from importer.settings.fields import Settings
+from importer.settings.resolve import Settings
 
 
 class FakeClock:

@@ -18,7 +18,7 @@ import pytest
 from importer.cli.commands import main
 from importer.errors import ManifestError, UsageError
 from importer.manifest.opening import open_manifest
-from importer.settings.fields import Settings
+from importer.settings.resolve import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 HEADER = "recording_file,call_date,group_id,caller_id\n"

@@ -18,7 +18,7 @@ from importer.errors import RequestRejected, UsageError
 from importer.ledger.store import Ledger, Status
 from importer.sandbox import STORE, SandboxConfig, start
 from importer.sandbox.seed import default_seed
-from importer.settings.fields import Settings
+from importer.settings.resolve import Settings
 
 from .conftest import SandboxThread
 from .helpers import good_row, write_manifest

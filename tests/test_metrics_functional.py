@@ -21,7 +21,7 @@ from importer.events import FanOut
 from importer.observe.metrics import MetricsObserver
 from importer.observe.progress import ProgressObserver
 from importer.run.pipeline import ImportRun, Upload
-from importer.settings.fields import Settings
+from importer.settings.resolve import Settings
 
 from .conftest import TOKEN, SandboxThread
 

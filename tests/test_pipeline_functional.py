@@ -10,7 +10,7 @@ from pathlib import Path
 
 from importer.events import Observer, Outcome, RowEvent, RunSummary, StopReason
 from importer.run.pipeline import ImportRun, Retry, RetrySelection, Upload, Validate
-from importer.settings.fields import Settings
+from importer.settings.resolve import Settings
 
 from .conftest import TOKEN, SandboxThread
 from .helpers import good_row, many_rows, status_counts, write_manifest

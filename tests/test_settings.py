@@ -15,8 +15,8 @@ import pytest
 from importer.cli.commands import build_parser, main
 from importer.errors import UsageError
 from importer.run.jobs import plan
-from importer.settings.fields import DECLARED, Settings, resolve
 from importer.settings.jobfile import read_job, valid_keys
+from importer.settings.resolve import DECLARED, Settings, resolve
 from importer.settings.units import ErrorBudget, Shard, parse_size
 
 SECRET = "s3cr3t-token-0123456789abcdef"

@@ -59,7 +59,7 @@ from ..run.jobs import (
 from ..run.verify import Verifier, check_outputs, findings_file, verify_text
 from ..sandbox import Faults, SandboxConfig, serve_forever
 from ..sandbox.seed import default_seed, load_seed
-from ..settings.fields import DECLARED, Settings, environment_secrets
+from ..settings.resolve import DECLARED, Settings, environment_secrets
 from ..settings.units import parse_size
 from . import demo, logs, streams
 from .config import config_json, config_text, entries

@@ -15,7 +15,7 @@ from typing import Any
 from pydantic import SecretStr
 
 from ..run.jobs import Plan
-from ..settings.fields import DECLARED, named_sources
+from ..settings.resolve import DECLARED, named_sources
 
 MASK = "*" * 16
 #: A secret shorter than this is shown as the mask alone.

@@ -15,7 +15,7 @@ from ..ledger.store import Ledger
 from ..reports.summaries import counts_text, summary_text
 from ..run.pipeline import ImportRun, Upload
 from ..sandbox import STATE, STORE, SandboxConfig, start
-from ..settings.fields import Settings
+from ..settings.resolve import Settings
 
 DEMO_USER = "demo@example.com"
 DEMO_PASSWORD = "demo-password"  # a sandbox-only credential, known to everyone

@@ -6,7 +6,7 @@ from ..client.resources import Resource
 from ..client.session import ConvirzaClient
 from ..errors import RequestRejected, UsageError
 from ..reports.summaries import ObjectWriter
-from ..settings.fields import Settings
+from ..settings.resolve import Settings
 
 
 async def run_lookup(settings: Settings, resource: Resource, writer: ObjectWriter, *,

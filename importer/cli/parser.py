@@ -9,8 +9,8 @@ from pathlib import Path
 
 from ..client.resources import RESOURCES
 from ..ledger.store import Status
-from ..settings.fields import DECLARED
 from ..settings.options import MANIFEST, OUTPUT, add_flags
+from ..settings.resolve import DECLARED
 from . import demo
 from .stopping import SIGNAL_WINDOW
 

@@ -23,7 +23,7 @@ from ..errors import (
     UnexpectedAnswer,
     UsageError,
 )
-from ..settings.fields import Settings
+from ..settings.resolve import Settings
 from .limits import RetryPolicy, Sleep, retrying
 from .resources import RESOURCES, ApiObject, Call, Resource, build_filter
 from .responses import interpret_lookup

@@ -37,17 +37,12 @@ from ..errors import (
 from ..events import NullObserver, Observer, RequestEvent
 from ..manifest.records import UploadRecord
 from ..redact import Redactor
-from ..settings.fields import Settings
+from ..settings.resolve import Settings
 from .auth import PasswordLogin, StaticToken, TokenProvider, authorized
 from .limits import RateLimiter, RetryPolicy, Sleep
 from .lookups import LOOKUPS_AT_ONCE, THROTTLE_PAUSE, Lookups
 from .payload import CheckedFile
-from .responses import (
-    Token,
-    UploadAnswer,
-    interpret_token,
-    interpret_upload,
-)
+from .responses import Token, UploadAnswer, interpret_token, interpret_upload
 
 UPLOAD_PATH = "/v2/call/upload"
 TOKEN_PATH = "/oauth/token"

@@ -14,7 +14,7 @@ from ..errors import AuthError, NotTheApi
 from ..events import StopReason
 from ..ledger.store import FileFacts
 from ..manifest.records import UploadRecord
-from ..settings.fields import Settings
+from ..settings.resolve import Settings
 from .guard import RunGuard, Stop
 from .modes import Mode
 from .outcomes import Outcomes

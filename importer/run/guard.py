@@ -16,7 +16,7 @@ from enum import Enum
 
 from ..client.limits import Clock
 from ..events import RunSummary, StopReason
-from ..settings.fields import Settings
+from ..settings.resolve import Settings
 
 #: A percentage error budget is judged only once this many rows have an outcome.
 MIN_ROWS_FOR_PERCENT = 20

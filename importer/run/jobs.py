@@ -30,8 +30,8 @@ from ..ledger.store import Status
 from ..observe.progress import ProgressObserver
 from ..redact import Redactor
 from ..reports.outputs import atomic_text, ledger_inputs, refuse_overwrites
-from ..settings.fields import Resolved, Settings, resolve
 from ..settings.jobfile import JobFile, manifests_of, read_job
+from ..settings.resolve import Resolved, Settings, resolve
 from .modes import Mode, Retry, RetrySelection, Upload, Validate
 from .pipeline import ImportRun
 

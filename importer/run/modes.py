@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..ledger.states import Status
-from ..settings.fields import Settings
+from ..settings.resolve import Settings
 
 
 @dataclass(frozen=True)

@@ -36,7 +36,7 @@ from ..manifest.identity import forget_paths
 from ..manifest.opening import Manifest, open_manifest
 from ..redact import Redactor
 from ..reports.summaries import InvalidRowsCsv
-from ..settings.fields import Settings
+from ..settings.resolve import Settings
 from .context import Job, RunContext
 from .destination import ask_first, summary_line
 from .guard import RunGuard

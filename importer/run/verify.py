@@ -51,7 +51,7 @@ from ..ledger.lock import LedgerLock
 from ..ledger.store import Ledger, SentCall, Status
 from ..reports.outputs import atomic_text, ledger_inputs, refuse_overwrites
 from ..reports.summaries import safe_cell
-from ..settings.fields import Settings
+from ..settings.resolve import Settings
 
 log = logging.getLogger("importer.verify")
 

@@ -3,6 +3,6 @@
 file > default, and checked before anything starts. The environment is read here and nowhere
 else; the small files a user names (token, columns, job) are read warily here too."""
 
-from .fields import DECLARED, Resolved, Settings, Source, env_name, resolve
+from .resolve import DECLARED, Resolved, Settings, Source, env_name, resolve
 
 __all__ = ["DECLARED", "Resolved", "Settings", "Source", "env_name", "resolve"]

@@ -32,8 +32,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UsageError
-from .fields import DECLARED, JobValues
 from .options import nearest
+from .resolve import DECLARED, JobValues
 from .userfiles import read_toml, table_entries
 
 #: Keys of a job file that are not settings.
