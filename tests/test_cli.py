@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from importer.cli.commands import build_parser, exit_code_for, main
+from importer.cli.commands import exit_code_for, main
+from importer.cli.parser import build_parser
 from importer.errors import AuthError, LedgerError, ManifestError, ServerError, UsageError
 from importer.settings.resolve import ENV_ALIASES, Settings, env_name
 from importer.settings.units import parse_duration

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from importer.cli.commands import build_parser, main
+from importer.cli.commands import main
+from importer.cli.parser import build_parser
 from importer.errors import UsageError
 from importer.run.jobs import plan
 from importer.settings.jobfile import read_job, valid_keys

@@ -6,6 +6,7 @@ that two tokens can be told apart; nothing of a shorter one).
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
 from dataclasses import asdict, dataclass
@@ -16,6 +17,9 @@ from pydantic import SecretStr
 
 from ..run.jobs import Plan
 from ..settings.resolve import DECLARED, named_sources
+from . import logs
+from .arguments import plan_of
+from .output import output
 
 MASK = "*" * 16
 #: A secret shorter than this is shown as the mask alone.
@@ -89,3 +93,12 @@ def config_text(found: list[Entry]) -> str:
     rows = [("setting", "value", "source")] + [(e.name, text(e.value), e.source) for e in found]
     width = [max(len(r[i]) for r in rows) for i in range(2)]
     return "".join(f"{a:<{width[0]}}  {b:<{width[1]}}  {c}\n" for a, b, c in rows)
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    chosen = plan_of(args)
+    logs.remember_secrets(chosen.settings.secrets())
+    found = entries(chosen)
+    with output(None, for_people=True) as out:
+        out.write(config_json(found) if args.format == "json" else config_text(found))
+    return 0
