@@ -26,7 +26,8 @@ from .errors import (
     UsageError,
 )
 from .events import Observer, Outcome, RowEvent, RunSummary, StopReason
-from .ledger.store import Ledger, Status
+from .ledger.states import Status
+from .ledger.store import Ledger
 from .manifest.records import UploadRecord
 from .run.jobs import ImportResult
 from .run.pipeline import ImportRun

@@ -18,7 +18,9 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from importer.ledger.store import DUPLICATE, Admission, AttemptRecord, Ledger, Status
+from importer.ledger.admission import DUPLICATE, Admission
+from importer.ledger.states import Status
+from importer.ledger.store import AttemptRecord, Ledger
 
 MANIFEST = "/data/calls.csv"
 EXPECTED = 20

@@ -17,7 +17,7 @@ import pytest
 from aiohttp import web
 
 from importer.cli.commands import main
-from importer.ledger.store import MIGRATIONS
+from importer.ledger.schema import MIGRATIONS
 
 from .conftest import TOKEN, SandboxThread, distinct_copy, sha256_of
 from .helpers import StandIn, good_row, write_manifest

@@ -18,7 +18,8 @@ from pathlib import Path
 import pytest
 
 from importer.cli.commands import main
-from importer.ledger.store import Ledger, Status
+from importer.ledger.states import Status
+from importer.ledger.store import Ledger
 
 from .conftest import ROOT, SandboxThread
 from .helpers import crash_leftovers, good_row, many_rows, received, status_counts, write_manifest

@@ -14,8 +14,10 @@ import pytest
 
 from importer.cli.commands import main
 from importer.errors import LedgerError
+from importer.ledger.admission import Admission
+from importer.ledger.states import Status
 from importer.ledger.stats import BINS_PER_DECADE, Minute, collect, pace, percentile, timeline
-from importer.ledger.store import Admission, Ledger, Status
+from importer.ledger.store import Ledger
 from importer.reports.html_page import render
 
 from . import known_ledger

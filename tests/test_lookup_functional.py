@@ -15,7 +15,8 @@ from importer.cli.commands import main
 from importer.client.resources import RESOURCES, Call, Group, build_filter, parse_rules
 from importer.client.session import ConvirzaClient
 from importer.errors import RequestRejected, UsageError
-from importer.ledger.store import Ledger, Status
+from importer.ledger.states import Status
+from importer.ledger.store import Ledger
 from importer.sandbox import STORE, SandboxConfig, start
 from importer.sandbox.seed import default_seed
 from importer.settings.resolve import Settings

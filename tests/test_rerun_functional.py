@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from importer.cli.commands import main
-from importer.ledger.store import Ledger, Status
+from importer.ledger.states import Status
+from importer.ledger.store import Ledger
 from importer.manifest.identity import in_shard
 
 from .conftest import SandboxThread

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from importer.cli.commands import main
-from importer.ledger.store import Ledger, Status
+from importer.ledger.states import Status
+from importer.ledger.store import Ledger
 
 from .conftest import TOKEN, SandboxThread, sample_files, sha256_of
 from .helpers import good_row, status_of, write_manifest

@@ -12,7 +12,8 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from importer.cli.commands import main
-from importer.ledger.store import Ledger, Status
+from importer.ledger.states import Status
+from importer.ledger.store import Ledger
 from importer.manifest.call_dates import RowContext
 from importer.manifest.opening import open_manifest
 from importer.run.reader import RowPreparer, open_reader

@@ -8,7 +8,7 @@ import argparse
 from pathlib import Path
 
 from ..client.resources import RESOURCES
-from ..ledger.store import Status
+from ..ledger.states import Status
 from ..settings.options import MANIFEST, OUTPUT, add_flags
 from ..settings.resolve import DECLARED
 from . import demo

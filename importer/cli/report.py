@@ -9,7 +9,8 @@ import json
 from typing import cast
 
 from ..errors import UsageError
-from ..ledger.store import Ledger, Status
+from ..ledger.states import Status
+from ..ledger.store import Ledger
 from ..reports.outputs import ledger_inputs, refuse_overwrites
 from ..reports.summaries import Format, ledger_summary, summary_report_text, write_rows
 from .output import output

@@ -30,7 +30,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import LedgerError
-from .store import DUPLICATE, Status
+from .admission import DUPLICATE
+from .states import Status
 
 #: Histogram bins of request latency per decade (see the module docstring).
 BINS_PER_DECADE = 20

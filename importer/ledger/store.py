@@ -2,9 +2,9 @@
 
 Every write is one transaction with ``synchronous=FULL``: when it returns, the change survives a
 power cut. The states of a row and their legal moves are in ``states``; the tables and their
-migrations in ``ledger_schema``; what is read, for reports and retries, in ``ledger_queries``;
-what a run decides of each row in ``admission``. ``Ledger`` is synchronous; a run writes it
-through ``ledger_writer``'s one thread (group commit) and ``run_ledger``'s named calls.
+migrations in ``schema``; what is read, for reports and retries, in ``queries``; what a run
+decides of each row in ``admission``. ``Ledger`` is synchronous; a run writes it through
+``writer``'s one thread (group commit) and ``run.run_ledger``'s named calls.
 """
 
 from __future__ import annotations
@@ -19,70 +19,20 @@ from typing import Any
 from ..errors import LedgerError
 from .admission import (
     ALREADY,
-    CHANGED,
     DUPLICATE,
     KNOWN_COLUMNS,
-    OTHER_SHARD,
-    SETTLED,
     Admission,
     Decision,
-    FileFacts,
     Known,
     Record,
     Seen,
-    Verdict,
     decide,
     duplicate_error,
 )
 from .lock import LedgerLock, describe
-from .queries import (
-    Candidate,
-    LedgerQueries,
-    LedgerRow,
-    RunRecord,
-    SentCall,
-    SettledKeys,
-    connect_readonly,
-)
-from .schema import (
-    MIGRATIONS,
-    RUN_ROWS,
-    Transaction,
-    migrate,
-    now,
-    select_in,
-    unusable,
-    up_to_date,
-)
+from .queries import LedgerQueries, connect_readonly
+from .schema import RUN_ROWS, Transaction, migrate, now, select_in, unusable, up_to_date
 from .states import TRANSITIONS, Status, check
-from .writer import AsyncLedger
-
-#: What other modules take from here, as they did when all of it lived here.
-__all__ = [
-    "ALREADY",
-    "CHANGED",
-    "DUPLICATE",
-    "MIGRATIONS",
-    "OTHER_CALL_QUERY",
-    "OTHER_SHARD",
-    "SAME_AUDIO_QUERY",
-    "SETTLED",
-    "TRANSITIONS",
-    "Admission",
-    "AsyncLedger",
-    "AttemptRecord",
-    "Candidate",
-    "Decision",
-    "FileFacts",
-    "Ledger",
-    "LedgerRow",
-    "RunRecord",
-    "SameAudio",
-    "SentCall",
-    "SettledKeys",
-    "Status",
-    "Verdict",
-]
 
 #: Another row of the same call, by its audio (sha256) and the call's own facts (``call``),
 #: that is imported (``succeeded``; an alias names the key it was imported under) or may be

@@ -14,8 +14,8 @@ from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from ..ledger.states import Status
 from ..ledger.stats import Example, LedgerStats, Pace, RunFacts, Timeline, pace, timeline, when
-from ..ledger.store import Status
 from ..redact import html_text
 from .charts import Series, bar_chart, time_chart
 

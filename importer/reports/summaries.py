@@ -17,7 +17,9 @@ from typing import Any, Literal, TextIO
 
 from ..errors import UsageError
 from ..events import RunSummary
-from ..ledger.store import Ledger, LedgerRow, Status
+from ..ledger.queries import LedgerRow
+from ..ledger.states import Status
+from ..ledger.store import Ledger
 from ..redact import printable
 from ..settings.units import duration_text
 from .outputs import atomic_text

@@ -12,8 +12,8 @@ from collections import Counter
 
 from ..errors import ManifestError, Problem, RowError, reason_of
 from ..events import Outcome, RowEvent, StopReason
-from ..ledger.admission import Decision, Verdict, duplicate_error
-from ..ledger.store import DUPLICATE, Status
+from ..ledger.admission import DUPLICATE, Decision, Verdict, duplicate_error
+from ..ledger.states import Status
 from ..manifest.call_dates import RowContext
 from ..manifest.opening import Manifest
 from ..manifest.records import build_record, validate_row

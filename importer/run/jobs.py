@@ -26,7 +26,7 @@ from typing import Any, Literal
 
 from ..errors import ManifestError, UsageError
 from ..events import OUTPUT_LOST, NullObserver, Observer, RunSummary, StopReason, guarded
-from ..ledger.store import Status
+from ..ledger.states import Status
 from ..observe.progress import ProgressObserver
 from ..redact import Redactor
 from ..reports.outputs import atomic_text, ledger_inputs, refuse_overwrites

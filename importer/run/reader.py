@@ -33,16 +33,9 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from ..errors import ManifestError, Problem, RowError, reason_of
-from ..ledger.store import (
-    ALREADY,
-    CHANGED,
-    OTHER_SHARD,
-    SETTLED,
-    Admission,
-    FileFacts,
-    SettledKeys,
-    Status,
-)
+from ..ledger.admission import ALREADY, CHANGED, OTHER_SHARD, SETTLED, Admission, FileFacts
+from ..ledger.queries import SettledKeys
+from ..ledger.states import Status
 from ..manifest.call_dates import RowContext
 from ..manifest.identity import Identity, identify, in_shard, shard_key
 from ..manifest.opening import Manifest, ManifestRow

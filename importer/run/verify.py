@@ -48,7 +48,9 @@ from ..client.session import ConvirzaClient
 from ..errors import ApiError, AuthError, NotTheApi, RequestRejected, plain_errors
 from ..events import StopReason
 from ..ledger.lock import LedgerLock
-from ..ledger.store import Ledger, SentCall, Status
+from ..ledger.queries import SentCall
+from ..ledger.states import Status
+from ..ledger.store import Ledger
 from ..reports.outputs import atomic_text, ledger_inputs, refuse_overwrites
 from ..reports.summaries import safe_cell
 from ..settings.resolve import Settings

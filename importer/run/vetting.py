@@ -30,8 +30,10 @@ from ..audio.probing import probe
 from ..audio.urls import check_url_form, judge_url_answer
 from ..errors import ApiError, AudioError, MachineError
 from ..events import Outcome, RowEvent
+from ..ledger.admission import FileFacts
 from ..ledger.schema import now
-from ..ledger.store import AttemptRecord, FileFacts, SameAudio, Status
+from ..ledger.states import Status
+from ..ledger.store import AttemptRecord, SameAudio
 from ..manifest.identity import call_facts
 from .context import Job, RunContext
 
