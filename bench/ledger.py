@@ -33,8 +33,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from importer.ledger.admission import Admission  # noqa: E402
+from importer.ledger.books import AttemptRecord  # noqa: E402
 from importer.ledger.states import Status  # noqa: E402
-from importer.ledger.store import AttemptRecord, Ledger  # noqa: E402
+from importer.ledger.store import Ledger  # noqa: E402
 from importer.ledger.writer import AsyncLedger  # noqa: E402
 
 TOKEN = "bench-token"

@@ -19,8 +19,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from importer.ledger.admission import DUPLICATE, Admission
+from importer.ledger.books import AttemptRecord
 from importer.ledger.states import Status
-from importer.ledger.store import AttemptRecord, Ledger
+from importer.ledger.store import Ledger
 
 MANIFEST = "/data/calls.csv"
 EXPECTED = 20

@@ -10,9 +10,10 @@ import pytest
 
 from importer.errors import LedgerError
 from importer.ledger.admission import Admission, Verdict
+from importer.ledger.books import AttemptRecord
 from importer.ledger.schema import MIGRATIONS
 from importer.ledger.states import TRANSITIONS, Status
-from importer.ledger.store import SAME_AUDIO_QUERY, AttemptRecord, Ledger, SameAudio
+from importer.ledger.store import SAME_AUDIO_QUERY, Ledger, SameAudio
 
 
 def admission(key: str, row: int, status: Status = Status.PENDING, fingerprint: str = "f1",

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,8 +29,9 @@ from .admission import (
     decide,
     duplicate_error,
 )
+from .books import AttemptRecord, Books
 from .lock import LedgerLock, describe
-from .queries import LedgerQueries, connect_readonly
+from .queries import connect_readonly
 from .schema import RUN_ROWS, Transaction, migrate, now, select_in, unusable, up_to_date
 from .states import TRANSITIONS, Status, check
 
@@ -51,19 +52,6 @@ OTHER_CALL_QUERY = ("SELECT key, manifest, row_number, status FROM recordings WH
 
 
 @dataclass(frozen=True)
-class AttemptRecord:
-    """One request, kept for audit whatever its outcome."""
-
-    key: str
-    started_at: str
-    duration: float
-    outcome: str
-    http_status: int | None = None
-    error: str | None = None
-    request_id: str | None = None
-
-
-@dataclass(frozen=True)
 class SameAudio:
     """Another recording whose file has the same sha256 (found by ``record_audio``): of the
     same call (``same_call``: its facts agree and no explicit ids tell them apart), or of
@@ -76,64 +64,7 @@ class SameAudio:
     same_call: bool = True
 
 
-class _Books(LedgerQueries):
-    """What the ledger keeps beside its rows' states: the runs, the attempts (for audit),
-    what a new ledger's check found (``--find-existing``), and the rows ``verify`` puts back."""
-
-    # --- runs ---------------------------------------------------------------------------
-
-    def begin_run(self, command: str, manifest: str | None) -> int:
-        with Transaction(self._conn):
-            cur = self._conn.execute(
-                "INSERT INTO runs (command, manifest, started_at) VALUES (?, ?, ?)",
-                (command, manifest, now()))
-        return int(cur.lastrowid or 0)
-
-    def end_run(self, run_id: int, exit_code: int, summary: dict[str, Any]) -> None:
-        with Transaction(self._conn):
-            self._conn.execute(
-                "UPDATE runs SET finished_at = ?, exit_code = ?, summary = ? WHERE id = ?",
-                (now(), exit_code, self.scrub(json.dumps(summary)), run_id))
-
-    def decide_find_existing(self, manifest: str, look_first: bool, why: str) -> None:
-        """What the sample of a new ledger's manifest found: kept for its later runs."""
-        with Transaction(self._conn):
-            self._conn.execute("INSERT OR REPLACE INTO find_existing VALUES (?, ?, ?, ?)",
-                               (manifest, int(look_first), why, now()))
-
-    def requeue(self, keys: Sequence[str], why: str) -> int:
-        """Rows held as ``succeeded`` whose call Convirza does not have (``verify
-        --requeue-missing``) go back to ``pending``, their data kept, so that ``retry`` sends
-        them; the move is kept in the attempts, for audit. The one way out of ``succeeded``,
-        taken on the API's word only (it is not among ``TRANSITIONS``, so no bug of a run can
-        take it). Returns how many rows moved."""
-        moved = 0
-        with Transaction(self._conn):
-            for key in keys:
-                cur = self._conn.execute(
-                    "UPDATE recordings SET status = 'pending', last_outcome = 'missing in "
-                    "Convirza', updated_at = ? WHERE key = ? AND status = 'succeeded'",
-                    (now(), key))
-                if cur.rowcount:
-                    moved += 1
-                    self._insert_attempt(AttemptRecord(key, now(), 0.0, "requeued", None, why))
-        return moved
-
-    def _scrubbed(self, attempt: AttemptRecord) -> AttemptRecord:
-        if attempt.error is None:
-            return attempt
-        return replace(attempt, error=self.scrub(attempt.error))
-
-    def _insert_attempt(self, a: AttemptRecord) -> None:
-        self._conn.execute(
-            """INSERT INTO attempts (key, run_id, started_at, duration, http_status, error,
-                   request_id, outcome)
-               VALUES (?, (SELECT run_id FROM recordings WHERE key = ?), ?, ?, ?, ?, ?, ?)""",
-            (a.key, a.key, a.started_at, a.duration, a.http_status, a.error, a.request_id,
-             a.outcome))
-
-
-class Ledger(_Books):
+class Ledger(Books):
     """One ledger file, for reading (``LedgerQueries``) and writing."""
 
     @classmethod
@@ -352,7 +283,6 @@ class Ledger(_Books):
                WHERE key = ?""",
             (to.value, int(retryable), a.started_at, a.started_at, a.http_status, a.error,
              reason, a.request_id, a.outcome, a.duration, now(), key))
-
 
 
 def _same_audio(conn: sqlite3.Connection, key: str, sha256: str,

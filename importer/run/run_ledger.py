@@ -17,9 +17,10 @@ from typing import Any
 from ..audio.info import AudioInfo
 from ..events import Observer
 from ..ledger.admission import Admission, Decision
+from ..ledger.books import AttemptRecord
 from ..ledger.queries import Candidate, Unread
 from ..ledger.states import Status
-from ..ledger.store import AttemptRecord, Ledger, SameAudio
+from ..ledger.store import Ledger, SameAudio
 from ..ledger.writer import AsyncLedger
 from .modes import RetrySelection
 

@@ -22,7 +22,7 @@ from ..audio.info import AudioInfo
 from ..client.limits import retrying
 from ..errors import ApiError, AudioError, AuthError, NotTheApi, Stopped, UsageError
 from ..events import Outcome, RowEvent, StopReason
-from ..ledger.store import AttemptRecord
+from ..ledger.books import AttemptRecord
 from .context import Job, RunContext
 
 log = logging.getLogger("importer.pipeline")

@@ -31,9 +31,10 @@ from ..audio.urls import check_url_form, judge_url_answer
 from ..errors import ApiError, AudioError, MachineError
 from ..events import Outcome, RowEvent
 from ..ledger.admission import FileFacts
+from ..ledger.books import AttemptRecord
 from ..ledger.schema import now
 from ..ledger.states import Status
-from ..ledger.store import AttemptRecord, SameAudio
+from ..ledger.store import SameAudio
 from ..manifest.identity import call_facts
 from .context import Job, RunContext
 
