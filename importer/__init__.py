@@ -29,9 +29,9 @@ from .events import Observer, Outcome, RowEvent, RunSummary, StopReason
 from .ledger.states import Status
 from .ledger.store import Ledger
 from .manifest.records import UploadRecord
+from .run.findings import VerifyResult
 from .run.jobs import ImportResult
 from .run.pipeline import ImportRun
-from .run.verify import VerifyResult
 from .settings.resolve import Settings
 
 __all__ = [

@@ -37,6 +37,7 @@ from typing import Any
 from .errors import UsageError
 from .events import Observer
 from .ledger.states import Status
+from .run.findings import VerifyResult, check_outputs, findings_file
 from .run.jobs import (
     ImportJob,
     ImportResult,
@@ -48,7 +49,7 @@ from .run.jobs import (
     with_output_lost,
     write_summary_json,
 )
-from .run.verify import Verifier, VerifyResult, check_outputs, findings_file
+from .run.verify import Verifier
 
 PathLike = str | os.PathLike[str]
 

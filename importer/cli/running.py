@@ -20,6 +20,7 @@ from ..errors import UsageError
 from ..events import FanOut, Observer
 from ..reports.summaries import summary_text
 from ..run import jobs
+from ..run.findings import check_outputs, findings_file, verify_text
 from ..run.jobs import (
     ImportJob,
     default_observer,
@@ -28,7 +29,7 @@ from ..run.jobs import (
     refuse_overwriting_inputs,
     retry_selection,
 )
-from ..run.verify import Verifier, check_outputs, findings_file, verify_text
+from ..run.verify import Verifier
 from ..settings.resolve import Settings
 from . import logs, streams
 from .arguments import plan_of, setup_logging

@@ -3,8 +3,9 @@ queue between the reader and the workers; each worker checks a row's recording, 
 sends it and settles it; guards stop the run on a budget or a failing API. ``jobs`` runs one
 command's manifests in turn; ``verify`` looks every imported row up afterwards."""
 
+from .findings import VerifyResult
 from .jobs import ImportJob, ImportResult
 from .pipeline import ImportRun
-from .verify import Verifier, VerifyResult
+from .verify import Verifier
 
 __all__ = ["ImportJob", "ImportResult", "ImportRun", "Verifier", "VerifyResult"]

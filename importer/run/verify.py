@@ -26,21 +26,19 @@ What to do next is said: a call missing is sent again by putting its row back to
 ``retry``; a call present twice names the calls to remove in Convirza (the oldest is kept).
 
 Lookups go through the run's ``ConvirzaClient``: one session, its rate limit, its retries.
+What was found, and how it is told, is in ``findings``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import csv
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable, Coroutine, Iterator, Mapping, Sequence
-from dataclasses import astuple, dataclass, field, fields
-from enum import StrEnum
+from collections.abc import Callable, Coroutine, Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 from ..client.lookups import DEFAULT_PAGE, MIN_LISTED, listing_limit
 from ..client.resources import RESOURCES, Call, build_filter
@@ -51,73 +49,16 @@ from ..ledger.lock import LedgerLock
 from ..ledger.queries import SentCall
 from ..ledger.states import Status
 from ..ledger.store import Ledger
-from ..reports.outputs import atomic_text, ledger_inputs, refuse_overwrites
-from ..reports.summaries import safe_cell
 from ..settings.resolve import Settings
+from .findings import CallVerdict, Finding, VerifyResult
 
 log = logging.getLogger("importer.verify")
 
 CALLS = RESOURCES["calls"]
+
+
 #: Discrepancies kept in the result (the ``--output`` file has every one).
 KEEP = 1000
-
-
-class Verdict(StrEnum):
-    PRESENT = "present"            # found once: good
-    MISSING = "missing"            # not found
-    DUPLICATED = "duplicated"      # found more than once: a duplicate in Convirza
-    UNVERIFIABLE = "unverifiable"  # no external_id to look for
-    UNCHECKED = "unchecked"        # the lookup failed (the API's error is in ``detail``)
-
-
-@dataclass(frozen=True)
-class Finding:
-    """One ledger row whose call is not in Convirza exactly once, or cannot be looked for."""
-
-    verdict: Verdict
-    ledger: str
-    manifest: str | None
-    row_number: int | None
-    key: str
-    external_id: str | None
-    same_as: str | None
-    group_id: str | None
-    found: int | None
-    call_ids: str
-    detail: str = ""
-
-
-@dataclass(frozen=True)
-class VerifyResult:
-    """What ``verify`` found: ledger rows and calls by verdict, the requests it took, the
-    discrepancies (the first ``KEEP``), and why it stopped early, if it did."""
-
-    ledgers: tuple[Path, ...]
-    rows: Mapping[str, int]
-    calls: Mapping[str, int]
-    requests: int
-    findings: tuple[Finding, ...]
-    elapsed: float
-    stop_reason: StopReason | None = None
-    stopped: str | None = None
-    #: ``--requeue-missing``: rows put back to pending, by ledger (``retry`` sends them).
-    requeued: Mapping[str, int] = field(default_factory=dict)
-
-    @property
-    def exit_code(self) -> int:
-        """0 when every row that can be verified is in Convirza exactly once (rows without an
-        external_id do not count against it), 1 otherwise, or the stop's own code."""
-        if self.stop_reason is not None:
-            return self.stop_reason.exit_code
-        bad = (Verdict.MISSING, Verdict.DUPLICATED, Verdict.UNCHECKED)
-        return 1 if any(self.rows.get(v, 0) for v in bad) else 0
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"ledgers": [str(p) for p in self.ledgers], "rows": dict(self.rows),
-                "calls": dict(self.calls), "requests": self.requests,
-                "elapsed_seconds": round(self.elapsed, 3), "exit_code": self.exit_code,
-                "stop_reason": self.stop_reason.name.lower() if self.stop_reason else None,
-                "stopped": self.stopped, "requeued": dict(self.requeued)}
 
 
 @dataclass
@@ -242,8 +183,8 @@ class Verifier:
                 if batch is None:
                     break
                 for row, detail in batch.unverifiable:
-                    self._record(Verdict.UNVERIFIABLE, row, None, detail=detail)
-                    self._rows[Verdict.UNVERIFIABLE] += 1
+                    self._record(CallVerdict.UNVERIFIABLE, row, None, detail=detail)
+                    self._rows[CallVerdict.UNVERIFIABLE] += 1
                     self._progress.advance(1, self._rows, self.requests)
                 group = batch.group_id
                 if group and group.isdigit() and len(batch.wanted) >= MIN_LISTED and \
@@ -308,10 +249,10 @@ class Verifier:
                       if v and "," not in v}
             if not narrow:
                 for row in wanted.rows:
-                    self._record(Verdict.UNVERIFIABLE, row, None, detail=(
+                    self._record(CallVerdict.UNVERIFIABLE, row, None, detail=(
                         "its external_id holds a comma, which the API's filter cannot carry, "
                         "and it was sent without a group_id or caller_id to narrow by"))
-                    self._rows[Verdict.UNVERIFIABLE] += 1
+                    self._rows[CallVerdict.UNVERIFIABLE] += 1
                 self._progress.advance(len(wanted.rows), self._rows, self.requests)
                 return
             rule = build_filter(narrow)
@@ -345,20 +286,20 @@ class Verifier:
 
     def _settle(self, wanted: _Wanted, call_ids: list[int] | None, error: str = "") -> None:
         if call_ids is None:
-            verdict = Verdict.UNCHECKED
+            verdict = CallVerdict.UNCHECKED
         else:
-            verdict = Verdict.PRESENT if len(call_ids) == 1 else \
-                Verdict.MISSING if not call_ids else Verdict.DUPLICATED
+            verdict = CallVerdict.PRESENT if len(call_ids) == 1 else \
+                CallVerdict.MISSING if not call_ids else CallVerdict.DUPLICATED
         self._calls[verdict] += 1
-        if verdict is Verdict.MISSING and self.requeue_missing:
+        if verdict is CallVerdict.MISSING and self.requeue_missing:
             self._missing.extend(dict.fromkeys(row.same_as or row.key for row in wanted.rows))
         for row in wanted.rows:
             self._rows[verdict] += 1
-            if verdict is not Verdict.PRESENT:
+            if verdict is not CallVerdict.PRESENT:
                 self._record(verdict, row, call_ids, detail=error)
         self._progress.advance(len(wanted.rows), self._rows, self.requests)
 
-    def _record(self, verdict: Verdict, row: SentCall, call_ids: list[int] | None, *,
+    def _record(self, verdict: CallVerdict, row: SentCall, call_ids: list[int] | None, *,
                 detail: str = "") -> None:
         finding = Finding(verdict, self._ledger, row.manifest, row.row_number, row.key,
                           row.external_id, row.same_as, row.group_id,
@@ -413,107 +354,6 @@ class _Progress:
         eta = ""
         if self.done and self.total > self.done and elapsed > 0:
             eta = f", ETA {(self.total - self.done) * elapsed / self.done:.0f}s"
-        counts = ", ".join(f"{v.value} {rows[v]}" for v in Verdict if rows[v])
+        counts = ", ".join(f"{v.value} {rows[v]}" for v in CallVerdict if rows[v])
         log.info("verify: %d/%d rows%s: %s; %d requests%s", self.done, self.total, share,
                  counts or "nothing yet", requests, eta)
-
-
-FINDING_COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(Finding))
-
-
-class FindingsCsv:
-    """``verify --output``: the discrepancies as CSV, one line per ledger row, safe to open in
-    Excel (a BOM, formula-like cells quoted), written as they are found."""
-
-    def __init__(self, out: TextIO) -> None:
-        self._writer = csv.writer(out)
-        self._writer.writerow(FINDING_COLUMNS)
-        self.count = 0
-
-    @classmethod
-    @contextlib.contextmanager
-    def create(cls, path: Path) -> Iterator[FindingsCsv]:
-        """Written through a temporary file: a verify that fails or is aborted leaves the
-        previous file whole (one stopped by a first Ctrl-C writes what it found)."""
-        with atomic_text(path, encoding="utf-8-sig") as handle:
-            yield cls(handle)
-
-    def write(self, finding: Finding) -> None:
-        self._writer.writerow([safe_cell("" if v is None else v) for v in astuple(finding)])
-        self.count += 1
-
-
-@contextlib.contextmanager
-def findings_file(path: Path | None) -> Iterator[FindingsCsv | None]:
-    """``--output``'s writer, or None when no file was asked for."""
-    if path is None:
-        yield None
-        return
-    with FindingsCsv.create(path) as out:
-        yield out
-
-
-def check_outputs(output: Path | None, ledgers: Sequence[Path], job: Path | None) -> None:
-    """Refuse, before any request, an ``--output`` that is one of the inputs: a ledger or its
-    companions, or the job file."""
-    refuse_overwrites({"--output": output},
-                      [found for path in ledgers for found in ledger_inputs(path)]
-                      + [("the job file", job)])
-
-
-def _next_steps(result: VerifyResult) -> list[str]:
-    """What to do about what was found, with the commands that do it."""
-    lines = []
-    ledgers = " ".join(str(p) for p in result.ledgers)
-    for ledger, n in result.requeued.items():
-        lines.append(f"{n} row{'s' if n != 1 else ''} put back to pending: "
-                     f"`convirza-import retry {ledger}` sends {'them' if n != 1 else 'it'}.")
-    missing = result.rows.get(Verdict.MISSING, 0)
-    if missing and not result.requeued:
-        lines.append(f"Missing calls: `convirza-import verify {ledgers} --requeue-missing` puts "
-                     f"their {missing} rows back to pending; then `convirza-import retry "
-                     f"LEDGER` sends them." if len(result.ledgers) > 1 else
-                     f"Missing calls: `convirza-import verify {ledgers} --requeue-missing` puts "
-                     f"their {missing} rows back to pending; then `convirza-import retry "
-                     f"{ledgers}` sends them.")
-    removals: list[str] = []
-    for finding in result.findings:
-        if finding.verdict is Verdict.DUPLICATED and finding.call_ids:
-            ids = sorted(int(i) for i in finding.call_ids.split())
-            removals.extend(f"remove call {i} (external_id {finding.external_id}; keep "
-                            f"{ids[0]})" for i in ids[1:])
-    if removals:
-        lines.append("Duplicates in Convirza: keep one call of each (the oldest here) and remove "
-                     "the others:")
-        lines.extend(f"  {line}" for line in dict.fromkeys(removals))
-    return lines
-
-
-def verify_text(result: VerifyResult, *, shown: int = 10) -> str:
-    """The end-of-verify account, with the first ``shown`` discrepancies."""
-    rows, calls = Counter(result.rows), Counter(result.calls)
-    looked = sum(calls.values())
-    lines = [f"Verified {sum(rows.values()) - rows[Verdict.UNVERIFIABLE]} succeeded rows "
-             f"({looked} calls) in {result.elapsed:.1f}s with {result.requests} requests: "
-             f"{calls[Verdict.PRESENT]} calls present once, {calls[Verdict.MISSING]} missing, "
-             f"{calls[Verdict.DUPLICATED]} present more than once (duplicates in Convirza)"
-             + (f", {calls[Verdict.UNCHECKED]} not checked (the lookup failed)"
-                if calls[Verdict.UNCHECKED] else "") + "."]
-    if rows[Verdict.UNVERIFIABLE]:
-        lines.append(f"{rows[Verdict.UNVERIFIABLE]} rows are unverifiable (imported without an "
-                     "external_id): they do not count against the result.")
-    else:
-        lines.append("No row is unverifiable: every succeeded row has an external_id.")
-    problems = [f for f in result.findings if f.verdict is not Verdict.UNVERIFIABLE]
-    for finding in problems[:shown]:
-        where = f"row {finding.row_number} of {finding.manifest}" if finding.manifest else \
-            finding.key
-        extra = f" (calls {finding.call_ids})" if finding.call_ids else ""
-        lines.append(f"  {finding.verdict.value:<10} {where}: external_id "
-                     f"{finding.external_id}{extra}")
-    if len(problems) > shown:
-        lines.append("  ... and more: --output FILE writes every one")
-    lines.extend(_next_steps(result))
-    if result.stopped:
-        lines.append(f"Stopped early: {result.stopped}; rows not looked up are not counted.")
-    return "\n".join(lines)
