@@ -119,43 +119,13 @@ async def test_a_stalled_loop_does_not_release_a_burst() -> None:
     assert starts[1:] == [1.0, 1.1, 1.2]
 
 
-def test_throttle_without_a_measure_halves_then_probes_slowly() -> None:
-    t = FakeTime()
-    limiter = RateLimiter(rate=40, clock=t.clock, sleep=t.sleep)
-    pause = limiter.throttled(retry_after=2.0, backoff=1.0)
-    assert (pause, limiter.rate) == (2.0, 20.0)
-    limiter.throttled(retry_after=2.0, backoff=1.0)  # same episode: no second cut
-    assert limiter.rate == 20.0 and limiter.throttles == 1
-    t.now = 3.0
-    limiter._grow(t.now)
-    t.now = 13.0
-    limiter._grow(t.now)
-    # Above its ceiling it grows by SLOW_RECOVERY x target per second.
-    assert limiter.rate == pytest.approx(20.0 + 10 * RateLimiter.SLOW_RECOVERY * 40)
-
-
-def test_throttle_settles_under_the_measured_rate_and_recovers_fast_to_it() -> None:
-    t = FakeTime()
-    limiter = RateLimiter(rate=40, clock=t.clock, sleep=t.sleep)
-    for i in range(41):          # 20 successes a second for two seconds
-        t.now = i * 0.05
-        limiter.succeeded()
-    limiter.throttled(retry_after=None, backoff=1.0)
-    assert limiter.rate == pytest.approx(0.9 * 20)
-    t.now = 3.0
-    limiter._grow(t.now)
-    t.now = 3.1
-    limiter._grow(t.now)
-    assert limiter.rate == pytest.approx(18 + 0.1 * RateLimiter.FAST_RECOVERY * 40)
-    assert limiter.rate < 40
-
-
 def test_rate_never_drops_below_its_floor() -> None:
-    limiter = RateLimiter(rate=0.5, clock=lambda: 0.0)
+    t = FakeTime()
+    limiter = RateLimiter(rate=0.5, clock=t.clock)
     for _ in range(20):
-        limiter._paused_until = float("-inf")
+        t.now += 5.0  # each 429 a pause of its own
         limiter.throttled(None, 1.0)
-    assert limiter.rate == limiter.min_rate > 0
+    assert limiter.rate == limiter.pace.min_rate > 0
 
 
 async def test_a_stop_ends_every_wait_at_once() -> None:

@@ -9,13 +9,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import TypeVar
 
 from ..errors import ApiError, Stopped
+from .pace import Pace
 
 log = logging.getLogger("importer.limits")
 
@@ -30,19 +30,12 @@ def loop_time() -> float:
 
 class RateLimiter:
     """At most ``rate`` requests per second over all workers, in bursts of at most ``burst``,
-    slowing down when the API says so and coming back gradually.
+    at the pace the API allows (``pace``: found from its 429s, held just under, probed rarely).
 
     Each caller reserves the next free slot (a virtual schedule, as in GCRA) and sleeps until
     it, so waiters leave in order, evenly spaced, and nothing polls. ``pause_until`` holds every
     caller, including those already asleep, until a moment the API named (429 Retry-After);
-    they then leave one slot apart, not all at once.
-
-    Adaptive rate (AIMD): ``throttled()`` (a 429) cuts the rate to ``decrease`` times the
-    lower of the current rate and the rate of successes since the last pause (or halves it
-    when there were too few to measure), and remembers that level as a ceiling; the rate then
-    grows back additively, quickly up to the ceiling and slowly above it, toward ``target``
-    (the user's ``--rate``), so that the limit is probed rarely and a 429 stays an exception.
-    Usage::
+    they then leave one slot apart, not all at once. Usage::
 
         limiter = RateLimiter(rate=5)
         async with limiter:
@@ -50,34 +43,35 @@ class RateLimiter:
         limiter.succeeded()   # or limiter.throttled(retry_after) on a 429
     """
 
-    #: Additive increase, as shares of the target per second: below and above the ceiling.
-    FAST_RECOVERY = 0.10
-    SLOW_RECOVERY = 0.001
-    #: Successes counted to estimate the rate the API currently accepts.
-    WINDOW = 2.0
-
     def __init__(self, rate: float, burst: int = 1, *, clock: Clock | None = None,
-                 sleep: Sleep = asyncio.sleep, decrease: float = 0.9,
-                 min_rate: float | None = None) -> None:
+                 sleep: Sleep = asyncio.sleep, min_rate: float | None = None) -> None:
         if rate <= 0 or burst < 1:
             raise ValueError("rate must be > 0 and burst >= 1")
-        self.target = rate
-        self.rate = rate
         self.burst = burst
-        self.decrease = decrease
-        self.min_rate = min_rate if min_rate is not None else min(rate, 0.1)
-        self.throttles = 0
+        self.pace = Pace(target=rate, min_rate=min_rate if min_rate is not None
+                         else min(rate, 0.1))
         self._clock = clock or loop_time
         self._sleep = sleep
         self._next = float("-inf")  # theoretical arrival time of the next request
         self._paused_until = float("-inf")
-        self._ceiling = rate
-        self._grown_at: float | None = None
-        self._successes: deque[float] = deque()
         self._tokens = float(burst)
         self._refilled_at = 0.0
         self._stopped = False
         self._naps: set[asyncio.Future[None]] = set()
+
+    @property
+    def rate(self) -> float:
+        """Requests a second now: the pace, between the floor and the asked rate."""
+        return self.pace.rate
+
+    @property
+    def target(self) -> float:
+        return self.pace.target
+
+    @property
+    def throttles(self) -> int:
+        """Pauses the API asked for (429 episodes)."""
+        return self.pace.episodes
 
     def stop(self) -> None:
         """Every wait ends now, and every later ``acquire`` too, with ``Stopped``: after a stop
@@ -111,8 +105,7 @@ class RateLimiter:
             if self._paused_until > now:
                 await self._nap(self._paused_until - now)
                 continue
-            self._grow(now)
-            interval = 1.0 / self.rate
+            interval = 1.0 / self.pace.current(now)
             slot = max(self._next, now)
             self._next = slot + interval
             wait = slot - (self.burst - 1) * interval - now
@@ -147,51 +140,23 @@ class RateLimiter:
             self._next = max(self._next, moment)
 
     def succeeded(self) -> None:
-        """A request went through: counts toward the rate the API is seen to accept."""
-        now = self._clock()
-        self._successes.append(now)
-        while self._successes and self._successes[0] < now - self.WINDOW:
-            self._successes.popleft()
+        """A request went through: the pace's measure counts it."""
+        self.pace.succeeded(self._clock())
 
     def throttled(self, retry_after: float | None, backoff: float) -> float:
         """A 429: hold everyone for ``retry_after`` (or ``backoff`` when the API named no
-        time) and slow down, once per pause however many requests were refused in it.
-        Returns the pause in seconds."""
+        time), and let the pace learn from it once per pause, however many requests were
+        refused in it. Returns the pause in seconds."""
         now = self._clock()
         pause = retry_after if retry_after is not None else backoff
-        if self._paused_until <= now:  # the first 429 of this episode
-            self.throttles += 1
-            seen = self._accepted_rate(now)
-            if seen is not None:  # settle just under what the API was seen to accept
-                level = min(self.rate, seen)
-                self.rate = max(self.min_rate, level * self.decrease)
-                self._ceiling = max(self.min_rate, level * (1 + self.decrease) / 2)
-            else:  # no measure yet: halve, as AIMD does, and probe slowly from there
-                self.rate = self._ceiling = max(self.min_rate, self.rate / 2)
-            self._grown_at = None
-            self._successes.clear()  # a rate measured across the pause would read too low
-            log.info("the API is throttling: %.2f requests/s for now (accepted lately: %s), "
-                     "back toward %.2f gradually", self.rate,
-                     f"{seen:.2f}/s" if seen is not None else "unknown", self.target)
+        first = self._paused_until <= now
+        self.pace.refused_at(now, pause, first)
+        if first:
+            log.info("the API is throttling: %.2f requests/s for now (it allowed about %.1f), "
+                     "back toward %.2f gradually", self.rate, self.pace.allowed or 0.0,
+                     self.target)
         self.pause_until(now + pause)
         return pause
-
-    def _accepted_rate(self, now: float) -> float | None:
-        recent = [t for t in self._successes if t >= now - self.WINDOW]
-        if len(recent) < 5 or recent[-1] - recent[0] < 0.5:
-            return None
-        return (len(recent) - 1) / (recent[-1] - recent[0])
-
-    def _grow(self, now: float) -> None:
-        if self.rate >= self.target:
-            return
-        if self._grown_at is None:
-            self._grown_at = now
-            return
-        elapsed = now - self._grown_at
-        self._grown_at = now
-        share = self.FAST_RECOVERY if self.rate < self._ceiling else self.SLOW_RECOVERY
-        self.rate = min(self.target, self.rate + share * self.target * elapsed)
 
     async def __aenter__(self) -> None:
         await self.acquire()
