@@ -110,6 +110,36 @@ class RowEvent:
     reasons: tuple[str, ...] = ()
 
 
+@dataclass(frozen=True)
+class PaceFound:
+    """What a run learned of the API's pace: the rate asked (``--rate``), the pace the API
+    allowed (None: it refused nothing at the rate asked), the answers 429 and the pauses
+    they caused, and the pace remembered from an earlier run that this one started from."""
+
+    asked: float
+    allowed: float | None
+    refused: int
+    pauses: int
+    started_from: float | None = None
+
+    def as_dict(self) -> dict[str, object]:
+        return {"asked": self.asked, "allowed": None if self.allowed is None
+                else round(self.allowed, 2), "refused": self.refused, "pauses": self.pauses,
+                "started_from": self.started_from}
+
+    @classmethod
+    def from_dict(cls, found: object) -> PaceFound | None:
+        """As ``as_dict`` wrote it in a run's summary (None for a summary without one)."""
+        if not isinstance(found, dict):
+            return None
+        try:
+            return cls(float(found["asked"]), None if found.get("allowed") is None
+                       else float(found["allowed"]), int(found.get("refused", 0)),
+                       int(found.get("pauses", 0)), found.get("started_from"))
+        except (KeyError, TypeError, ValueError):
+            return None
+
+
 @dataclass
 class RunSummary:
     """The end-of-run account: counts by outcome, top error reasons, elapsed time, and why the
@@ -142,6 +172,8 @@ class RunSummary:
     unread: list[tuple[str, int | None, str]] = field(default_factory=list)
     #: Whether Convirza was asked before sending, which way the run went, and why.
     find_existing: str | None = None
+    #: What the run learned of the API's pace (None: it sent nothing to the API).
+    pace: PaceFound | None = None
     #: ``--min-age``, in seconds, when rows were left for the next run for it.
     min_age: float | None = None
 
@@ -191,6 +223,7 @@ class RunSummary:
             "counts": dict(self.counts), "top_errors": dict(self.errors.most_common(10)),
             "bytes_sent": self.bytes_sent, "same_audio": self.same_audio,
             "shared_audio": self.shared_audio, "find_existing": self.find_existing,
+            "pace": self.pace.as_dict() if self.pace is not None else None,
             # The manifest's rows, roughly: what a report measures progress against.
             "expected": self.expected,
             "elapsed_seconds": round(self.elapsed, 3),
@@ -234,6 +267,8 @@ class RequestEvent:
     seconds: float
     #: The rate limiter's rate after this answer, in requests a second (it slows on a 429).
     rate: float
+    #: The pace the API was last found to allow (None: it has refused nothing).
+    allowed: float | None = None
 
 
 class Observer(Protocol):

@@ -263,7 +263,8 @@ class ConvirzaClient(Lookups):
         finally:
             if sent:
                 self.observer.request_finished(RequestEvent(
-                    method, path, status, time.monotonic() - began, self.limiter.rate))
+                    method, path, status, time.monotonic() - began, self.limiter.rate,
+                    self.limiter.pace.allowed))
 
     async def check_url(self, url: str) -> UrlAnswer:
         """Ask a ``recording_url``'s server what it would serve, without fetching it: a HEAD,

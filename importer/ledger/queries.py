@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import LedgerError
+from ..events import PaceFound
 from .admission import FileFacts, facts
 from .schema import refuse_newer, select_in, unusable
 from .states import Status
@@ -151,6 +152,18 @@ class LedgerQueries:
                                  "exit_code, summary FROM runs ORDER BY id")
         return [RunRecord(r[0], r[1], r[2], r[3], r[4], r[5], json.loads(r[6]) if r[6] else {})
                 for r in cur]
+
+    def remembered_pace(self) -> float | None:
+        """The pace the API allowed (``PaceFound.allowed``) on the latest finished run that
+        met a 429: where the next run starts instead of the rate asked. A ledger keeps it in
+        its runs' summaries; older runs, and runs the API refused nothing, have none."""
+        for (text,) in self._conn.execute(
+                "SELECT summary FROM runs WHERE finished_at IS NOT NULL AND summary IS NOT NULL "
+                "ORDER BY id DESC LIMIT 50"):
+            found = PaceFound.from_dict(json.loads(text).get("pace"))
+            if found is not None and found.allowed is not None:
+                return found.allowed
+        return None
 
     def unread(self) -> list[Unread]:
         """The manifests whose last ``run`` ended before reading every row: stopped early (a

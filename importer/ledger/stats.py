@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import LedgerError
+from ..events import PaceFound
 from .admission import DUPLICATE
 from .states import Status
 
@@ -119,6 +120,8 @@ class RunFacts:
     stopped: str | None
     #: The rows its manifest holds, roughly, when the run recorded it.
     expected: int | None = None
+    #: What it learned of the API's pace (None: a run before this was kept, or no API).
+    pace: PaceFound | None = None
 
 
 @dataclass
@@ -298,7 +301,8 @@ def _runs(conn: sqlite3.Connection, ledger: str) -> list[RunFacts]:
         expected = data.get("expected")
         facts.append(RunFacts(ledger, rid, command, manifest, started, finished, code, counts,
                               data.get("stopped"),
-                              expected if isinstance(expected, int) else None))
+                              expected if isinstance(expected, int) else None,
+                              PaceFound.from_dict(data.get("pace"))))
     return facts
 
 

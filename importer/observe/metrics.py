@@ -92,6 +92,8 @@ class MetricsObserver(Observer):
         self.throttled = m(Counter, "throttled", "Answers 429 (Too Many Requests) from the API")
         self.rate = m(Gauge, "rate_limit_per_second", "The rate limiter's current pace "
                       "(it slows down after a 429 and recovers gradually)")
+        self.allowed = m(Gauge, "api_allowed_per_second", "The pace the API was last found "
+                         "to allow, from its 429s (NaN: it refused nothing)")
         self.expected = m(Gauge, "rows_expected", "Rows the manifest holds, roughly "
                           "(NaN: not known)")
         self.left = m(Gauge, "rows_left", "Rows of the manifest without an outcome yet "
@@ -100,7 +102,7 @@ class MetricsObserver(Observer):
                      "at the run's pace so far (NaN: not known yet)")
         self.commit = m(Histogram, "ledger_commit_seconds", "Group commits of the ledger, from "
                         "BEGIN to durable COMMIT", buckets=COMMIT_BUCKETS)
-        for gauge in (self.expected, self.left, self.eta):
+        for gauge in (self.expected, self.left, self.eta, self.allowed):
             gauge.set(math.nan)
         for outcome in (Outcome.SUCCEEDED, Outcome.FAILED, Outcome.INVALID, Outcome.SKIPPED):
             self._labelled(self.rows, outcome=counter_of(outcome))  # at 0 from the start
@@ -166,6 +168,8 @@ class MetricsObserver(Observer):
         if event.status == 429:
             self.throttled.inc()
         self.rate.set(event.rate)
+        if event.allowed is not None:
+            self.allowed.set(event.allowed)
 
     def committed(self, seconds: float, calls: int) -> None:
         self.commit.observe(seconds)

@@ -269,6 +269,14 @@ def _run_label(run: RunFacts, several: bool) -> str:
     return f"{where}#{run.id} {run.command} {run.started_at[:16].replace('T', ' ')}"
 
 
+def _pace(run: RunFacts) -> str:
+    """The pace the API allowed the run, if it refused any of its requests."""
+    pace = run.pace
+    if pace is None or not pace.refused or pace.allowed is None:
+        return ""
+    return f"about {pace.allowed:.1f}/s allowed ({pace.refused} answers 429, --rate {pace.asked:g})"
+
+
 def _runs(stats: LedgerStats) -> str:
     head = '<section aria-labelledby="h-runs"><h2 id="h-runs">Runs</h2>'
     if not stats.runs:
@@ -294,11 +302,13 @@ def _runs(stats: LedgerStats) -> str:
                     f"<td>{_text(r.started_at[:19].replace('T', ' '))}</td><td>{_text(ended)}</td>"
                     f'<td class="n">{"" if r.exit_code is None else r.exit_code}</td>'
                     f'<td class="text">{_text(counts) or "no rows"}</td>'
+                    f'<td class="text">{_text(_pace(r))}</td>'
                     f'<td class="text">{_text(r.stopped or "")}</td></tr>')
     table = ("<table><caption>Every run (times in UTC)</caption><thead><tr>"
              + ("<th>ledger</th>" if several else "")
              + '<th class="n">run</th><th>command</th><th>started</th><th>ended</th>'
-             '<th class="n">exit</th><th>rows</th><th>stopped early</th></tr></thead>'
+             '<th class="n">exit</th><th>rows</th><th>API pace</th><th>stopped early</th>'
+             '</tr></thead>'
              f"<tbody>{''.join(rows)}</tbody></table>")
     return (head + f'<figure aria-labelledby="runs-c"><figcaption id="runs-c">Outcomes per run'
             f'</figcaption>{svg}<p class="note">{html_text(description)}</p></figure>'

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Literal, TextIO
 
 from ..errors import UsageError
-from ..events import RunSummary
+from ..events import PaceFound, RunSummary
 from ..ledger.queries import LedgerRow
 from ..ledger.states import Status
 from ..ledger.store import Ledger
@@ -57,6 +57,7 @@ def summary_text(summary: RunSummary, *, reasons: int = 5) -> str:
     if c["retries"]:
         lines.append(f"{c['retries']} attempts were retried.")
     lines.extend(_identity_text(summary))
+    lines.extend(pace_text(summary.pace, summary.counts["succeeded"]))
     if summary.errors:
         lines.append("Top errors:" if reasons <= 5 else
                      "Problems by reason (a row may have several):")
@@ -149,7 +150,8 @@ def ledger_summary(ledgers: list[Ledger]) -> dict[str, Any]:
                       "started_at": r.started_at, "finished_at": r.finished_at,
                       "exit_code": r.exit_code, "counts": r.summary.get("counts", {}),
                       "reasons": r.summary.get("top_errors", {}),
-                      "stopped": r.summary.get("stopped")} for r in ledger.runs()],
+                      "stopped": r.summary.get("stopped"),
+                      "pace": r.summary.get("pace")} for r in ledger.runs()],
         })
     return {
         "total": {"counts": {s.value: total[s.value] for s in Status},
@@ -158,6 +160,34 @@ def ledger_summary(ledgers: list[Ledger]) -> dict[str, Any]:
                               for (s, r), n in reasons.most_common(10)]},
         "ledgers": parts,
     }
+
+
+#: A run that met this many pauses, or this share of 429s, is told the rate to ask for.
+PAUSES_WORTH_A_WORD = 3
+SHARE_WORTH_A_WORD = 0.02
+
+
+def pace_text(pace: PaceFound | None, sent: int = 0) -> list[str]:
+    """What the run learned of the API's pace, in words: where it started, what the API
+    allowed, and, when the rate asked was refused often, the rate to ask for instead."""
+    if pace is None:
+        return []
+    lines = []
+    if pace.started_from is not None:
+        lines.append(f"Started at the pace the API allowed on the last run of this ledger, "
+                     f"about {pace.started_from:.1f} requests a second (--rate {pace.asked:g} "
+                     "asked).")
+    if pace.refused and pace.allowed is not None:
+        n = pace.refused
+        lines.append(f"The API allowed about {pace.allowed:.1f} requests a second; {n} "
+                     f"answer{'s were' if n != 1 else ' was'} 429 (Too Many Requests), in "
+                     f"{pace.pauses} pause{'s' if pace.pauses != 1 else ''}.")
+        often = pace.pauses >= PAUSES_WORTH_A_WORD or \
+            pace.refused >= SHARE_WORTH_A_WORD * (sent + pace.refused)
+        if often and pace.allowed < pace.asked:
+            lines.append(f"--rate {max(1, int(pace.allowed * 0.95))} would avoid them (the "
+                         "ledger remembers the pace: its next run starts there).")
+    return lines
 
 
 def summary_report_text(summary: dict[str, Any]) -> str:
@@ -179,6 +209,11 @@ def summary_report_text(summary: dict[str, Any]) -> str:
                 lines.append(f"    #{run['run']:<4} {run['command']:<8} "
                              f"{run['started_at'][:19].replace('T', ' ')}  {ended:<17} "
                              f"{counts or 'no rows'}")
+                pace = PaceFound.from_dict(run.get("pace"))
+                if pace is not None and pace.refused and pace.allowed is not None:
+                    lines.append(f"{'':>11}the API allowed about {pace.allowed:.1f} requests "
+                                 f"a second ({pace.refused} answers 429, --rate "
+                                 f"{pace.asked:g} asked)")
                 lines.extend(f"{'':>11}{n:>6}  {reason}"
                              for reason, n in list(run["reasons"].items())[:3])
     if len(parts) > 1:

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from ..client.session import ConvirzaClient
 from ..errors import AuthError, NotTheApi
-from ..events import StopReason
+from ..events import PaceFound, StopReason
 from ..ledger.admission import FileFacts
 from ..manifest.records import UploadRecord
 from ..settings.resolve import Settings
@@ -88,6 +88,22 @@ class RunContext:
         self.stopping.set()
         if self.client is not None and end_waits:
             self.client.stop_waiting()  # rows waiting for their turn stay pending
+
+    async def start_pace(self) -> None:
+        """Begin at the pace the API allowed on the last run of this ledger (a nightly job,
+        a resume), when it is below the rate asked: no 429s to find it again."""
+        if self.client is None:
+            return
+        remembered = await self.ledger.remembered_pace()
+        pace = self.client.limiter.pace
+        if remembered is not None and remembered < pace.target:
+            pace.start_from(remembered)
+            log.info("starting at %.1f requests a second: the API allowed about %.1f on the "
+                     "last run of this ledger (--rate %g asked; it is probed again later)",
+                     pace.rate, remembered, pace.target)
+
+    def pace_found(self) -> PaceFound | None:
+        return self.client.limiter.pace.found() if self.client is not None else None
 
     def close_destination(self) -> None:
         if self.destination is not None:

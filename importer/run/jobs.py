@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ..errors import ManifestError, UsageError
-from ..events import OUTPUT_LOST, NullObserver, Observer, RunSummary, StopReason, guarded
+from ..events import OUTPUT_LOST, NullObserver, Observer, PaceFound, RunSummary, StopReason, guarded
 from ..ledger.states import Status
 from ..observe.progress import ProgressObserver
 from ..redact import Redactor
@@ -168,6 +168,12 @@ def combined(summaries: Sequence[RunSummary]) -> RunSummary:
         total.elapsed += s.elapsed
         total.same_audio += s.same_audio
         total.shared_audio += s.shared_audio
+    paces = [s.pace for s in summaries if s.pace is not None]
+    if paces:  # the last pace found, and every 429 of the job
+        allowed = [p.allowed for p in paces if p.allowed is not None]
+        total.pace = PaceFound(paces[-1].asked, allowed[-1] if allowed else None,
+                               sum(p.refused for p in paces), sum(p.pauses for p in paces),
+                               paces[0].started_from)
     code = worst([s.exit_code for s in summaries])
     for s in summaries:
         if s.exit_code == code and s.stop_reason is not None:

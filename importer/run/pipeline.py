@@ -199,6 +199,7 @@ class ImportRun:
                     await ctx.client.check_api()  # no API, no row touched: fail in seconds
                 if s.preflight:
                     preflight = Preflight(ctx.client)
+            await ctx.start_pace()
             await ask_first(ctx, manifest, self._rows)
             stack.callback(ctx.close_destination)
             probes = ThreadPoolExecutor(min(s.concurrency, PROBE_THREADS),
@@ -233,7 +234,7 @@ class ImportRun:
         refused setting, an API that does not answer: not a run left looking "running or
         killed"); the error itself goes on."""
         self.summary.elapsed = self.clock() - self.summary.started
-        self.summary.find_existing = summary_line(ctx)
+        self.summary.find_existing, self.summary.pace = summary_line(ctx), ctx.pace_found()
         if exc is not None:
             self.summary.stop(_reason_for(exc), str(exc) or type(exc).__name__)
         await ctx.ledger.end(self.summary.exit_code, self.summary.as_dict())

@@ -118,6 +118,10 @@ class RunLedger:
         await self._writer.call(self._ledger.record_attempt, attempt)
         await self._writer.call(self._ledger.mark_pending, attempt.key)
 
+    async def remembered_pace(self) -> float | None:
+        """The pace the API allowed on the latest run of this ledger that found one."""
+        return await self._writer.call(self._ledger.remembered_pace)
+
     async def counts(self) -> dict[Status, int]:
         """Rows by state, over the whole ledger."""
         return await self._writer.call(self._ledger.counts)
