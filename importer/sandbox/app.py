@@ -36,6 +36,7 @@ from aiohttp import BodyPartReader, hdrs, web
 
 from .disposition import parse_disposition
 from .lookups import lookup
+from .ratelimits import MODELS, Limit, Model, Scheduled, make
 from .rules import FILE_FIELDS, audio_kind, check_fields
 from .seed import Seed, default_seed
 from .store import CallStore
@@ -67,8 +68,12 @@ class Faults:
     lost_answer_rate: float = 0.0  # share of uploads stored, then the connection dropped
     reset_rate: float = 0.0      # share of uploads whose connection is dropped, nothing stored
     latency: float = 0.0         # seconds added to every /v2 answer
-    rate_limit: float = 0.0      # /v2 requests a second (token bucket); over it: 429
+    rate_limit: float = 0.0      # /v2 requests a second; over it: 429 with Retry-After
     rate_burst: int = 0          # the bucket's size; 0: a fifth of a second's worth, at least 2
+    rate_model: Model = "bucket"  # how the limit is kept: bucket, sliding or fixed window
+    # The limit over time: (seconds since the first /v2 request, requests a second), in order;
+    # empty: rate_limit throughout.
+    rate_schedule: tuple[tuple[float, float], ...] = ()
     seed: int | None = None
     # Every API request answered redirect_status with Location: redirect_to + its path and
     # query, before anything is read, checked, counted (logins, rate limit) or stored.
@@ -88,6 +93,9 @@ class Faults:
         if self.redirect_to is not None and not self.redirect_to.startswith(
                 ("http://", "https://")):
             raise ValueError(f"redirect_to must be an http(s) URL, not {self.redirect_to!r}")
+        if self.rate_model not in MODELS:
+            raise ValueError(f"rate_model must be one of {', '.join(MODELS)}, "
+                             f"not {self.rate_model!r}")
         if self.split_answers < 0 or self.split_answers == 1:
             raise ValueError(f"split_answers must be 0 (off) or at least 2, "
                              f"not {self.split_answers}")
@@ -124,8 +132,7 @@ class SandboxState:
     # answered it; only the sandbox's own /_sandbox/* routes are left out.
     received: int = 0
     received_log: deque[str] = field(default_factory=lambda: deque(maxlen=1000))  # "GET /path?q"
-    tokens: float = -1.0      # the rate limit's bucket (-1: not started)
-    refilled_at: float = 0.0
+    limit: Limit | None = None  # the rate limit as kept (made at the first /v2 request)
     retry_at: float = 0.0     # the moment our last 429 told clients to come back
 
 
@@ -299,7 +306,7 @@ async def fault_middleware(request: web.Request, handler: Handler) -> web.Stream
     state = request.app[STATE]
     now = time.monotonic()
     state.arrivals.append(now)
-    if faults.rate_limit:
+    if faults.rate_limit or faults.rate_schedule:
         refused = _over_limit(state, faults, now)
         if refused is not None:
             return refused
@@ -319,21 +326,22 @@ def _lookup_fails(app: web.Application, faults: Faults, state: SandboxState) -> 
 
 
 def _over_limit(state: SandboxState, faults: Faults, now: float) -> web.Response | None:
-    """A token bucket of ``rate_limit`` a second; a 429 with a whole-second Retry-After when
-    empty, and a count of clients that came back before it had passed."""
-    size = faults.rate_burst or max(2, math.ceil(faults.rate_limit / 5))
-    if state.tokens < 0:
-        state.tokens, state.refilled_at = float(size), now
-    state.tokens = min(size, state.tokens + (now - state.refilled_at) * faults.rate_limit)
-    state.refilled_at = now
+    """The rate limit as ``faults.rate_model`` keeps it (``ratelimits``); a 429 with a
+    whole-second Retry-After when over it, and a count of clients that came back before it
+    had passed."""
+    limit = state.limit
+    if limit is None:
+        rate = faults.rate_limit or faults.rate_schedule[0][1]
+        kept = make(faults.rate_model, rate, faults.rate_burst)
+        limit = state.limit = Scheduled(kept, faults.rate_schedule) \
+            if faults.rate_schedule else kept
     early = now < state.retry_at - EARLY_GRACE
     if early:
         state.early += 1
-    if state.tokens >= 1 and not early:
-        state.tokens -= 1
+    wait = limit.admit(now) if not early else max(1, math.ceil(state.retry_at - now))
+    if wait is None:
         return None
     state.throttled += 1
-    wait = max(1, math.ceil((1 - state.tokens) / faults.rate_limit))
     state.retry_at = max(state.retry_at, now + wait)
     response = _error(429, "Too Many Requests", "Too Many Requests", str(uuid.uuid4()))
     response.headers["Retry-After"] = str(wait)
