@@ -11,8 +11,9 @@ from typing import cast
 from ..errors import UsageError
 from ..ledger.states import Status
 from ..ledger.store import Ledger
+from ..reports.exports import Format, write_rows
 from ..reports.outputs import ledger_inputs, refuse_overwrites
-from ..reports.summaries import Format, ledger_summary, summary_report_text, write_rows
+from ..reports.summaries import ledger_summary, summary_report_text
 from .output import output
 
 

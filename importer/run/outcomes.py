@@ -13,7 +13,7 @@ import logging
 from collections.abc import Callable
 
 from ..events import Observer, Outcome, RowEvent, RunSummary
-from ..reports.summaries import InvalidRowsCsv
+from ..reports.exports import InvalidRowsCsv
 from .guard import RunGuard, Stop
 
 log = logging.getLogger("importer.pipeline")

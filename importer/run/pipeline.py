@@ -35,7 +35,7 @@ from ..manifest.call_dates import RowContext, resolve_zone
 from ..manifest.identity import forget_paths
 from ..manifest.opening import Manifest, open_manifest
 from ..redact import Redactor
-from ..reports.summaries import InvalidRowsCsv
+from ..reports.exports import InvalidRowsCsv
 from ..settings.resolve import Settings
 from .context import Job, RunContext
 from .destination import ask_first, summary_line
