@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import LedgerError
-from .admission import FileFacts, facts
+from .facts import FileFacts, facts
 from .schema import refuse_newer, select_in, unusable
 from .states import Status
 

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from ..client.session import ConvirzaClient
 from ..errors import AuthError, NotTheApi
 from ..events import StopReason
-from ..ledger.admission import FileFacts
+from ..ledger.facts import FileFacts
 from ..manifest.records import UploadRecord
 from ..settings.resolve import Settings
 from .guard import RunGuard, Stop

@@ -33,7 +33,8 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from ..errors import ManifestError, Problem, RowError, reason_of
-from ..ledger.admission import ALREADY, CHANGED, OTHER_SHARD, SETTLED, Admission, FileFacts
+from ..ledger.admission import ALREADY, CHANGED, OTHER_SHARD, SETTLED, Admission
+from ..ledger.facts import FileFacts
 from ..ledger.queries import SettledKeys
 from ..ledger.states import Status
 from ..manifest.call_dates import RowContext
