@@ -32,7 +32,6 @@ from pydantic import (
     model_validator,
 )
 
-from ..manifest.encodings import file_encoding
 from .options import API, BUDGETS, FILES, MANIFEST, METRICS, OUTPUT, READS, UPLOADS, Opt
 from .units import (
     ErrorBudget,
@@ -44,7 +43,7 @@ from .units import (
     parse_size,
     parse_wait,
 )
-from .userfiles import read_columns_file, read_token_file
+from .userfiles import file_encoding, read_columns_file, read_token_file
 
 DEFAULT_API_URL = "https://apicfa.convirza.com"
 
