@@ -32,9 +32,9 @@ from prometheus_client import (
 from prometheus_client.exposition import start_http_server
 from prometheus_client.process_collector import ProcessCollector
 
-from ..client.session import UPLOAD_PATH
 from ..errors import UsageError
 from ..events import (
+    UPLOAD_PATH,
     Observer,
     Outcome,
     RequestEvent,
