@@ -37,8 +37,8 @@ from ..manifest.opening import Manifest, open_manifest
 from ..redact import Redactor
 from ..reports.exports import InvalidRowsCsv
 from ..settings.resolve import Settings
+from .asking import ask_first, summary_line
 from .context import Job, RunContext
-from .destination import ask_first, summary_line
 from .guard import RunGuard
 from .intake import Intake
 from .modes import Mode, Retry, RetrySelection, Upload, Validate, ledger_path, manifest_of
