@@ -6,6 +6,8 @@ from __future__ import annotations
 import ast
 import inspect
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import importer
@@ -54,6 +56,19 @@ def modules() -> list[Path]:
     """Every module of the package, in every subpackage, but the sandbox (the API's stand-in,
     held to its own wall)."""
     return [p for p in PACKAGE.rglob("*.py") if "sandbox" not in p.relative_to(PACKAGE).parts]
+
+
+LINT_IMPORTS = "import sys; from importlinter.cli import lint_imports_command as c; " \
+    "sys.argv[0] = 'lint-imports'; sys.exit(c())"
+
+
+def test_the_layers_contract_holds() -> None:
+    """pyproject.toml's [tool.importlinter]: the layers of docs/architecture.md, the sandbox
+    apart, no import cycle inside a part. Run as CI and a developer would run it."""
+    done = subprocess.run([sys.executable, "-c", LINT_IMPORTS, "--no-cache"],
+                          cwd=ROOT, capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+    assert "3 kept, 0 broken" in done.stdout
 
 
 def test_the_sandbox_imports_nothing_of_the_importer() -> None:
