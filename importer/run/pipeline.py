@@ -138,16 +138,16 @@ class ImportRun:
     async def _open_and_run(self) -> RunSummary:
         s, manifest_path = self.settings, manifest_of(self.mode)
         manifest = None
-        if manifest_path is not None:
-            manifest = await asyncio.to_thread(
-                open_manifest, manifest_path, column_map=s.column_map, defaults=s.defaults,
-                chunk_rows=s.chunk_rows, sheet=s.sheet, encoding=s.encoding, min_age=s.min_age)
-            self.summary.expected = await asyncio.to_thread(manifest.estimate_rows)
         with contextlib.ExitStack() as files, \
                 tempfile.TemporaryDirectory(prefix="convirza-validate-") as scratch:
             invalid_rows = None
-            if manifest is not None:
-                files.callback(manifest.close)
+            if manifest_path is not None:
+                manifest = await asyncio.to_thread(
+                    open_manifest, manifest_path, column_map=s.column_map, defaults=s.defaults,
+                    chunk_rows=s.chunk_rows, sheet=s.sheet, encoding=s.encoding,
+                    min_age=s.min_age)
+                files.callback(manifest.close)  # before anything else can raise
+                self.summary.expected = await asyncio.to_thread(manifest.estimate_rows)
                 if self.mode.errors_out is not None:
                     invalid_rows = files.enter_context(InvalidRowsCsv.create(
                         self.mode.errors_out, manifest.fields(), self._rows.base_dir))
