@@ -120,6 +120,14 @@ def test_functions_and_classes_stay_small_and_the_pipeline_readable_in_one_sitti
     assert len((PACKAGE / "run" / "pipeline.py").read_text().splitlines()) < 250
 
 
+def test_modules_stay_under_400_lines() -> None:
+    """A module that grows past 400 lines holds more than one job: split it by job (the
+    sandbox, the API's stand-in, is apart)."""
+    long = [f"{p.relative_to(PACKAGE)}: {n}" for p in modules()
+            if (n := len(p.read_text().splitlines())) > 400]
+    assert long == []
+
+
 def test_test_modules_take_shared_helpers_from_conftest_or_helpers_only() -> None:
     for path in (ROOT / "tests").glob("test_*.py"):
         for name in imports_of(path):
