@@ -55,7 +55,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from importer.audio import HASH_CHUNK, HEAD_BYTES, probe  # noqa: E402
+from importer.audio.probing import HASH_CHUNK, HEAD_BYTES, probe  # noqa: E402
 
 CORPUS = ROOT / "tests" / "audio_corpus"
 ACCEPTANCE_PROBE = 20.0  # probing without hashing at least this many times faster than reading

@@ -38,9 +38,9 @@ from pathlib import Path
 from ratelimit import sandbox
 from throughput import ROOT, TOKEN, make_recordings
 
-from importer.destination import survey
-from importer.manifest import open_manifest
-from importer.records import RowContext, resolve_zone
+from importer.manifest.call_dates import RowContext, resolve_zone
+from importer.manifest.opening import open_manifest
+from importer.run.destination import survey
 from importer.sandbox.store import CallStore
 
 GROUP = "12"

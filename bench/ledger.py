@@ -32,13 +32,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from importer.ledger import (  # noqa: E402
-    Admission,
-    AsyncLedger,
-    AttemptRecord,
-    Ledger,
-    Status,
-)
+from importer.ledger.admission import Admission  # noqa: E402
+from importer.ledger.books import AttemptRecord  # noqa: E402
+from importer.ledger.states import Status  # noqa: E402
+from importer.ledger.store import Ledger  # noqa: E402
+from importer.ledger.writer import AsyncLedger  # noqa: E402
 
 TOKEN = "bench-token"
 

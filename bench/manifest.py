@@ -110,7 +110,7 @@ def measure(cmd: list[str]) -> tuple[float, int, str]:
 READ_ONLY = """
 import sys, time
 from pathlib import Path
-from importer.manifest import open_manifest
+from importer.manifest.opening import open_manifest
 t0 = time.perf_counter()
 n = sum(len(c) for c in open_manifest(Path(sys.argv[1])).chunks())
 print(n, time.perf_counter() - t0)

@@ -31,7 +31,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from importer.ledger import Ledger  # noqa: E402
+from importer.ledger.store import Ledger  # noqa: E402
 
 START = datetime(2026, 11, 2, 1, 0, tzinfo=UTC)
 #: (first row as a share of all rows, start hour, end hour, exit code, why it stopped)
@@ -214,7 +214,7 @@ def _aggregate_once(how: str, ledger: Path) -> None:
         import pandas  # noqa: F401  (imported before the clock starts, as ours is)
     t0 = time.perf_counter()
     if how == "sql":
-        from importer.ledger_stats import collect, timeline
+        from importer.ledger.stats import collect, timeline
 
         timeline(collect([ledger]))
     else:
@@ -229,7 +229,7 @@ def _pandas_aggregation(ledger: Path) -> None:
     percentiles exact per minute, which is pandas' own way and no slower than binning)."""
     import pandas as pd
 
-    from importer.ledger_stats import SENT
+    from importer.ledger.stats import SENT
 
     conn = sqlite3.connect(f"{ledger.resolve().as_uri()}?mode=ro", uri=True)
     try:

@@ -46,23 +46,25 @@ from audio import make_files  # noqa: E402
 from manifest import write_manifest as write_big_csv  # noqa: E402
 from throughput import TOKEN, strict_server  # noqa: E402
 
-from importer import audio, reader  # noqa: E402
+from importer.audio import mp3, probing  # noqa: E402
+from importer.audio.info import AudioInfo  # noqa: E402
 from importer.events import NullObserver  # noqa: E402
-from importer.pipeline import ImportRun, Upload, Validate  # noqa: E402
-from importer.settings import Settings  # noqa: E402
+from importer.run import reader  # noqa: E402
+from importer.run.pipeline import ImportRun, Upload, Validate  # noqa: E402
+from importer.settings.resolve import Settings  # noqa: E402
 
 
 def _plain_audio_info(path: Path, fmt: Any, codec: str, rate: int, channels: int,
                       duration: float, bitrate: int, size: int, sha256: str | None,
-                      mtime_ns: int = 0) -> audio.AudioInfo:
-    return audio.AudioInfo(path, fmt, codec, rate, channels, duration, bitrate, size, sha256,
-                           mtime_ns)
+                      mtime_ns: int = 0) -> AudioInfo:
+    return AudioInfo(path, fmt, codec, rate, channels, duration, bitrate, size, sha256,
+                     mtime_ns)
 
 
 #: Each shortcut: the module attribute it is, and what stands in for it without it.
 WITHOUT: dict[str, tuple[Any, str, Callable[[], Any]]] = {
-    "xing": (audio, "_xing", lambda: lambda *args: None),
-    "dict": (audio, "_audio_info", lambda: _plain_audio_info),
+    "xing": (mp3, "_xing", lambda: lambda *args: None),
+    "dict": (probing, "_audio_info", lambda: _plain_audio_info),
 }
 @contextlib.contextmanager
 def without(name: str) -> Iterator[None]:
@@ -91,10 +93,10 @@ def settings(url: str, ledger: Path) -> Settings:
 def probe_pass(paths: list[Path]) -> float:
     """Seconds to probe every file's headers (no hash), warm, on one thread."""
     for path in paths:  # warm the cache, so that only the probe is measured
-        audio.probe(path, 10**9, digest=False)
+        probing.probe(path, 10**9, digest=False)
     t0 = time.perf_counter()
     for path in paths:
-        audio.probe(path, 10**9, digest=False)
+        probing.probe(path, 10**9, digest=False)
     return time.perf_counter() - t0
 
 

@@ -7,8 +7,9 @@ commands do and return an ``ImportResult`` or a ``VerifyResult`` (see ``importer
 """
 
 from .api import retry_ledger, run_import, validate_manifest, verify_ledger
-from .audio import AudioInfo, probe
-from .client import ConvirzaClient
+from .audio.info import AudioInfo
+from .audio.probing import probe
+from .client.session import ConvirzaClient
 from .errors import (
     ApiError,
     AudioError,
@@ -25,12 +26,13 @@ from .errors import (
     UsageError,
 )
 from .events import Observer, Outcome, RowEvent, RunSummary, StopReason
-from .jobs import ImportResult
-from .ledger import Ledger, Status
-from .pipeline import ImportRun
-from .records import UploadRecord
-from .settings import Settings
-from .verify import VerifyResult
+from .ledger.states import Status
+from .ledger.store import Ledger
+from .manifest.records import UploadRecord
+from .run.findings import VerifyResult
+from .run.jobs import ImportResult
+from .run.pipeline import ImportRun
+from .settings.resolve import Settings
 
 __all__ = [
     "ApiError",

@@ -1,5 +1,5 @@
 """``python -m importer`` is the same as ``convirza-import``."""
 
-from .cli import main
+from .cli.commands import main
 
 raise SystemExit(main())

@@ -36,7 +36,9 @@ from typing import Any
 
 from .errors import UsageError
 from .events import Observer
-from .jobs import (
+from .ledger.states import Status
+from .run.findings import VerifyResult, check_outputs, findings_file
+from .run.jobs import (
     ImportJob,
     ImportResult,
     Plan,
@@ -47,8 +49,7 @@ from .jobs import (
     with_output_lost,
     write_summary_json,
 )
-from .states import Status
-from .verify import Verifier, VerifyResult, check_outputs, findings_file
+from .run.verify import Verifier
 
 PathLike = str | os.PathLike[str]
 

@@ -221,6 +221,11 @@ def is_row_outcome(outcome: Outcome) -> bool:
     return outcome not in _NOT_ROWS
 
 
+#: The path of an upload, as ``Observer.request_started`` and ``RequestEvent.path`` give it:
+#: how an observer tells an upload from a lookup or a login (the client sends to it).
+UPLOAD_PATH = "/v2/call/upload"
+
+
 @dataclass(frozen=True)
 class RequestEvent:
     """One request to the API, answered or not, as the client saw it: what the metrics need

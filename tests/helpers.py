@@ -16,7 +16,9 @@ from pathlib import Path
 
 from aiohttp import web
 
-from importer.ledger import Admission, Ledger, Status
+from importer.ledger.admission import Admission
+from importer.ledger.states import Status
+from importer.ledger.store import Ledger
 
 from .conftest import SAMPLES, SandboxThread, distinct_copy
 

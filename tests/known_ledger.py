@@ -18,7 +18,10 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from importer.ledger import DUPLICATE, Admission, AttemptRecord, Ledger, Status
+from importer.ledger.admission import DUPLICATE, Admission
+from importer.ledger.books import AttemptRecord
+from importer.ledger.states import Status
+from importer.ledger.store import Ledger
 
 MANIFEST = "/data/calls.csv"
 EXPECTED = 20

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from importer.cli import main
+from importer.cli.commands import main
 from importer.sandbox import SandboxConfig
 
 from .conftest import TOKEN, SandboxThread

@@ -22,18 +22,16 @@ from pathlib import Path
 
 import pytest
 
-from importer.audio import (
-    HEAD_BYTES,
+from importer.audio.info import AudioInfo
+from importer.audio.mp3 import (
     VBR_FRAMES,
     VBR_WINDOW,
-    AudioInfo,
     _frame_run,
     _l3_header,
     _mp3_mutagen,
     _mp3_quick,
-    probe,
-    sniff,
 )
+from importer.audio.probing import HEAD_BYTES, probe, sniff
 from importer.errors import AudioError
 
 from .conftest import ROOT, SAMPLES
@@ -223,7 +221,7 @@ def test_other_extension_with_good_content(tmp_path: Path) -> None:
 NOBODY_PROBE = """
 import os, sys
 from pathlib import Path
-from importer.audio import probe
+from importer.audio.probing import probe
 from importer.errors import AudioError
 os.setgroups([])
 os.setgid(65534)

@@ -14,11 +14,11 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
-from importer.audio import UrlAnswer, judge_url_answer
-from importer.cli import main
-from importer.client import ConvirzaClient
+from importer.audio.urls import UrlAnswer, judge_url_answer
+from importer.cli.commands import main
+from importer.client.session import ConvirzaClient
 from importer.errors import AudioError, TransportError
-from importer.settings import Settings
+from importer.settings.resolve import Settings
 
 from .conftest import SandboxThread, sample_files, sha256_of
 from .helpers import write_manifest

@@ -7,9 +7,9 @@ import asyncio
 
 import pytest
 
-from importer.auth import PasswordLogin, StaticToken, authorized
+from importer.client.auth import PasswordLogin, StaticToken, authorized
+from importer.client.responses import Token
 from importer.errors import AuthError
-from importer.responses import Token
 
 from .helpers import FakeTime
 

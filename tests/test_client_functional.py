@@ -13,12 +13,13 @@ from zoneinfo import ZoneInfo
 import aiohttp
 import pytest
 
-from importer.audio import probe
-from importer.client import ConvirzaClient, translate
+from importer.audio.probing import probe
+from importer.client.session import ConvirzaClient, translate
 from importer.errors import ApiError, AuthError, RequestTimeout, TransportError
-from importer.records import RowContext, UploadRecord, validate_row
+from importer.manifest.call_dates import RowContext
+from importer.manifest.records import UploadRecord, validate_row
 from importer.sandbox import SandboxConfig, start
-from importer.settings import Settings
+from importer.settings.resolve import Settings
 
 from .conftest import SAMPLES, sha256_of
 

@@ -27,11 +27,11 @@ from typing import TypeVar, cast
 import pytest
 
 from importer import retry_ledger, run_import
-from importer.cli import main
+from importer.cli.commands import main
 from importer.errors import LedgerError, UsageError, plain_errors
 from importer.events import NullObserver, Observer, Outcome, RequestEvent, RowEvent, RunSummary
-from importer.ledger import MIGRATIONS
-from importer.settings import resolve
+from importer.ledger.schema import MIGRATIONS
+from importer.settings.resolve import resolve
 
 from .conftest import ROOT, SandboxThread
 from .helpers import good_row, many_rows, received, status_counts, write_manifest

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from importer.cli import main
+from importer.cli.commands import main
 from importer.events import RunSummary
-from importer.progress import ProgressObserver
+from importer.observe.progress import ProgressObserver
 
 from .conftest import ROOT, TOKEN, SandboxThread
 from .helpers import many_rows, received, status_counts, write_manifest

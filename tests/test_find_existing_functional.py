@@ -11,7 +11,7 @@ from urllib.parse import unquote
 
 import pytest
 
-from importer.cli import main
+from importer.cli.commands import main
 
 from .conftest import SandboxThread
 from .helpers import many_rows, received, status_counts, write_manifest

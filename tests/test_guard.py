@@ -4,8 +4,8 @@ waiting."""
 from __future__ import annotations
 
 from importer.events import Outcome, RowEvent, RunSummary, StopReason
-from importer.guard import WAIT, RunGuard, Stop
-from importer.settings import Settings
+from importer.run.guard import WAIT, RunGuard, Stop
+from importer.settings.resolve import Settings
 
 
 class FakeClock:

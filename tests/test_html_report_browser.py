@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from importer.cli import main
+from importer.cli.commands import main
 
 from .known_ledger import build
 

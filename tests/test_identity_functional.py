@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
-from importer.cli import main
-from importer.ledger import MIGRATIONS
+from importer.cli.commands import main
+from importer.ledger.schema import MIGRATIONS
 
 from .conftest import TOKEN, SandboxThread, distinct_copy, sha256_of
 from .helpers import StandIn, good_row, write_manifest

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from importer.cli import main
+from importer.cli.commands import main
 from importer.errors import ManifestError, UsageError
-from importer.manifest import open_manifest
-from importer.settings import Settings
+from importer.manifest.opening import open_manifest
+from importer.settings.resolve import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 HEADER = "recording_file,call_date,group_id,caller_id\n"
@@ -26,7 +26,7 @@ ROW = "a.wav,2025-01-01T00:00:00Z,12,6175550142\n"
 SECRET = "s3cr3t-7f1e9a"
 #: The child's program: cap its address space, then run the command line.
 CHILD = ("import resource, sys; resource.setrlimit(resource.RLIMIT_AS, (1536 << 20, 1536 << 20)); "
-         "sys.path.insert(0, sys.argv[1]); from importer.cli import main; "
+         "sys.path.insert(0, sys.argv[1]); from importer.cli.commands import main; "
          "sys.exit(main(sys.argv[2:]))")
 
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from importer.cli import main
-from importer.ledger import Ledger
+from importer.cli.commands import main
+from importer.ledger.store import Ledger
 
 from .conftest import SandboxThread, distinct_copy, sample_files
 

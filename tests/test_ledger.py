@@ -9,17 +9,11 @@ from pathlib import Path
 import pytest
 
 from importer.errors import LedgerError
-from importer.ledger import (
-    MIGRATIONS,
-    SAME_AUDIO_QUERY,
-    TRANSITIONS,
-    Admission,
-    AttemptRecord,
-    Ledger,
-    SameAudio,
-    Status,
-    Verdict,
-)
+from importer.ledger.admission import Admission, Verdict
+from importer.ledger.books import AttemptRecord
+from importer.ledger.schema import MIGRATIONS
+from importer.ledger.states import TRANSITIONS, Status
+from importer.ledger.store import SAME_AUDIO_QUERY, Ledger, SameAudio
 
 
 def admission(key: str, row: int, status: Status = Status.PENDING, fingerprint: str = "f1",
@@ -250,7 +244,7 @@ def test_not_a_ledger(tmp_path: Path) -> None:
 async def test_group_commit_batches_concurrent_calls(tmp_path: Path) -> None:
     import asyncio
 
-    from importer.ledger import AsyncLedger
+    from importer.ledger.writer import AsyncLedger
 
     ledger = AsyncLedger(Ledger.open(tmp_path / "l.sqlite"))
     run = await ledger.call(ledger.ledger.begin_run, "run", "/m.csv")

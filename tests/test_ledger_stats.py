@@ -12,11 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from importer.cli import main
+from importer.cli.commands import main
 from importer.errors import LedgerError
-from importer.html_report import render
-from importer.ledger import Admission, Ledger, Status
-from importer.ledger_stats import BINS_PER_DECADE, Minute, collect, pace, percentile, timeline
+from importer.ledger.admission import Admission
+from importer.ledger.states import Status
+from importer.ledger.stats import BINS_PER_DECADE, Minute, collect, pace, percentile, timeline
+from importer.ledger.store import Ledger
+from importer.reports.html_page import render
 
 from . import known_ledger
 from .known_ledger import EXPECTED, SIZES, build

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from importer.client.limits import Attempt, RateLimiter, RetryPolicy
 from importer.errors import RateLimited, RequestRejected, ServerError, Stopped, TransportError
-from importer.limits import Attempt, RateLimiter, RetryPolicy
 
 from .helpers import FakeTime
 

@@ -22,8 +22,8 @@ from pathlib import Path
 
 import pytest
 
-from importer.cli import main
-from importer.lock import LedgerLock
+from importer.cli.commands import main
+from importer.ledger.lock import LedgerLock
 
 from .conftest import ROOT, SandboxThread
 from .helpers import many_rows, received, write_manifest
@@ -109,7 +109,7 @@ def test_a_holder_that_died_does_not_lock_the_ledger(
     ledger = workdir / "ledger.sqlite"
     holder = subprocess.Popen(
         [sys.executable, "-c", "import sys, time; from pathlib import Path; "
-         "from importer.lock import LedgerLock; "
+         "from importer.ledger.lock import LedgerLock; "
          "assert LedgerLock(Path(sys.argv[1])).try_acquire('run x') is None; "
          "print('held', flush=True); time.sleep(60)", str(ledger)],
         env=env(), stdout=subprocess.PIPE, text=True)
@@ -161,7 +161,7 @@ def test_report_reads_a_ledger_while_a_run_writes_it(
 # then becomes the unprivileged user nobody.
 NOBODY_REPORT = """
 import os, sys
-from importer.cli import main
+from importer.cli.commands import main
 os.setgroups([]); os.setgid(65534); os.setuid(65534)
 sys.exit(main(["report", sys.argv[1], "--summary"]))
 """
@@ -191,7 +191,7 @@ def test_report_reads_a_ledger_on_read_only_media(workdir: Path, sandbox: Sandbo
 
 NOBODY_RUN = """
 import os, sys
-from importer.cli import main
+from importer.cli.commands import main
 os.setgroups([]); os.setgid(65534); os.setuid(65534)
 sys.exit(main(["run", sys.argv[1], "--ledger", sys.argv[2]]))
 """

@@ -11,14 +11,15 @@ from pathlib import Path
 
 import pytest
 
-from importer.cli import main
-from importer.client import ConvirzaClient
+from importer.cli.commands import main
+from importer.client.resources import RESOURCES, Call, Group, build_filter, parse_rules
+from importer.client.session import ConvirzaClient
 from importer.errors import RequestRejected, UsageError
-from importer.ledger import Ledger, Status
-from importer.resources import RESOURCES, Call, Group, build_filter, parse_rules
+from importer.ledger.states import Status
+from importer.ledger.store import Ledger
 from importer.sandbox import STORE, SandboxConfig, start
 from importer.sandbox.seed import default_seed
-from importer.settings import Settings
+from importer.settings.resolve import Settings
 
 from .conftest import SandboxThread
 from .helpers import good_row, write_manifest

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from importer.errors import ManifestError
-from importer.manifest import canonical, open_manifest
+from importer.manifest.columns import canonical
+from importer.manifest.opening import open_manifest
 
 
 def rows_of(path: Path, **kwargs: object) -> list[tuple[int, dict[str, str]]]:

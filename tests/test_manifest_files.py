@@ -11,8 +11,9 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from importer.errors import ManifestError, RowError
-from importer.manifest import open_manifest
-from importer.records import RowContext, validate_row
+from importer.manifest.call_dates import RowContext
+from importer.manifest.opening import open_manifest
+from importer.manifest.records import validate_row
 
 DATA = Path(__file__).resolve().parent / "data"
 CTX = RowContext(base_dir=DATA, zone=ZoneInfo("America/New_York"),

@@ -15,13 +15,12 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from importer.cli import main
-from importer.client import UPLOAD_PATH
-from importer.events import FanOut
-from importer.metrics import MetricsObserver
-from importer.pipeline import ImportRun, Upload
-from importer.progress import ProgressObserver
-from importer.settings import Settings
+from importer.cli.commands import main
+from importer.events import UPLOAD_PATH, FanOut
+from importer.observe.metrics import MetricsObserver
+from importer.observe.progress import ProgressObserver
+from importer.run.pipeline import ImportRun, Upload
+from importer.settings.resolve import Settings
 
 from .conftest import TOKEN, SandboxThread
 

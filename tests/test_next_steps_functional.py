@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from importer.cli import main
+from importer.cli.commands import main
 
 from .conftest import SandboxThread
 from .helpers import good_row, many_rows, received, status_counts, write_manifest

@@ -8,24 +8,21 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from hypothesis import example, given, settings
+from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
 
 from importer.errors import RowError
-from importer.records import (
+from importer.manifest.call_dates import RowContext, format_call_date, parse_call_date
+from importer.manifest.normalizers import (
     DISPOSITIONS,
-    RowContext,
-    UploadRecord,
-    format_call_date,
     normalize_bool,
     normalize_disposition,
     normalize_id,
     normalize_phone,
     normalize_zip,
-    parse_call_date,
     undo_excel_number,
-    validate_row,
 )
+from importer.manifest.records import UploadRecord, validate_row
 
 NOW = datetime(2026, 6, 1, tzinfo=UTC)
 #: The properties below are about formats, so a wall time that a clock change skips or repeats
@@ -117,7 +114,11 @@ def test_call_dates_normalize_to_themselves(moment: datetime) -> None:
 
 @given(moments, st.booleans())
 def test_us_and_day_first_dates_mean_the_same_moment(moment: datetime, dayfirst: bool) -> None:
-    moment = moment.replace(second=0, microsecond=0)
+    moment = moment.replace(second=0, microsecond=0, fold=0)
+    # A wall time a clock change skips or repeats is refused (the next test's case), whatever
+    # its format: this one is about the format.
+    assume(moment.replace(tzinfo=CTX.zone).utcoffset()
+           == moment.replace(tzinfo=CTX.zone, fold=1).utcoffset())
     ctx = RowContext(base_dir=CTX.base_dir, zone=CTX.zone, now=NOW, dayfirst=dayfirst)
     order = "%d/%m/%Y" if dayfirst else "%m/%d/%Y"
     text = moment.strftime(f"{order} %I:%M %p")

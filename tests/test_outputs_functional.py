@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from importer.cli import main
-from importer.ledger import Ledger
+from importer.cli.commands import main
+from importer.ledger.store import Ledger
 
 from .conftest import ROOT, TOKEN, SandboxThread
 from .helpers import good_row, write_manifest

@@ -9,8 +9,8 @@ from collections import Counter
 from pathlib import Path
 
 from importer.events import Observer, Outcome, RowEvent, RunSummary, StopReason
-from importer.pipeline import ImportRun, Retry, RetrySelection, Upload, Validate
-from importer.settings import Settings
+from importer.run.pipeline import ImportRun, Retry, RetrySelection, Upload, Validate
+from importer.settings.resolve import Settings
 
 from .conftest import TOKEN, SandboxThread
 from .helpers import good_row, many_rows, status_counts, write_manifest

@@ -9,10 +9,9 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from importer.errors import RowError
-from importer.records import (
-    RowContext,
-    format_call_date,
-    identify,
+from importer.manifest.call_dates import RowContext, format_call_date, parse_call_date, resolve_zone
+from importer.manifest.identity import identify, shard_key
+from importer.manifest.normalizers import (
     normalize_bool,
     normalize_disposition,
     normalize_external_id,
@@ -20,11 +19,8 @@ from importer.records import (
     normalize_phone,
     normalize_ten_digit_phone,
     normalize_zip,
-    parse_call_date,
-    resolve_zone,
-    shard_key,
-    validate_row,
 )
+from importer.manifest.records import validate_row
 
 NOW = datetime(2026, 6, 1, tzinfo=UTC)
 CTX = RowContext(base_dir=Path("/data/manifests"), zone=ZoneInfo("America/New_York"), now=NOW)

@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from importer.cli import main
-from importer.ledger import Ledger, Status
-from importer.records import in_shard
+from importer.cli.commands import main
+from importer.ledger.states import Status
+from importer.ledger.store import Ledger
+from importer.manifest.identity import in_shard
 
 from .conftest import SandboxThread
 from .helpers import crash_leftovers, good_row, many_rows, received, status_of, write_manifest

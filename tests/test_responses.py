@@ -9,6 +9,12 @@ from datetime import UTC, datetime
 
 import pytest
 
+from importer.client.responses import (
+    interpret_lookup,
+    interpret_token,
+    interpret_upload,
+    parse_retry_after,
+)
 from importer.errors import (
     ApiError,
     AuthError,
@@ -19,12 +25,6 @@ from importer.errors import (
     ServerError,
     TransportError,
     UnexpectedAnswer,
-)
-from importer.responses import (
-    interpret_lookup,
-    interpret_token,
-    interpret_upload,
-    parse_retry_after,
 )
 
 NOW = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)

@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from importer import run_import
-from importer.cli import build_parser, main
+from importer.cli.commands import main
+from importer.cli.parser import build_parser
 
 from .conftest import SandboxThread
 from .helpers import good_row, many_rows, write_manifest

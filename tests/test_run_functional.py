@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from importer.cli import main
-from importer.ledger import Ledger, Status
+from importer.cli.commands import main
+from importer.ledger.states import Status
+from importer.ledger.store import Ledger
 
 from .conftest import TOKEN, SandboxThread, sample_files, sha256_of
 from .helpers import good_row, status_of, write_manifest

@@ -14,7 +14,7 @@ from aiohttp import FormData
 from aiohttp.test_utils import TestClient, TestServer
 from aiohttp.web import Application
 
-from importer.cli import main
+from importer.cli.commands import main
 from importer.sandbox import STATE, STORE, Faults, SandboxConfig, make_app
 from importer.sandbox.disposition import parse_disposition
 

@@ -15,7 +15,7 @@ from urllib.parse import quote, quote_plus
 
 import pytest
 
-from importer.cli import main
+from importer.cli.commands import main
 from importer.redact import Redactor, printable
 
 from .conftest import TOKEN, SandboxThread

@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
-from importer.audio import probe
-from importer.cli import main
+from importer.audio.probing import probe
+from importer.cli.commands import main
 from importer.errors import AudioError, MachineError
 
 from .conftest import TOKEN, SandboxThread, sample_files, sha256_of

@@ -12,12 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from importer.cli import build_parser, main
+from importer.cli.commands import main
+from importer.cli.parser import build_parser
 from importer.errors import UsageError
-from importer.jobfile import read_job, valid_keys
-from importer.jobs import plan
-from importer.settings import DECLARED, Settings, resolve
-from importer.units import ErrorBudget, Shard, parse_size
+from importer.run.jobs import plan
+from importer.settings.jobfile import read_job, valid_keys
+from importer.settings.resolve import DECLARED, Settings, resolve
+from importer.settings.units import ErrorBudget, Shard, parse_size
 
 SECRET = "s3cr3t-token-0123456789abcdef"
 

@@ -18,7 +18,7 @@ from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
-from importer.cli import SIGNAL_WINDOW
+from importer.cli.stopping import SIGNAL_WINDOW
 
 from .conftest import ROOT, SandboxThread
 from .helpers import many_rows, received, status_counts, write_manifest

@@ -11,11 +11,12 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from importer.cli import main
-from importer.ledger import Ledger, Status
-from importer.manifest import open_manifest
-from importer.reader import RowPreparer, open_reader
-from importer.records import RowContext
+from importer.cli.commands import main
+from importer.ledger.states import Status
+from importer.ledger.store import Ledger
+from importer.manifest.call_dates import RowContext
+from importer.manifest.opening import open_manifest
+from importer.run.reader import RowPreparer, open_reader
 
 from .conftest import SandboxThread
 from .helpers import good_row, status_of, write_manifest

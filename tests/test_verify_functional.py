@@ -14,7 +14,7 @@ from urllib.parse import unquote
 import pytest
 
 from importer import run_import, verify_ledger
-from importer.cli import main
+from importer.cli.commands import main
 
 from .conftest import TOKEN, SandboxThread, distinct_copy, sample_files
 

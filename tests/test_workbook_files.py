@@ -22,14 +22,10 @@ from pathlib import Path
 import openpyxl
 import pytest
 
-from importer.cli import main
+from importer.cli.commands import main
 from importer.errors import ManifestError
-from importer.manifest import (
-    MAX_COMPRESSION_RATIO,
-    MAX_PART_BYTES,
-    MAX_SHARED_STRINGS_BYTES,
-    open_manifest,
-)
+from importer.manifest.opening import open_manifest
+from importer.manifest.xlsx import MAX_COMPRESSION_RATIO, MAX_PART_BYTES, MAX_SHARED_STRINGS_BYTES
 
 ROOT = Path(__file__).resolve().parent.parent
 HEADER = ["recording_file", "call_date", "group_id", "caller_id"]
@@ -43,7 +39,7 @@ PASSWD = [line for line in Path("/etc/passwd").read_text().splitlines() if line]
 #: The child caps its address space (a regression dies, not the machine) and prints its peak
 #: resident size in KiB on stdout after the command line has run.
 CHILD = ("import resource, sys; resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30)); "
-         "sys.path.insert(0, sys.argv[1]); from importer.cli import main; "
+         "sys.path.insert(0, sys.argv[1]); from importer.cli.commands import main; "
          "code = main(sys.argv[2:]); "
          "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, flush=True); "
          "sys.exit(code)")
