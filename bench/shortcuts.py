@@ -48,7 +48,7 @@ from throughput import TOKEN, strict_server  # noqa: E402
 
 from importer.audio import mp3, probing  # noqa: E402
 from importer.audio.info import AudioInfo  # noqa: E402
-from importer.events import NullObserver  # noqa: E402
+from importer.observers import NullObserver  # noqa: E402
 from importer.run import reader  # noqa: E402
 from importer.run.pipeline import ImportRun, Upload, Validate  # noqa: E402
 from importer.settings.resolve import Settings  # noqa: E402

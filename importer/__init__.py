@@ -25,10 +25,11 @@ from .errors import (
     TransportError,
     UsageError,
 )
-from .events import Observer, Outcome, RowEvent, RunSummary, StopReason
+from .events import Outcome, RowEvent, RunSummary, StopReason
 from .ledger.states import Status
 from .ledger.store import Ledger
 from .manifest.records import UploadRecord
+from .observers import Observer
 from .run.findings import VerifyResult
 from .run.jobs import ImportResult
 from .run.pipeline import ImportRun

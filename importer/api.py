@@ -35,8 +35,8 @@ from pathlib import Path
 from typing import Any
 
 from .errors import UsageError
-from .events import Observer
 from .ledger.states import Status
+from .observers import Observer
 from .run.findings import VerifyResult, check_outputs, findings_file
 from .run.jobs import (
     ImportJob,

@@ -29,8 +29,9 @@ import pytest
 from importer import retry_ledger, run_import
 from importer.cli.commands import main
 from importer.errors import LedgerError, UsageError, plain_errors
-from importer.events import NullObserver, Observer, Outcome, RequestEvent, RowEvent, RunSummary
+from importer.events import Outcome, RequestEvent, RowEvent, RunSummary
 from importer.ledger.schema import MIGRATIONS
+from importer.observers import NullObserver, Observer
 from importer.settings.resolve import resolve
 
 from .conftest import ROOT, SandboxThread

@@ -226,3 +226,16 @@ def test_report_summary_text_and_run_filter(workdir: Path, sandbox: SandboxThrea
     assert ",=" not in csv_text   # a formula-like cell is defused for Excel
     assert main(["report", str(ledger), "--run", "2", "--format", "json"]) == 0
     assert json.loads(capsys.readouterr().out) == []
+
+
+def test_report_closes_the_ledgers_it_opened_when_a_later_one_fails_to_open(
+        workdir: Path) -> None:
+    good = workdir / "good.ledger.sqlite"
+    Ledger.open(good, create=True).close()
+    bad = workdir / "bad.ledger.sqlite"
+    bad.write_bytes(b"this is not a database, " * 100)
+    before = set(os.listdir("/proc/self/fd"))
+    assert main(["report", str(good), str(bad)]) != 0
+    leaked = [os.readlink(f"/proc/self/fd/{fd}") for fd in
+              set(os.listdir("/proc/self/fd")) - before if os.path.exists(f"/proc/self/fd/{fd}")]
+    assert not [name for name in leaked if "good.ledger" in name]

@@ -16,10 +16,10 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from importer.cli.commands import main
-from importer.client.session import UPLOAD_PATH
-from importer.events import FanOut
+from importer.events import UPLOAD_PATH
 from importer.observe.metrics import MetricsObserver
 from importer.observe.progress import ProgressObserver
+from importer.observers import FanOut
 from importer.run.pipeline import ImportRun, Upload
 from importer.settings.resolve import Settings
 

@@ -8,7 +8,8 @@ import sqlite3
 from collections import Counter
 from pathlib import Path
 
-from importer.events import Observer, Outcome, RowEvent, RunSummary, StopReason
+from importer.events import Outcome, RowEvent, RunSummary, StopReason
+from importer.observers import Observer
 from importer.run.pipeline import ImportRun, Retry, RetrySelection, Upload, Validate
 from importer.settings.resolve import Settings
 

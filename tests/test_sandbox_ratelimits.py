@@ -54,3 +54,12 @@ def test_a_schedule_changes_the_limit_from_the_first_request() -> None:
 def test_a_schedule_must_be_pairs_in_order(text: str) -> None:
     with pytest.raises(ValueError, match="SECONDS:RATE"):
         parse_schedule(text)
+
+
+def test_the_sandbox_command_refuses_a_schedule_it_cannot_read_in_one_line(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from importer.cli.commands import main
+
+    assert main(["sandbox", "--port", "0", "--rate-schedule", "0:20,10"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["convirza-import: error: --rate-schedule: expected SECONDS:RATE, got '10'"]

@@ -172,9 +172,11 @@ def test_a_second_signal_after_a_moment_aborts(workdir: Path, sandbox: SandboxTh
 
 def test_the_first_signal_ends_the_wait_for_the_rate_limiter(
         workdir: Path, sandbox: SandboxThread, token_env: str) -> None:
-    """Three rows at one request every 20 s: the first goes at once, the others wait for
-    the limiter. A SIGTERM ends their wait: they stay pending, never sent after the stop."""
-    command, _, ledger = run_command(workdir, 3, "--rate", "0.05", "--concurrency", "3")
+    """Three rows at one request every 20 s (two back to back: the check before the first
+    row, and the first row): the others wait for the limiter. A SIGTERM ends their wait:
+    they stay pending, never sent after the stop."""
+    command, _, ledger = run_command(workdir, 3, "--rate", "0.05", "--burst", "2",
+                                     "--concurrency", "3")
     run = Run(command)
     wait_for("the first upload", lambda: ledger_statuses(ledger)["succeeded"] == 1, run.proc)
 
@@ -208,7 +210,7 @@ def test_uploads_in_flight_are_awaited_only_for_the_stop_grace(
         workdir: Path, sandbox: SandboxThread, token_env: str) -> None:
     """An upload that does not end within --stop-grace of the first signal is abandoned, as
     a second signal would: its row stays 'uploading', reconciled by the next run."""
-    sandbox.set_faults(latency=8.0)
+    sandbox.set_faults(latency=3.0)
     command, _, ledger = run_command(workdir, 4, "--concurrency", "2", "--stop-grace", "1s")
     run = Run(command)
     wait_for("upload in flight", lambda: ledger_statuses(ledger)["uploading"] > 0, run.proc)

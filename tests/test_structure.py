@@ -6,6 +6,8 @@ from __future__ import annotations
 import ast
 import inspect
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import importer
@@ -56,6 +58,19 @@ def modules() -> list[Path]:
     return [p for p in PACKAGE.rglob("*.py") if "sandbox" not in p.relative_to(PACKAGE).parts]
 
 
+LINT_IMPORTS = "import sys; from importlinter.cli import lint_imports_command as c; " \
+    "sys.argv[0] = 'lint-imports'; sys.exit(c())"
+
+
+def test_the_layers_contract_holds() -> None:
+    """pyproject.toml's [tool.importlinter]: the layers of docs/architecture.md, the sandbox
+    apart, no import cycle inside a part. Run as CI and a developer would run it."""
+    done = subprocess.run([sys.executable, "-c", LINT_IMPORTS, "--no-cache"],
+                          cwd=ROOT, capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+    assert "3 kept, 0 broken" in done.stdout
+
+
 def test_the_sandbox_imports_nothing_of_the_importer() -> None:
     for path in (PACKAGE / "sandbox").rglob("*.py"):
         for name in imports_of(path):
@@ -103,6 +118,14 @@ def test_functions_and_classes_stay_small_and_the_pipeline_readable_in_one_sitti
                 too_long.append(f"{path.relative_to(PACKAGE)}:{node.lineno} {node.name}")
     assert too_long == []
     assert len((PACKAGE / "run" / "pipeline.py").read_text().splitlines()) < 250
+
+
+def test_modules_stay_under_400_lines() -> None:
+    """A module that grows past 400 lines holds more than one job: split it by job (the
+    sandbox, the API's stand-in, is apart)."""
+    long = [f"{p.relative_to(PACKAGE)}: {n}" for p in modules()
+            if (n := len(p.read_text().splitlines())) > 400]
+    assert long == []
 
 
 def test_test_modules_take_shared_helpers_from_conftest_or_helpers_only() -> None:

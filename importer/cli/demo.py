@@ -19,12 +19,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ..errors import UsageError
-from ..events import Observer
 from ..ledger.store import Ledger
 from ..observe.progress import ProgressObserver
+from ..observers import Observer
 from ..reports.summaries import counts_text, summary_text
 from ..run.pipeline import ImportRun, Upload
 from ..sandbox import STATE, STORE, Faults, SandboxConfig, serve_forever, start
+from ..sandbox.ratelimits import parse_schedule
 from ..sandbox.seed import default_seed, load_seed
 from ..settings.resolve import Settings
 from ..settings.units import parse_size
@@ -100,6 +101,10 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
         raise UsageError(f"--max-file-size: {exc}") from None
     if args.redirect_to and not args.redirect_to.startswith(("http://", "https://")):
         raise UsageError(f"--redirect-to expects an http(s) URL, got {args.redirect_to!r}")
+    try:
+        schedule = parse_schedule(args.rate_schedule) if args.rate_schedule else ()
+    except ValueError as exc:
+        raise UsageError(f"--rate-schedule: {exc}") from None
     config = SandboxConfig(
         seed=seed, users=users, static_tokens=frozenset(args.token), token_ttl=args.token_ttl,
         max_file_size=max_file_size, store_path=args.store,
@@ -107,6 +112,7 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
                       ambiguous_rate=args.ambiguous_rate,
                       lost_answer_rate=args.lost_answer_rate, reset_rate=args.reset_rate,
                       rate_limit=args.rate_limit, rate_burst=args.rate_burst,
+                      rate_model=args.rate_model, rate_schedule=schedule,
                       latency=args.latency, seed=args.seed, redirect_to=args.redirect_to,
                       redirect_status=args.redirect_status, html_200=args.html_200,
                       echo_secrets=args.echo_secrets, split_answers=args.split_answers,

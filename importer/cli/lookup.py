@@ -9,8 +9,8 @@ import sys
 from ..client.resources import RESOURCES, Resource, parse_rules
 from ..client.session import ConvirzaClient
 from ..errors import RequestRejected, UsageError
+from ..reports.exports import ObjectWriter
 from ..reports.outputs import refuse_overwrites
-from ..reports.summaries import ObjectWriter
 from ..settings.resolve import Settings
 from .arguments import settings_inputs, settings_of, setup_logging
 from .output import output

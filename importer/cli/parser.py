@@ -288,6 +288,12 @@ def _add_sandbox_faults(sbx: argparse.ArgumentParser) -> None:
     sbx.add_argument("--rate-burst", type=int, default=0, metavar="B",
                      help="the rate limit's bucket size (default: a fifth of a second's "
                           "worth, at least 2)")
+    sbx.add_argument("--rate-model", choices=("bucket", "sliding", "fixed"), default="bucket",
+                     help="how the rate limit is kept: a token bucket (default), a sliding or "
+                          "a fixed one-second window")
+    sbx.add_argument("--rate-schedule", metavar="S:R,...",
+                     help="a limit that changes: R requests a second from S seconds after the "
+                          "first request (e.g. 0:20,30:10,60:20)")
     sbx.add_argument("--latency", type=float, default=0.0, metavar="SECONDS",
                      help="delay added to every /v2 answer")
     sbx.add_argument("--redirect-to", metavar="URL",

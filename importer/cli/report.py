@@ -4,6 +4,7 @@ modules imported only when asked for)."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import itertools
 import json
 from typing import cast
@@ -11,8 +12,9 @@ from typing import cast
 from ..errors import UsageError
 from ..ledger.states import Status
 from ..ledger.store import Ledger
+from ..reports.exports import Format, write_rows
 from ..reports.outputs import ledger_inputs, refuse_overwrites
-from ..reports.summaries import Format, ledger_summary, summary_report_text, write_rows
+from ..reports.summaries import ledger_summary, summary_report_text
 from .output import output
 
 
@@ -31,8 +33,9 @@ def cmd_report(args: argparse.Namespace) -> int:
         raise UsageError("--wide is for the rows as a table (--format table)")
     refuse_overwrites({"--output": args.output},
                       [found for path in args.ledgers for found in ledger_inputs(path)])
-    ledgers = [Ledger.open_readonly(path) for path in args.ledgers]
-    try:
+    with contextlib.ExitStack() as opened:  # each opened is closed, if a later one fails too
+        ledgers = [opened.enter_context(contextlib.closing(Ledger.open_readonly(path)))
+                   for path in args.ledgers]
         if fmt == "html":
             from ..ledger.stats import collect
             from ..reports.html_page import render
@@ -51,7 +54,4 @@ def cmd_report(args: argparse.Namespace) -> int:
                 rows = itertools.chain.from_iterable(
                     ledger.rows(statuses, args.run) for ledger in ledgers)
                 write_rows(rows, cast(Format, fmt), out, wide=args.wide)
-    finally:
-        for ledger in ledgers:
-            ledger.close()
     return 0

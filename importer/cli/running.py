@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from ..errors import UsageError
-from ..events import FanOut, Observer
+from ..observers import FanOut, Observer
 from ..reports.summaries import summary_text
 from ..run import jobs
 from ..run.findings import check_outputs, findings_file, verify_text

@@ -34,8 +34,9 @@ from ..errors import (
     UnexpectedAnswer,
     UsageError,
 )
-from ..events import NullObserver, Observer, RequestEvent
+from ..events import UPLOAD_PATH, RequestEvent
 from ..manifest.records import UploadRecord
+from ..observers import NullObserver, Observer
 from ..redact import Redactor
 from ..settings.resolve import Settings
 from .auth import PasswordLogin, StaticToken, TokenProvider, authorized
@@ -44,7 +45,6 @@ from .lookups import LOOKUPS_AT_ONCE, THROTTLE_PAUSE, Lookups
 from .payload import CheckedFile
 from .responses import Token, UploadAnswer, interpret_token, interpret_upload
 
-UPLOAD_PATH = "/v2/call/upload"
 TOKEN_PATH = "/oauth/token"
 #: Answers are read whole (a body can arrive in many pieces), up to this: a page of lookups
 #: is far smaller, and a misbehaving server cannot fill memory.

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Literal, NamedTuple
 
+from .facts import FileFacts, facts
 from .states import Status
 
 #: Why the reader went no further with a row: it succeeded before (``SETTLED``), another
@@ -52,20 +53,6 @@ class Admission(NamedTuple):
     passed_over: str = ""
     #: For a row passed over as ``ALREADY``: the key its recording was imported under.
     same_as: str = ""
-
-
-class FileFacts(NamedTuple):
-    """A file as last probed: when its size and mtime are still these, so is its sha256."""
-
-    size: int
-    mtime_ns: int
-    sha256: str
-
-
-def facts(size: int | None, mtime_ns: int | None, sha256: str | None) -> FileFacts | None:
-    if size is None or mtime_ns is None or sha256 is None:
-        return None
-    return FileFacts(size, mtime_ns, sha256)
 
 
 class Known(NamedTuple):

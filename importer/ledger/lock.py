@@ -88,7 +88,8 @@ class LedgerLock:
         loop = asyncio.get_running_loop()
         deadline = None if wait is None else loop.time() + wait
         told = False
-        while (holder := self.try_acquire(command)) is not None:
+        # In a thread: a holder that has not yet said who it is is waited for (_read_holder).
+        while (holder := await asyncio.to_thread(self.try_acquire, command)) is not None:
             if deadline is not None and loop.time() >= deadline:
                 raise LedgerBusy(self.ledger, describe(holder), waited=bool(wait))
             if not told and on_wait is not None:

@@ -17,7 +17,7 @@ from typing import Any
 
 from ..errors import LedgerError
 from ..events import PaceFound
-from .admission import FileFacts, facts
+from .facts import FileFacts, facts
 from .schema import refuse_newer, select_in, unusable
 from .states import Status
 

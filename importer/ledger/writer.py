@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from ..errors import LedgerError
-from ..events import NullObserver, Observer, guarded
+from ..observers import NullObserver, Observer, guarded
 
 if TYPE_CHECKING:
     from .store import Ledger

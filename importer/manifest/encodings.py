@@ -10,32 +10,10 @@ import codecs
 import logging
 from pathlib import Path
 
+from ..settings.userfiles import file_encoding
 from .files import open_fd
 
 log = logging.getLogger("importer.manifest")
-
-#: Codecs that Python calls text encodings but no file is written in: domain-name and
-#: Python-literal codecs, which read a CSV as garbage or fail half-way.
-_NOT_FILE_ENCODINGS = frozenset({"idna", "punycode", "undefined", "unicode-escape",
-                                 "raw-unicode-escape"})
-ENCODING_EXAMPLES = "utf-8, cp1252, latin-1, utf-16, utf-16-le"
-
-
-def file_encoding(name: str) -> str:
-    """The canonical name of ``name`` if it is a text encoding a file can be written in;
-    ``LookupError``, saying why, if not.
-
-    Python's codec registry also holds bytes-to-bytes and text-to-text codecs (zlib, base64,
-    rot13, ...), which ``open()`` refuses with a traceback, and text codecs that no file is
-    written in (idna, punycode, ...)."""
-    try:
-        info = codecs.lookup(name)
-    except LookupError:
-        raise LookupError(f"unknown encoding {name!r} (try {ENCODING_EXAMPLES})") from None
-    if not getattr(info, "_is_text_encoding", True) or info.name in _NOT_FILE_ENCODINGS:
-        raise LookupError(f"{name!r} is not a text encoding for a file (try "
-                          f"{ENCODING_EXAMPLES})")
-    return info.name
 
 
 def detect_encoding(path: Path, forced: str | None) -> str:

@@ -9,33 +9,15 @@ file is refused on what was really opened, not only on what ``stat`` said before
 from __future__ import annotations
 
 import os
-import stat
 from pathlib import Path
 
 from ..errors import ManifestError
+from ..settings.userfiles import file_kind
 
 #: Opening never blocks (a FIFO named calls.csv would wait for a writer for ever) and the
 #: descriptor is not inherited by the reader process or anything else we start.
 _OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0) \
     | getattr(os, "O_BINARY", 0)
-
-
-def file_kind(mode: int) -> str | None:
-    """What a path is, for a message, when it is not a regular file (``"a folder"``); None
-    for a regular file. Shared by every file the user names (manifest, token, columns)."""
-    if stat.S_ISREG(mode):
-        return None
-    if stat.S_ISDIR(mode):
-        return "a folder"
-    if stat.S_ISFIFO(mode):
-        return "a named pipe (FIFO)"
-    if stat.S_ISCHR(mode):
-        return "a character device"
-    if stat.S_ISBLK(mode):
-        return "a block device"
-    if stat.S_ISSOCK(mode):
-        return "a socket"
-    return "a special file"
 
 
 def open_fd(path: Path) -> int:

@@ -27,9 +27,10 @@ from pathlib import Path
 from typing import NamedTuple, Protocol
 
 from ..errors import ManifestError
+from ..settings.userfiles import file_kind
 from .columns import ColumnPlan, blank, column_renames, find_header, plan_columns
 from .delimited import CsvSource, check_complete, open_csv
-from .files import file_kind, open_fd, read_failure
+from .files import open_fd, read_failure
 from .xlsx import XlsxSource
 
 log = logging.getLogger("importer.manifest")

@@ -32,10 +32,9 @@ from prometheus_client import (
 from prometheus_client.exposition import start_http_server
 from prometheus_client.process_collector import ProcessCollector
 
-from ..client.session import UPLOAD_PATH
 from ..errors import UsageError
 from ..events import (
-    Observer,
+    UPLOAD_PATH,
     Outcome,
     RequestEvent,
     RowEvent,
@@ -43,6 +42,7 @@ from ..events import (
     counter_of,
     is_row_outcome,
 )
+from ..observers import Observer
 from ..reports.outputs import atomic_text
 
 log = logging.getLogger("importer.metrics")

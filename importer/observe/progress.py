@@ -12,7 +12,8 @@ from typing import Never, TextIO
 
 from tqdm import tqdm
 
-from ..events import Observer, Outcome, RowEvent, RunSummary
+from ..events import Outcome, RowEvent, RunSummary
+from ..observers import Observer
 
 log = logging.getLogger("importer.progress")
 

@@ -7,21 +7,18 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 from ..client.session import ConvirzaClient
 from ..errors import AuthError, NotTheApi
 from ..events import PaceFound, StopReason
-from ..ledger.admission import FileFacts
+from ..ledger.facts import FileFacts
 from ..manifest.records import UploadRecord
 from ..settings.resolve import Settings
+from .destination import Decision, Destination
 from .guard import RunGuard, Stop
 from .modes import Mode
 from .outcomes import Outcomes
 from .run_ledger import RunLedger
-
-if TYPE_CHECKING:
-    from .destination import Decision, Destination
 
 log = logging.getLogger("importer.pipeline")
 

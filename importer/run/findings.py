@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from ..events import StopReason
+from ..reports.exports import safe_cell
 from ..reports.outputs import atomic_text, ledger_inputs, refuse_overwrites
-from ..reports.summaries import safe_cell
 
 
 class CallVerdict(StrEnum):

@@ -56,7 +56,9 @@ class Intake:
 
     async def _manifest(self, queue: asyncio.Queue[Job | None], manifest: Manifest,
                         preparer: RowPreparer) -> None:
-        reader = open_reader(manifest, preparer, preparer.ctx.on_naive_date)
+        # Off the loop: it may start a process and write it the manifest and the preparer.
+        reader = await asyncio.to_thread(open_reader, manifest, preparer,
+                                         preparer.ctx.on_naive_date)
         ahead = asyncio.ensure_future(asyncio.to_thread(reader.next_chunk))
         try:
             while not self.ctx.stopping.is_set():

@@ -25,9 +25,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ..errors import ManifestError, UsageError
-from ..events import OUTPUT_LOST, NullObserver, Observer, PaceFound, RunSummary, StopReason, guarded
+from ..events import OUTPUT_LOST, PaceFound, RunSummary, StopReason
 from ..ledger.states import Status
 from ..observe.progress import ProgressObserver
+from ..observers import NullObserver, Observer, guarded
 from ..redact import Redactor
 from ..reports.outputs import atomic_text, ledger_inputs, refuse_overwrites
 from ..settings.jobfile import JobFile, manifests_of, read_job

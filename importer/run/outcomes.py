@@ -12,8 +12,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from ..events import Observer, Outcome, RowEvent, RunSummary
-from ..reports.summaries import InvalidRowsCsv
+from ..events import Outcome, RowEvent, RunSummary
+from ..observers import Observer
+from ..reports.exports import InvalidRowsCsv
 from .guard import RunGuard, Stop
 
 log = logging.getLogger("importer.pipeline")

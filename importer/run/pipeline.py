@@ -1,12 +1,11 @@
 """The run: reader -> validate -> bounded queue -> workers -> ledger.
 
-``ImportRun`` opens what a run needs (the ledger's lock, the manifest, the ledger, the client,
-which first checks that the API answers), then runs one reader task (``intake``: chunks of the
-manifest, or a retry's ledger rows, admitted by the ledger) feeding a bounded queue, so it never
-runs more than ``queue_size`` rows ahead of the uploads, and N worker tasks (``worker``: each row
-checked, claimed, sent, settled). Every outcome goes to ``outcomes``, hence to an ``Observer``;
-nothing here prints. What differs between ``run``, ``validate`` and ``retry`` is the mode
-(``modes``).
+``ImportRun`` opens what a run needs (lock, manifest, ledger, a client that checks the API
+answers), then runs one reader task (``intake``: manifest chunks, or a retry's rows, admitted
+by the ledger) feeding a bounded queue, never more than ``queue_size`` rows ahead of the
+uploads, and N worker tasks (``worker``: each row checked, claimed, sent, settled). Every
+outcome goes to ``outcomes``, hence to an ``Observer``; nothing here prints. ``run``,
+``validate`` and ``retry`` differ by their mode (``modes``).
 
 Stopping: ``stop()`` (the first Ctrl-C) stops taking new rows and lets requests in flight
 finish; rows not started stay ``pending`` for the next run. A budget, a refused credential or an
@@ -28,21 +27,21 @@ from types import TracebackType
 from ..client.limits import Clock
 from ..client.session import ConvirzaClient, require_credentials
 from ..errors import LedgerError, UsageError, ours_in, plain_errors
-from ..events import NullObserver, Observer, RunSummary, StopReason, stop_reason_for
+from ..events import RunSummary, StopReason, stop_reason_for
 from ..ledger.lock import LedgerLock
 from ..ledger.store import Ledger
 from ..manifest.call_dates import RowContext, resolve_zone
 from ..manifest.identity import forget_paths
 from ..manifest.opening import Manifest, open_manifest
+from ..observers import NullObserver, Observer
 from ..redact import Redactor
-from ..reports.summaries import InvalidRowsCsv
+from ..reports.exports import InvalidRowsCsv
 from ..settings.resolve import Settings
+from .asking import ask_first, summary_line
 from .context import Job, RunContext
-from .destination import ask_first, summary_line
 from .guard import RunGuard
 from .intake import Intake
-from .modes import Mode, Retry, RetrySelection, Upload, Validate, ledger_path, manifest_of
-from .modes import origin as origin_of
+from .modes import Mode, Retry, RetrySelection, Upload, Validate, ledger_path, manifest_of, origin
 from .outcomes import Outcomes
 from .preflight import Preflight
 from .reader import RowPreparer
@@ -69,7 +68,7 @@ class ImportRun:
         self.mode = mode
         self.observer = observer or NullObserver()
         self.clock = clock
-        self.origin = origin_of(mode, settings)
+        self.origin = origin(mode, settings)
         try:
             zone, self._zone_name = resolve_zone(settings.timezone)
         except ValueError as exc:
@@ -138,16 +137,16 @@ class ImportRun:
     async def _open_and_run(self) -> RunSummary:
         s, manifest_path = self.settings, manifest_of(self.mode)
         manifest = None
-        if manifest_path is not None:
-            manifest = await asyncio.to_thread(
-                open_manifest, manifest_path, column_map=s.column_map, defaults=s.defaults,
-                chunk_rows=s.chunk_rows, sheet=s.sheet, encoding=s.encoding, min_age=s.min_age)
-            self.summary.expected = await asyncio.to_thread(manifest.estimate_rows)
         with contextlib.ExitStack() as files, \
                 tempfile.TemporaryDirectory(prefix="convirza-validate-") as scratch:
             invalid_rows = None
-            if manifest is not None:
-                files.callback(manifest.close)
+            if manifest_path is not None:
+                manifest = await asyncio.to_thread(
+                    open_manifest, manifest_path, column_map=s.column_map, defaults=s.defaults,
+                    chunk_rows=s.chunk_rows, sheet=s.sheet, encoding=s.encoding,
+                    min_age=s.min_age)
+                files.callback(manifest.close)  # before anything else can raise
+                self.summary.expected = await asyncio.to_thread(manifest.estimate_rows)
                 if self.mode.errors_out is not None:
                     invalid_rows = files.enter_context(InvalidRowsCsv.create(
                         self.mode.errors_out, manifest.fields(), self._rows.base_dir))

@@ -33,7 +33,8 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from ..errors import ManifestError, Problem, RowError, reason_of
-from ..ledger.admission import ALREADY, CHANGED, OTHER_SHARD, SETTLED, Admission, FileFacts
+from ..ledger.admission import ALREADY, CHANGED, OTHER_SHARD, SETTLED, Admission
+from ..ledger.facts import FileFacts
 from ..ledger.queries import SettledKeys
 from ..ledger.states import Status
 from ..manifest.call_dates import RowContext
@@ -322,8 +323,14 @@ class _ProcessReader(ChunkReader):
             import fcntl
 
             fcntl.fcntl(self._out.fileno(), fcntl.F_SETPIPE_SZ, PIPE_BYTES)
-        with self._process.stdin as handle:
-            pickle.dump((manifest, preparer), handle, protocol=pickle.HIGHEST_PROTOCOL)
+        try:
+            with self._process.stdin as handle:
+                pickle.dump((manifest, preparer), handle, protocol=pickle.HIGHEST_PROTOCOL)
+        except BaseException:  # a child that died at once, a value that would not pickle
+            self._process.kill()
+            self._process.wait()
+            self._out.close()
+            raise
         self._on_naive_date = on_naive_date
         self._done = False
 

@@ -15,13 +15,13 @@ from pathlib import Path
 from typing import Any
 
 from ..audio.info import AudioInfo
-from ..events import Observer
 from ..ledger.admission import Admission, Decision
 from ..ledger.books import AttemptRecord
 from ..ledger.queries import Candidate, Unread
 from ..ledger.states import Status
 from ..ledger.store import Ledger, SameAudio
 from ..ledger.writer import AsyncLedger
+from ..observers import Observer
 from .modes import RetrySelection
 
 

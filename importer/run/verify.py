@@ -144,7 +144,8 @@ class Verifier:
                     locks.append(await _locked(path))
             for path in self.ledgers:
                 opened.append(await asyncio.to_thread(Ledger.open_readonly, path))
-            self._progress.total = sum(ledger.counts()[Status.SUCCEEDED] for ledger in opened)
+            counted = [await asyncio.to_thread(ledger.counts) for ledger in opened]
+            self._progress.total = sum(counts[Status.SUCCEEDED] for counts in counted)
             with plain_errors():
                 async with ConvirzaClient(self.settings) as client:
                     await client.check_api()

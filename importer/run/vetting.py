@@ -30,8 +30,8 @@ from ..audio.probing import probe
 from ..audio.urls import check_url_form, judge_url_answer
 from ..errors import ApiError, AudioError, MachineError
 from ..events import Outcome, RowEvent
-from ..ledger.admission import FileFacts
 from ..ledger.books import AttemptRecord
+from ..ledger.facts import FileFacts
 from ..ledger.schema import now
 from ..ledger.states import Status
 from ..ledger.store import SameAudio

@@ -32,7 +32,6 @@ from pydantic import (
     model_validator,
 )
 
-from ..manifest.encodings import file_encoding
 from .options import API, BUDGETS, FILES, MANIFEST, METRICS, OUTPUT, READS, UPLOADS, Opt
 from .units import (
     ErrorBudget,
@@ -44,7 +43,7 @@ from .units import (
     parse_size,
     parse_wait,
 )
-from .userfiles import read_columns_file, read_token_file
+from .userfiles import file_encoding, read_columns_file, read_token_file
 
 DEFAULT_API_URL = "https://apicfa.convirza.com"
 
@@ -104,7 +103,8 @@ class SettingFields(BaseModel):
         group=MANIFEST, short="-c")] = 4
     #: Finite (``inf``/``nan``: from a flag's text, TOML or Python): the limiter divides by it.
     rate: Annotated[FiniteFloat, Field(gt=0), Opt(
-        "requests per second, over all workers", "R", API, short="-r")] = 5.0
+        "requests per second, over all workers, at most: a 429 finds the API's own pace "
+        "(kept in the ledger for the next run)", "R", API, short="-r")] = 5.0
     burst: Annotated[int, Field(ge=1), Opt(
         "requests allowed back to back (1: evenly spaced)", "B", UPLOADS)] = 1
     max_attempts: Annotated[int, Field(ge=1, le=100), Opt(

@@ -1,5 +1,7 @@
-"""The small files a user names to configure a command: the token file, the ``--columns``
-mapping and the job file, read warily and refused with one line each.
+"""The files a user names: what a path is when it is not a regular file (``file_kind``) and
+which encodings a file can be written in (``file_encoding``), for every file a user names,
+the manifest too; and the small files that configure a command (the token file, the
+``--columns`` mapping, the job file), read warily and refused with one line each.
 
 Why so wary: a FIFO would block ``open()`` for ever, ``/dev/zero`` or ``/dev/urandom`` would be
 read until memory runs out, and a folder or socket says nothing useful. And a token file's
@@ -8,14 +10,57 @@ content is a secret: no message ever quotes it.
 
 from __future__ import annotations
 
+import codecs
 import os
 import re
+import stat
 import tomllib
 from pathlib import Path
 from typing import Any
 
 from ..errors import UsageError
-from ..manifest.files import file_kind
+
+#: Codecs that Python calls text encodings but no file is written in: domain-name and
+#: Python-literal codecs, which read a CSV as garbage or fail half-way.
+_NOT_FILE_ENCODINGS = frozenset({"idna", "punycode", "undefined", "unicode-escape",
+                                 "raw-unicode-escape"})
+ENCODING_EXAMPLES = "utf-8, cp1252, latin-1, utf-16, utf-16-le"
+
+
+def file_encoding(name: str) -> str:
+    """The canonical name of ``name`` if it is a text encoding a file can be written in;
+    ``LookupError``, saying why, if not.
+
+    Python's codec registry also holds bytes-to-bytes and text-to-text codecs (zlib, base64,
+    rot13, ...), which ``open()`` refuses with a traceback, and text codecs that no file is
+    written in (idna, punycode, ...)."""
+    try:
+        info = codecs.lookup(name)
+    except LookupError:
+        raise LookupError(f"unknown encoding {name!r} (try {ENCODING_EXAMPLES})") from None
+    if not getattr(info, "_is_text_encoding", True) or info.name in _NOT_FILE_ENCODINGS:
+        raise LookupError(f"{name!r} is not a text encoding for a file (try "
+                          f"{ENCODING_EXAMPLES})")
+    return info.name
+
+
+def file_kind(mode: int) -> str | None:
+    """What a path is, for a message, when it is not a regular file (``"a folder"``); None
+    for a regular file. Shared by every file the user names (manifest, token, columns)."""
+    if stat.S_ISREG(mode):
+        return None
+    if stat.S_ISDIR(mode):
+        return "a folder"
+    if stat.S_ISFIFO(mode):
+        return "a named pipe (FIFO)"
+    if stat.S_ISCHR(mode):
+        return "a character device"
+    if stat.S_ISBLK(mode):
+        return "a block device"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    return "a special file"
+
 
 #: A token is one line of a few hundred bytes; a file past this is not a token file.
 TOKEN_FILE_CAP = 64 << 10
