@@ -16,7 +16,8 @@ from importer.ledger.states import Status
 from importer.ledger.store import Ledger
 from importer.manifest.call_dates import RowContext
 from importer.manifest.opening import open_manifest
-from importer.run.reader import RowPreparer, open_reader
+from importer.run.preparing import RowPreparer
+from importer.run.reader import open_reader
 
 from .conftest import SandboxThread
 from .helpers import good_row, status_of, write_manifest

@@ -19,7 +19,8 @@ from ..manifest.opening import Manifest
 from ..manifest.records import build_record, validate_row
 from .context import Job, RunContext
 from .preflight import Preflight
-from .reader import Prepared, RowPreparer, open_reader
+from .preparing import Prepared, RowPreparer
+from .reader import open_reader
 
 _GO_ON = frozenset({Verdict.SEND, Verdict.UNKNOWN})
 #: Verdicts whose rows have nothing to say one by one, counted per chunk.
