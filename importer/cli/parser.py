@@ -137,6 +137,9 @@ def _add_sending_commands(sub: argparse._SubParsersAction[argparse.ArgumentParse
     val.add_argument("--errors-out", type=Path, metavar="FILE",
                      help="write the invalid rows, with what is wrong, to FILE (CSV): fix "
                           "them there and validate FILE again")
+    val.add_argument("--explain-mapping", action="store_true",
+                     help="first print which column feeds which upload field (by its header, "
+                          "mapped, a default, ignored) with its first three values")
     _add_manifest_options(_add_options(val, "validate"))
 
     rty = sub.add_parser("retry", help="send again the rows that failed, from the ledger alone",

@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Any
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from ..errors import UsageError
+from ..manifest.explain import explain
+from ..manifest.opening import open_manifest
 from ..observers import FanOut, Observer
 from ..reports.summaries import summary_text
 from ..run import jobs
@@ -49,6 +51,9 @@ def cmd_run(args: argparse.Namespace, upload: bool) -> int:
     if args.skip_duplicate_audio:
         log.warning("--skip-duplicate-audio is the default now (audio already imported is not "
                     "sent again) and does nothing; --send-same-audio sends such rows")
+    if getattr(args, "explain_mapping", False):
+        for manifest in chosen.manifests:
+            print(logs.shown(explained(manifest, settings)) + "\n", flush=True)
     reasons = 5 if upload else 20
     metrics = _metrics(settings) if upload else None
     job = ImportJob(settings, chosen.manifests, upload=upload,
@@ -73,6 +78,17 @@ def cmd_retry(args: argparse.Namespace) -> int:
                         logs.shown(summary_text(summary))))
     refuse_overwriting_inputs(job, [("the job file", args.job)])
     return _execute(job, settings, metrics)
+
+
+def explained(path: Path, settings: Settings) -> str:
+    """``validate --explain-mapping``'s account of how ``path`` is read (``manifest/explain``)."""
+    s = settings
+    manifest = open_manifest(path, column_map=s.column_map, defaults=s.defaults, sheet=s.sheet,
+                             encoding=s.encoding, min_age=s.min_age)
+    try:
+        return explain(manifest, s.value_map, manifest.samples())
+    finally:
+        manifest.close()
 
 
 def _observer(settings: Settings, metrics: MetricsObserver | None) -> Observer:

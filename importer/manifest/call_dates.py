@@ -8,10 +8,13 @@ beyond the cell, and what the rest of a row's normalizing needs.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, tzinfo
 from pathlib import Path
+
+from .names import NameTable
+from .values import value_maps
 
 EARLIEST_CALL = datetime(1990, 1, 1, tzinfo=UTC)
 #: Clock skew tolerated before a call date counts as "in the future".
@@ -32,6 +35,11 @@ class RowContext:
     #: A wall time that a daylight-saving change skips or repeats: refused (``refuse``), or
     #: read with the UTC offset in force before or after the change (``--dst-times``).
     dst: str = "refuse"
+    #: Names to ids (``names``): the table the API listed, or None when none was asked
+    #: (no name columns, or ``validate`` without credentials: names then stand unresolved).
+    names: NameTable | None = None
+    #: Value maps (``values``) by field, the user's over the built-in ones, keys comparable.
+    values: Mapping[str, Mapping[str, str]] = field(default_factory=lambda: value_maps({}))
     #: The latest call date accepted (``now`` and a little clock skew), computed once.
     latest: datetime = field(init=False, repr=False, compare=False)
     #: Days (ordinals) safely inside the accepted range whatever a date's offset: a date on

@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from ..errors import ManifestError
+from .names import NAME_FIELDS
 from .records import REQUIRED_FIELDS, SOURCE_FIELDS, UPLOAD_FIELDS
 
 #: How far down a title, notes and blank rows may push the header.
@@ -31,9 +32,19 @@ class ColumnPlan:
     fields: tuple[str | None, ...]  # per column: the upload field, or None (ignored)
     unknown: tuple[str, ...]
     defaults: dict[str, str]
+    #: Per column, how its field was chosen: ``auto`` (its header names it), ``mapped``
+    #: (``--map``, ``[columns]``), ``ignored`` (mapped to nothing) or ``unknown`` (no field).
+    how: tuple[str, ...] = ()
+    headers: tuple[str, ...] = ()  # the header's cells, as the sheet spells them
+
+
+#: What a column may be mapped onto: an upload field, or a name the run resolves to an id.
+TARGETS: tuple[str, ...] = UPLOAD_FIELDS + tuple(NAME_FIELDS)
 
 
 def column_renames(column_map: dict[str, str]) -> dict[str, str]:
+    """Canonical column -> canonical target; an empty target (``--map 'Notes='``) ignores
+    the column, also one whose header would name a field by itself."""
     return {canonical(src): canonical(dst) for src, dst in column_map.items()}
 
 
@@ -41,29 +52,32 @@ def plan_columns(headers: list[str], column_map: dict[str, str], defaults: dict[
                  path: str) -> ColumnPlan:
     """Decide which column feeds which field; refuse a header that cannot make valid rows."""
     renames = column_renames(column_map)
-    bad_targets = sorted(set(renames.values()) - set(UPLOAD_FIELDS))
-    if bad_targets:
-        raise ManifestError(path, f"--map names unknown upload field(s): {', '.join(bad_targets)}")
-    bad_defaults = sorted(set(map(canonical, defaults)) - set(UPLOAD_FIELDS))
-    if bad_defaults:
-        raise ManifestError(path, f"--set names unknown upload field(s): {', '.join(bad_defaults)}")
+    _refuse_unknown_targets(path, "--map", [t for t in renames.values() if t], TARGETS)
+    _refuse_unknown_targets(path, "--set", list(map(canonical, defaults)), UPLOAD_FIELDS)
     _refuse_absent_columns(headers, column_map, path)
     fields: list[str | None] = []
     unknown: list[str] = []
+    how: list[str] = []
     seen: dict[str, str] = {}
+    named = _named_by_header(headers, renames, defaults)
     for header in headers:
         name = canonical(header)
+        mapped = name in renames
         name = renames.get(name, name)
-        if name not in UPLOAD_FIELDS:
-            if name:
+        if not name or (name not in UPLOAD_FIELDS and not (name in NAME_FIELDS and (
+                mapped or name in named))):
+            if name and not mapped:
                 unknown.append(str(header))
             fields.append(None)
+            how.append("ignored" if mapped else "unknown")
             continue
         if name in seen:
             raise ManifestError(path, f"columns {seen[name]!r} and {header!r} both map to {name}")
         seen[name] = str(header)
         fields.append(name)
-    present = set(seen) | {canonical(k) for k, v in defaults.items() if v}
+        how.append("mapped" if mapped else "auto")
+    present = set(seen) | {NAME_FIELDS[f][0] for f in seen if f in NAME_FIELDS} | \
+        {canonical(k) for k, v in defaults.items() if v}
     missing = [f for f in REQUIRED_FIELDS if f not in present]
     if not present.intersection(SOURCE_FIELDS):
         missing.append("recording_file or recording_url")
@@ -75,14 +89,45 @@ def plan_columns(headers: list[str], column_map: dict[str, str], defaults: dict[
             f"(columns found: {found}; rename with --map or give a value for every row with "
             "--set)",
         )
-    return ColumnPlan(tuple(fields), tuple(unknown), {canonical(k): v for k, v in defaults.items()})
+    return ColumnPlan(tuple(fields), tuple(unknown),
+                      {canonical(k): v for k, v in defaults.items()}, tuple(how),
+                      tuple(str(h) for h in headers))
+
+
+def _named_by_header(headers: list[str], renames: dict[str, str],
+                     defaults: dict[str, str]) -> set[str]:
+    """Name columns taken by their header alone (``group_name``, as an errors CSV writes it):
+    only where no column or default gives the id they stand for, so that a manifest with a
+    group_id column keeps a "Group Name" beside it as a note, as it always did."""
+    targets = {renames.get(n, n) for n in map(canonical, headers)} | \
+        {canonical(k) for k, v in defaults.items() if v}
+    return {n for n in targets if n in NAME_FIELDS and NAME_FIELDS[n][0] not in targets}
+
+
+def _refuse_unknown_targets(path: str, flag: str, names: list[str],
+                            known: tuple[str, ...]) -> None:
+    """A field name that is not one, with the nearest real one (``caller_number``: did you
+    mean caller_id?)."""
+    bad = sorted(set(names) - set(known))
+    if not bad:
+        return
+
+    def shown(name: str) -> str:
+        close = difflib.get_close_matches(name, known, n=2, cutoff=0.6)
+        return name + (f" (did you mean {' or '.join(close)}?)" if close else "")
+
+    raise ManifestError(path, f"{flag} names unknown upload field(s): "
+                              f"{', '.join(map(shown, bad))}")
 
 
 def _refuse_absent_columns(headers: list[str], column_map: dict[str, str], path: str) -> None:
     """A ``--map`` (or ``[columns]``) entry naming a column the header lacks is a typo or the
     wrong manifest: refused, never read as an empty column, with the columns there are."""
     present = {canonical(h) for h in headers}
-    absent = [c for c in column_map if canonical(c) not in present]
+    # A column absent whose field is a column already is a mapping already applied: the
+    # errors CSV of a mapped manifest, fed back with the same --columns file.
+    absent = [c for c, field in column_map.items() if canonical(c) not in present
+              and canonical(field) not in present and canonical(field)]
     if not absent:
         return
     named = [str(h) for h in headers if str(h).strip()]
@@ -98,7 +143,7 @@ def _refuse_absent_columns(headers: list[str], column_map: dict[str, str], path:
 
 def fields_named(cells: Iterable[str], renames: dict[str, str]) -> int:
     names = {renames.get(n, n) for n in map(canonical, cells)}
-    return len(names.intersection(UPLOAD_FIELDS))
+    return len(names.intersection(TARGETS))
 
 
 def blank(cells: list[str]) -> bool:

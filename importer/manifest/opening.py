@@ -126,6 +126,24 @@ class Manifest:
         if batch:
             yield batch
 
+    def samples(self, per_column: int = 3, rows: int = 1000) -> list[list[str]]:
+        """The first ``per_column`` non-blank cells of each column, from at most ``rows`` rows
+        below the header (blocking): what ``validate --explain-mapping`` shows."""
+        found: list[list[str]] = [[] for _ in self.plan.fields]
+        records = self._source.records()
+        try:
+            for seen, (number, cells) in enumerate(records):
+                if number <= self.header_row:
+                    continue
+                if seen > rows + self.header_row:
+                    break
+                for column, cell in enumerate(cells[:len(found)]):
+                    if cell.strip() and len(found[column]) < per_column:
+                        found[column].append(cell.strip())
+        finally:
+            records.close()  # type: ignore[attr-defined]
+        return found
+
     def estimate_rows(self) -> int | None:
         """About how many data rows there are, for progress and ETA; None if unknown."""
         records = self._source.estimate_records()

@@ -17,7 +17,9 @@ from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator, mod
 from ..errors import Problem, RowError
 from .call_dates import RowContext, normalize_call_date
 from .identity import recording_path
+from .names import NAME_FIELDS, NOT_LOOKED_UP
 from .normalizers import NORMALIZERS
+from .values import MAPPABLE, mapping_hint, value_key
 
 #: Every field of ``POST /v2/call/upload``, in the order of Convirza's documentation.
 UPLOAD_FIELDS: tuple[str, ...] = (
@@ -148,7 +150,8 @@ def normalize_row(values: Mapping[str, Any], ctx: RowContext) -> dict[str, Any]:
     """
     clean: dict[str, Any] = {}
     problems: list[Problem] = []
-    normalizers = NORMALIZERS
+    named: list[tuple[str, str]] = []
+    normalizers, maps = NORMALIZERS, ctx.values
     for name, raw in values.items():
         text = raw.strip() if raw.__class__ is str else _clean(raw)
         if not text:
@@ -157,25 +160,50 @@ def normalize_row(values: Mapping[str, Any], ctx: RowContext) -> dict[str, Any]:
         try:
             normalizer = normalizers.get(name)
             if normalizer is not None:
-                clean[name] = normalizer(text)
+                mapped = maps.get(name)
+                clean[name] = normalizer(text if mapped is None else
+                                         mapped.get(value_key(text), text))
             elif name == "call_date":
                 clean[name] = normalize_call_date(text, ctx)
             elif name == "recording_file":
                 clean[name] = recording_path(text, ctx.base_dir)
             elif name in _FIELD_ORDER:
-                clean[name] = text
+                clean[name] = maps[name].get(value_key(text), text) if name in maps else text
+            elif name in NAME_FIELDS:
+                named.append((name, text))
             else:
                 problems.append(Problem(name, text, "no such upload field"))
         except ValueError as exc:
-            problems.append(Problem(name, text, str(exc)))
+            hint = mapping_hint(name) if name in MAPPABLE else ""
+            problems.append(Problem(name, text, str(exc) + hint))
+    if named:
+        _resolve_names(named, clean, problems, ctx)
     if problems or not _REQUIRED.issubset(clean) or \
             ("recording_file" in clean) == ("recording_url" in clean):
         _raise_problems(clean, problems)
     return clean
 
 
+def _resolve_names(named: list[tuple[str, str]], clean: dict[str, Any],
+                   problems: list[Problem], ctx: RowContext) -> None:
+    """Names to ids (``names``), into the upload fields they stand for; a field given both
+    ways must agree."""
+    for pseudo, text in named:
+        target = NAME_FIELDS[pseudo][0]
+        try:
+            found = NOT_LOOKED_UP if ctx.names is None else ctx.names.resolve(pseudo, text)
+        except ValueError as exc:
+            problems.append(Problem(pseudo, text, str(exc)))
+            continue
+        given = clean.setdefault(target, found)
+        if given != found and ctx.names is not None:
+            problems.append(Problem(pseudo, text, f"the {NAME_FIELDS[pseudo][3]} of the row's "
+                                    f"{target} {given} (this name is id {found})"))
+
+
 def _raise_problems(clean: dict[str, Any], problems: list[Problem]) -> None:
-    failed = {p.column for p in problems}
+    failed = {NAME_FIELDS[p.column][0] if p.column in NAME_FIELDS else p.column
+              for p in problems}
     for name in REQUIRED_FIELDS:
         if name not in clean and name not in failed:
             problems.append(Problem(name, "", "a value (this field is required)"))
@@ -183,8 +211,13 @@ def _raise_problems(clean: dict[str, Any], problems: list[Problem]) -> None:
             ("recording_file" in clean) == ("recording_url" in clean):
         problems.append(Problem(_SOURCE_COLUMN, "both" if "recording_url" in clean else "",
                                 _ONE_SOURCE))
-    problems.sort(key=lambda p: _FIELD_ORDER.get(p.column, len(_FIELD_ORDER)))
-    raise RowError(problems)
+    raise RowError(in_field_order(problems))
+
+
+def in_field_order(problems: list[Problem]) -> list[Problem]:
+    """A row's problems in the documented order of their fields (a name as its id's)."""
+    return sorted(problems, key=lambda p: _FIELD_ORDER.get(
+        NAME_FIELDS[p.column][0] if p.column in NAME_FIELDS else p.column, len(_FIELD_ORDER)))
 
 
 def sent_fields(clean: Mapping[str, Any]) -> dict[str, str]:

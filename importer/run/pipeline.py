@@ -42,9 +42,10 @@ from .context import Job, RunContext
 from .guard import RunGuard
 from .intake import Intake
 from .modes import Mode, Retry, RetrySelection, Upload, Validate, ledger_path, manifest_of, origin
+from .names import asks_names, row_values, with_names
 from .outcomes import Outcomes
 from .preflight import Preflight
-from .reader import RowPreparer
+from .preparing import RowPreparer
 from .run_ledger import RunLedger
 from .sending import Sender
 from .vetting import Vetting
@@ -76,7 +77,7 @@ class ImportRun:
         forget_paths()
         self._rows = RowContext(base_dir=self.origin.resolve().parent, zone=zone,
                                 dayfirst=settings.dayfirst, on_naive_date=self._naive_once,
-                                dst=settings.dst_times)
+                                dst=settings.dst_times, values=row_values(settings))
         self._naive_warned = False
         self.summary = RunSummary(manifest=str(self.origin), ledger=None, started=clock())
         self._stopping = asyncio.Event()
@@ -106,17 +107,15 @@ class ImportRun:
                         "--timezone to choose)")
 
     async def execute(self) -> RunSummary:
-        """Run to the end (or to a stop) and return the summary; ``AuthError`` or
-        ``NotTheApi`` once the ledger is consistent, if the run stopped on one. A run or retry
-        holds the ledger's lock throughout: a second writer is refused (``LedgerBusy``) or
-        waits (``--wait-for-ledger``)."""
+        """Run to the end (or to a stop) and return the summary; ``AuthError`` or ``NotTheApi``
+        once the ledger is consistent, if the run stopped on one. A run or retry holds the
+        ledger's lock throughout: another writer is refused or waits (--wait-for-ledger)."""
         lock = None
         if self.mode.sends:
             lock = LedgerLock(self._writable_ledger())
             wait = self.settings.wait_for_ledger
-            await lock.acquire(f"{self.mode.name} {self.origin}",
-                               wait=None if wait == float("inf") else wait or 0,
-                               on_wait=log.warning)
+            await lock.acquire(f"{self.mode.name} {self.origin}", on_wait=log.warning,
+                               wait=None if wait == float("inf") else wait or 0)
         try:
             return await self._open_and_run()
         finally:
@@ -191,7 +190,7 @@ class ImportRun:
             stack.push_async_exit(functools.partial(self._finish, ctx))
             self.observer.started(self.summary)
             preflight = None
-            if self.mode.sends or s.preflight or s.check_urls:
+            if self.mode.sends or s.preflight or s.check_urls or asks_names(manifest, s):
                 ctx.client = await stack.enter_async_context(ConvirzaClient(s))
                 ctx.client.observer = self.observer  # told of every request
                 if self.mode.sends or s.preflight:
@@ -199,6 +198,7 @@ class ImportRun:
                 if s.preflight:
                     preflight = Preflight(ctx.client)
             await ctx.start_pace()
+            self._rows = await with_names(ctx, manifest, self._rows)
             await ask_first(ctx, manifest, self._rows)
             stack.callback(ctx.close_destination)
             probes = ThreadPoolExecutor(min(s.concurrency, PROBE_THREADS),
@@ -223,7 +223,7 @@ class ImportRun:
         return manifest, RowPreparer(
             manifest.path.name, str(self.origin.resolve()), self._rows, s.auto_external_id,
             keep_fields=sends, keep_cells=self.mode.errors_out is not None,
-            keep_clean=sends or s.preflight, check_urls=s.check_urls,
+            keep_clean=sends or s.preflight, check_urls=s.check_urls, files=s.max_file_size,
             shard=s.shard_of if s.shard is not None else None,
             ledger=self.ledger_path() if sends else None)
 

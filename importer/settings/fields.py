@@ -41,6 +41,7 @@ from .units import (
     parse_error_budget,
     parse_shard,
     parse_size,
+    parse_value_maps,
     parse_wait,
 )
 from .userfiles import file_encoding, read_columns_file, read_token_file
@@ -55,6 +56,7 @@ Seconds = Annotated[FiniteFloat, BeforeValidator(parse_duration)]
 MaybeSeconds = Annotated[FiniteFloat | None, BeforeValidator(
     lambda v: v if v is None else parse_duration(v))]
 Assignments = Annotated[dict[str, str], BeforeValidator(parse_assignments)]
+ValueMaps = Annotated[dict[str, dict[str, str]], BeforeValidator(parse_value_maps)]
 VERIFY = frozenset({"verify"})
 
 
@@ -152,6 +154,11 @@ class SettingFields(BaseModel):
     defaults: Annotated[Assignments, Opt(
         "value of FIELD for rows that leave it empty (repeatable), e.g. --set group_id=12",
         "FIELD=VALUE", READS, MANIFEST, flag="--set", job="defaults")] = \
+        Field(default_factory=dict)
+    value_map: Annotated[ValueMaps, Opt(
+        "read the word FROM in FIELD's cells as VALUE (repeatable; any case), e.g. --value "
+        "'disposition:Voicemail=NO ANSWER'; also [values.FIELD] in the columns file",
+        "FIELD:FROM=VALUE", READS, MANIFEST, flag="--value", job="values")] = \
         Field(default_factory=dict)
     #: A TOML file of ``[columns]`` (column = field) and ``[defaults]`` (field = value), read
     #: when the settings are built, under ``column_map`` and ``defaults``: an entry given
@@ -320,8 +327,11 @@ def with_files(data: Any) -> Any:
             raise ValueError("give a token or a token file, not both")
         data["token"] = read_token_file(Path(data["token_file"]))
     if data.get("columns_file"):
-        columns, defaults = read_columns_file(Path(data["columns_file"]))
+        columns, defaults, values = read_columns_file(Path(data["columns_file"]))
         for name, entries in (("column_map", columns), ("defaults", defaults)):
             given = data.get(name)
             data[name] = {**entries, **(parse_assignments(given) if given else {})}
+        given_maps = parse_value_maps(data["value_map"]) if data.get("value_map") else {}
+        data["value_map"] = {field: {**values.get(field, {}), **given_maps.get(field, {})}
+                             for field in {*values, *given_maps}}
     return data

@@ -149,6 +149,31 @@ def parse_assignments(value: object) -> dict[str, str]:
     return out
 
 
+def parse_value_maps(value: object) -> dict[str, dict[str, str]]:
+    """Value maps in each form they come in: ``FIELD:FROM=VALUE`` flags (a list), a variable
+    (``"disposition:Voicemail=NO ANSWER;is_outbound:Out=true"``), or tables by field (a job
+    file's ``[values.disposition]``, a keyword)."""
+    if isinstance(value, dict):
+        maps: dict[str, dict[str, str]] = {}
+        for name, entries in value.items():
+            if not isinstance(entries, dict):
+                raise ValueError(f"values for {name} must be a table of FROM = VALUE, got "
+                                 f"{entries!r}")
+            maps[str(name)] = {str(k): _text(v) for k, v in entries.items()}
+        return maps
+    pairs = value.split(";") if isinstance(value, str) else value
+    if not isinstance(pairs, (list, tuple)):
+        raise ValueError(f"expected FIELD:FROM=VALUE, got {value!r}")
+    out: dict[str, dict[str, str]] = {}
+    for pair in pairs:
+        name, colon, rest = str(pair).partition(":")
+        word, equals, text = rest.partition("=")
+        if not colon or not equals or not name.strip() or not word.strip():
+            raise ValueError(f"expected FIELD:FROM=VALUE, got {pair!r}")
+        out.setdefault(name.strip(), {})[word.strip()] = text.strip()
+    return out
+
+
 def _text(value: object) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"

@@ -115,24 +115,34 @@ def read_toml(path: Path, what: str) -> dict[str, Any]:
         raise UsageError(f"{what} {path} is not valid TOML: {exc}") from None
 
 
-def read_columns_file(path: Path) -> tuple[dict[str, str], dict[str, str]]:
-    """The column mapping and the defaults in a ``--columns`` TOML file::
+def read_columns_file(path: Path) -> tuple[dict[str, str], dict[str, str],
+                                          dict[str, dict[str, str]]]:
+    """The column mapping, the defaults and the value maps in a ``--columns`` TOML file::
 
-        [columns]            # manifest column = upload field
+        [columns]            # manifest column = upload field ("" ignores the column)
         "Call Start" = "call_date"
         From = "caller_id"
+        Notes = ""
 
         [defaults]           # upload field = value for rows that leave it empty
         group_id = 12
+
+        [values.disposition] # a word in the column = the value the API takes
+        Voicemail = "NO ANSWER"
     """
     data = read_toml(path, "the columns file")
-    unknown = sorted(set(data) - {"columns", "defaults"})
+    unknown = sorted(set(data) - {"columns", "defaults", "values"})
     if unknown:
         raise UsageError(f"the columns file {path} has unknown section(s) {', '.join(unknown)}; "
-                         "expected [columns] and [defaults]")
+                         "expected [columns], [defaults] and [values.FIELD]")
     where = f"the columns file {path}"
+    values = data.get("values", {})
+    if not isinstance(values, dict) or not all(isinstance(v, dict) for v in values.values()):
+        raise UsageError(f"{where}: values must be tables by field ([values.disposition])")
     return (table_entries(data.get("columns", {}), "columns", where),
-            table_entries(data.get("defaults", {}), "defaults", where))
+            table_entries(data.get("defaults", {}), "defaults", where),
+            {name: table_entries(entries, f"values.{name}", where)
+             for name, entries in values.items()})
 
 
 def table_entries(table: object, section: str, where: str) -> dict[str, str]:
