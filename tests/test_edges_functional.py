@@ -97,6 +97,19 @@ def test_a_ledger_of_a_newer_version_is_refused_untouched_by_every_command(
     assert len(sandbox.state.received_log) == requests    # nor even looked up
 
 
+@pytest.mark.parametrize("command", ["run", "retry"])
+def test_a_newer_ledger_refused_by_a_writer_gets_no_lock_file_beside_it(
+        workdir: Path, sandbox: SandboxThread, token_env: str, command: str) -> None:
+    manifest, ledger = imported_ledger(workdir)
+    from_the_future(ledger, "migration")
+    lock = ledger.with_name(ledger.name + ".lock")
+    lock.unlink(missing_ok=True)
+    argv = ["run", str(manifest), "--ledger", str(ledger)] if command == "run" else \
+        ["retry", str(ledger)]
+    assert main(argv) == 2
+    assert not lock.exists()
+
+
 def test_a_ledger_records_its_layout_as_user_version(workdir: Path, sandbox: SandboxThread,
                                                        token_env: str) -> None:
     _, ledger = imported_ledger(workdir)

@@ -252,6 +252,37 @@ def connect_readonly(path: Path) -> tuple[sqlite3.Connection, set[str]]:
     removes it, as a run does, where a read-only one would leave ``-wal`` and ``-shm`` behind."""
     if not path.is_file():
         raise LedgerError(f"{path}: no such ledger file")
+    opened = _connect_any(path)
+    if isinstance(opened, sqlite3.DatabaseError):
+        raise unusable(path, opened) from None
+    conn, names = opened
+    try:
+        refuse_newer(conn, path, names)  # a newer version's ledger: neither read nor written
+    except LedgerError:
+        conn.close()
+        raise
+    return conn, names
+
+
+def refuse_if_newer(path: Path) -> None:
+    """``LedgerError`` for a ledger a newer version wrote, asked before a run makes anything
+    beside it (its lock); whatever else is wrong with the file is for the open that follows
+    to say (an empty file, for one, becomes a ledger)."""
+    if not path.is_file():
+        return
+    opened = _connect_any(path)
+    if isinstance(opened, sqlite3.DatabaseError):
+        return
+    conn, names = opened
+    try:
+        refuse_newer(conn, path, names)
+    finally:
+        conn.close()
+
+
+def _connect_any(path: Path) -> tuple[sqlite3.Connection, set[str]] | sqlite3.DatabaseError:
+    """The first connection that reads the ledger's migrations (see ``connect_readonly``),
+    with them; or what the last try met."""
     uri = path.resolve().as_uri()
     failure: sqlite3.DatabaseError = sqlite3.DatabaseError("cannot open")
     for mode in ("mode=rw", "mode=ro", "immutable=1"):
@@ -259,19 +290,12 @@ def connect_readonly(path: Path) -> tuple[sqlite3.Connection, set[str]]:
         try:
             conn = sqlite3.connect(f"{uri}?{mode}", uri=True, check_same_thread=False,
                                    timeout=30)
-            names = {r[0] for r in conn.execute("SELECT name FROM migrations")}
+            return conn, {r[0] for r in conn.execute("SELECT name FROM migrations")}
         except sqlite3.DatabaseError as exc:
             failure = exc
             if conn is not None:
                 conn.close()
-            continue
-        try:
-            refuse_newer(conn, path, names)  # a newer version's ledger: neither read nor written
-        except LedgerError:
-            conn.close()
-            raise
-        return conn, names
-    raise unusable(path, failure) from None
+    return failure
 
 
 class SettledKeys:

@@ -29,6 +29,7 @@ from ..client.session import ConvirzaClient, require_credentials
 from ..errors import LedgerError, UsageError, ours_in, plain_errors
 from ..events import RunSummary, StopReason, stop_reason_for
 from ..ledger.lock import LedgerLock
+from ..ledger.queries import refuse_if_newer
 from ..ledger.store import Ledger
 from ..manifest.call_dates import RowContext, resolve_zone
 from ..manifest.identity import forget_paths
@@ -65,8 +66,7 @@ class ImportRun:
 
     def __init__(self, settings: Settings, mode: Mode, *, observer: Observer | None = None,
                  clock: Clock = time.monotonic) -> None:
-        self.settings = settings
-        self.mode = mode
+        self.settings, self.mode = settings, mode
         self.observer = observer or NullObserver()
         self.clock = clock
         self.origin = origin(mode, settings)
@@ -90,8 +90,7 @@ class ImportRun:
     def ledger_path(self) -> Path:
         return ledger_path(self.mode, self.settings)
 
-    def stop(self, reason: StopReason = StopReason.INTERRUPTED,
-             detail: str | None = None) -> None:
+    def stop(self, reason: StopReason = StopReason.INTERRUPTED, detail: str | None = None) -> None:
         """Finish what is in flight, start nothing new (the first Ctrl-C)."""
         if self._ctx is not None:
             self._ctx.stop(reason, detail)
@@ -131,6 +130,7 @@ class ImportRun:
             raise LedgerError(f"{path}: the folder {path.parent} does not exist")
         if isinstance(self.mode, Retry) and not path.is_file():
             raise LedgerError(f"{path}: no such ledger file")
+        refuse_if_newer(path)  # before its lock is made beside it
         return path
 
     async def _open_and_run(self) -> RunSummary:
