@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -37,9 +38,14 @@ def test_kill_9_at_random_moments_loses_and_doubles_nothing(
     rng = random.Random(20261126)
     kills = 0
     while kills < 22:
+        stored = sandbox.store.count()
         proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL)
-        time.sleep(rng.uniform(0.3, 1.1))
+        if kills % 2:  # a moment while uploading, however slowly this machine starts a run
+            _until(lambda p=proc, n=stored: sandbox.store.count() > n or p.poll() is not None)
+            time.sleep(rng.uniform(0.0, 0.3))
+        else:  # any moment: starting, reading, claiming, uploading
+            time.sleep(rng.uniform(0.05, 1.1))
         assert proc.poll() is None, "the run ended before it was killed"
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=30)
@@ -54,6 +60,13 @@ def test_kill_9_at_random_moments_loses_and_doubles_nothing(
     arrived = received(sandbox)
     assert set(arrived) == {r["external_id"] for r in rows}     # nothing lost
     assert max(arrived.values()) == 1, arrived.most_common(3)   # nothing doubled
+
+
+def _until(done: Callable[[], bool], limit: float = 60.0) -> None:
+    """Poll ``done`` (a run's progress, seen at the sandbox) for up to ``limit`` seconds."""
+    deadline = time.monotonic() + limit
+    while not done() and time.monotonic() < deadline:
+        time.sleep(0.01)
 
 
 def test_ambiguous_failures_are_reconciled_not_resent(workdir: Path, sandbox: SandboxThread,
