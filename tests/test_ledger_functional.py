@@ -42,7 +42,9 @@ def test_kill_9_at_random_moments_loses_and_doubles_nothing(
         proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL)
         if kills % 2:  # a moment while uploading, however slowly this machine starts a run
-            _until(lambda p=proc, n=stored: sandbox.store.count() > n or p.poll() is not None)
+            def uploading(p: subprocess.Popen[bytes] = proc, n: int = stored) -> bool:
+                return sandbox.store.count() > n or p.poll() is not None
+            _until(uploading)
             time.sleep(rng.uniform(0.0, 0.3))
         else:  # any moment: starting, reading, claiming, uploading
             time.sleep(rng.uniform(0.05, 1.1))
