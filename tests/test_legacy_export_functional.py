@@ -83,7 +83,8 @@ def test_a_legacy_export_imports_with_a_columns_file_and_no_edit_of_the_sheet(
     manifest = export(tmp_path, 60)
     ledger = tmp_path / "calls.ledger.sqlite"
     assert main(["run", str(manifest), "--columns", str(tmp_path / "columns.toml"),
-                 "--ledger", str(ledger), "--timezone", "America/New_York", "--quiet"]) == 0
+                 "--ledger", str(ledger), "--timezone", "America/New_York", "--quiet",
+                 "--rate", "200", "--concurrency", "8"]) == 0
     assert status_counts(ledger) == Counter({"succeeded": 60})
     calls = {c.external_id: c.fields for c in sandbox.store.calls()}
     assert len(calls) == 60
