@@ -145,6 +145,8 @@ class MetricsObserver(Observer):
 
     def finished(self, summary: RunSummary) -> None:
         self._estimate()
+        if summary.left is not None:  # the ledger's own count, as every report tells it
+            self.left.set(summary.left)
         outcome = self._metric(Gauge, "exit_code", "The run's exit code (0 all done, 1 some "
                                "rows failed or invalid, see the README)")
         outcome.set(summary.exit_code)

@@ -236,7 +236,7 @@ class ImportRun:
         self.summary.find_existing, self.summary.pace = summary_line(ctx), ctx.pace_found()
         if exc is not None:
             self.summary.stop(_reason_for(exc), str(exc) or type(exc).__name__)
-        await ctx.ledger.end(self.summary.exit_code, self.summary.as_dict())
+        self.summary.left = await ctx.ledger.end(self.summary.exit_code, self.summary.as_dict())
         self.observer.finished(self.summary)
         return False
 
