@@ -61,10 +61,10 @@ class Steps:
         rows = {dict(labels)["outcome"]: int(v) for (name, labels), v in metrics.items()
                 if name == "convirza_import_rows_total"}
         assert {k: v for k, v in rows.items() if v} == \
-            {k: v for k, v in counts.items() if v and k not in ("retries",
-                                                                 "resent after lookup")}
+            {k.replace(" ", "_").lower(): v for k, v in counts.items()
+             if v and k not in ("retries", "resent after lookup")}
         assert metrics[("convirza_import_retries_total", ())] == counts.get("retries", 0)
-        assert metrics[("convirza_import_bytes_sent_total", ())] == told["bytes_sent"]
+        assert metrics[("convirza_import_sent_bytes_total", ())] == told["bytes_sent"]
         assert metrics[("convirza_import_rows_left", ())] == told["left"]
 
     def reports_agree(self, told: dict[str, object]) -> None:

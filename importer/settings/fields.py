@@ -260,6 +260,9 @@ class SettingFields(BaseModel):
     metrics_host: Annotated[str, Opt(
         "address for --metrics-port (this machine only by default; 0.0.0.0 to be scraped "
         "from elsewhere, e.g. in a pod)", "HOST", UPLOADS, METRICS)] = "127.0.0.1"
+    metrics_linger: Annotated[Seconds, Field(ge=0), Opt(
+        "after the run, keep --metrics-port's endpoint up until it is scraped once more "
+        "(its final counts), at most SECONDS", "SECONDS", UPLOADS, METRICS)] = 0.0
     metrics_textfile: Annotated[Path | None, Opt(
         "write the same metrics to FILE (name it *.prom) every 15 s and at the end of the "
         "run, whole, for node_exporter's textfile collector (cron jobs)", "FILE", UPLOADS,
