@@ -102,7 +102,7 @@ class SettingFields(BaseModel):
         "the same ledger resumes", "FILE", frozenset({"run"}))] = None
     concurrency: Annotated[int, Field(ge=1, le=256), Opt(
         "files probed or uploaded (verify: calls looked up) at once", "N", FILES | VERIFY,
-        group=MANIFEST, short="-c")] = 4
+        short="-c")] = 4
     #: Finite (``inf``/``nan``: from a flag's text, TOML or Python): the limiter divides by it.
     rate: Annotated[FiniteFloat, Field(gt=0), Opt(
         "requests per second, over all workers, at most: a 429 finds the API's own pace "

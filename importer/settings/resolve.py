@@ -34,6 +34,13 @@ class Settings(SettingFields):
         """Where each value came from (a setting not in it: its default)."""
         return self._sources
 
+    @property
+    def zone_chosen(self) -> bool:
+        """Whether the user chose the zone of naive call dates (a flag, a keyword,
+        ``CONVIRZA_TIMEZONE``, a job file), not this machine's ``TZ`` or its default."""
+        return any(s != Source("env", "TZ") for s in self._sources.get("timezone", ())) or \
+            (self.timezone is not None and "timezone" not in self._sources)
+
     def credential_source(self) -> str:
         """Where the token or login came from, as the user gave it: ``the token file
         /etc/token (--token-file)``, ``CONVIRZA_TOKEN``, ``the variable NIGHTLY (token_env in
