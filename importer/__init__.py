@@ -3,10 +3,20 @@
 The command line (``convirza-import``) is the main way in; these names are the library API
 for embedding the importer in another program (an Airflow task, a notebook). For schedulers,
 ``run_import``, ``validate_manifest``, ``retry_ledger`` and ``verify_ledger`` do what the
-commands do and return an ``ImportResult`` or a ``VerifyResult`` (see ``importer.api``).
+commands do and return an ``ImportResult`` or a ``VerifyResult`` (see ``importer.api``); their
+``_async`` twins do the same in the caller's event loop.
 """
 
-from .api import retry_ledger, run_import, validate_manifest, verify_ledger
+from .api import (
+    retry_ledger,
+    retry_ledger_async,
+    run_import,
+    run_import_async,
+    validate_manifest,
+    validate_manifest_async,
+    verify_ledger,
+    verify_ledger_async,
+)
 from .audio.info import AudioInfo
 from .audio.probing import probe
 from .client.session import ConvirzaClient
@@ -65,7 +75,11 @@ __all__ = [
     "VerifyResult",
     "probe",
     "retry_ledger",
+    "retry_ledger_async",
     "run_import",
+    "run_import_async",
     "validate_manifest",
+    "validate_manifest_async",
     "verify_ledger",
+    "verify_ledger_async",
 ]

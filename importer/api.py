@@ -22,19 +22,25 @@ first row). ``events.stop_reason_for(exc)`` maps each to the exit code the comma
 
 The host owns the process: these functions install no signal handler and set up no logging
 (their records go to the ``importer`` logger, progress to ``importer.progress`` when not
-quiet). They run their own event loop: from async code, call them in a thread
-(``await asyncio.to_thread(run_import, ...)``).
+quiet). They run their own event loop; from async code (a notebook, an async scheduler),
+await their twins, which run in the caller's loop and stop cleanly when cancelled::
+
+    result = await run_import_async("calls.csv", token=token, rate=2)
+
+(``run_import`` called there raises ``UsageError`` naming its twin.)
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from .errors import UsageError
+from .errors import ImporterError, UsageError
+from .events import StopReason
 from .ledger.states import Status
 from .observers import Observer
 from .run.findings import VerifyResult, check_outputs, findings_file
@@ -60,10 +66,19 @@ def run_import(manifest: PathLike | None = None, *, job: PathLike | None = None,
     """Import ``manifest`` (or the job file's manifest: a path, or a glob whose matches run in
     turn through one ledger), as ``convirza-import run`` does; running it again resumes.
     ``errors_out`` receives the invalid rows, to fix and run again."""
-    chosen = _plan(settings, job, manifest, environ, reads=True)
-    return _execute(chosen, ImportJob(
-        chosen.settings, chosen.manifests, observer=_observer(chosen, observer),
-        errors_out=Path(errors_out) if errors_out is not None else None))
+    _not_in_a_loop("run_import")
+    return _execute(*_import(manifest, job, errors_out, observer, environ, settings))
+
+
+async def run_import_async(manifest: PathLike | None = None, *, job: PathLike | None = None,
+                           errors_out: PathLike | None = None, observer: Observer | None = None,
+                           environ: Mapping[str, str] | None = None,
+                           **settings: Any) -> ImportResult:
+    """``run_import`` in the caller's event loop (a notebook, an async scheduler). Cancelled,
+    it stops as a first Ctrl-C does: the uploads in flight end and are recorded (for at most
+    ``stop_grace`` seconds), no row is left ``uploading``, and ``CancelledError`` goes on."""
+    return await _execute_async(*_import(manifest, job, errors_out, observer, environ,
+                                         settings))
 
 
 def validate_manifest(manifest: PathLike | None = None, *, job: PathLike | None = None,
@@ -72,10 +87,20 @@ def validate_manifest(manifest: PathLike | None = None, *, job: PathLike | None 
                       **settings: Any) -> ImportResult:
     """Everything ``run_import`` does before sending, as ``convirza-import validate`` does:
     nothing is uploaded and no ledger written; ``errors_out`` receives the invalid rows."""
-    chosen = _plan(settings, job, manifest, environ, reads=True)
-    return _execute(chosen, ImportJob(
-        chosen.settings, chosen.manifests, upload=False, observer=_observer(chosen, observer),
-        errors_out=Path(errors_out) if errors_out is not None else None))
+    _not_in_a_loop("validate_manifest")
+    return _execute(*_import(manifest, job, errors_out, observer, environ, settings,
+                             upload=False))
+
+
+async def validate_manifest_async(manifest: PathLike | None = None, *,
+                                  job: PathLike | None = None,
+                                  errors_out: PathLike | None = None,
+                                  observer: Observer | None = None,
+                                  environ: Mapping[str, str] | None = None,
+                                  **settings: Any) -> ImportResult:
+    """``validate_manifest`` in the caller's event loop."""
+    return await _execute_async(*_import(manifest, job, errors_out, observer, environ,
+                                         settings, upload=False))
 
 
 def retry_ledger(ledger: PathLike | None = None, *, job: PathLike | None = None,
@@ -85,14 +110,19 @@ def retry_ledger(ledger: PathLike | None = None, *, job: PathLike | None = None,
     """Send again the rows of ``ledger`` (default: the job file's) that failed or are still
     pending (by default), or whose outcome is unknown (``statuses=("uploading",)``), as
     ``convirza-import retry`` does."""
-    if ledger is not None:
-        settings["ledger"] = ledger
-    chosen = _plan(settings, job, None, environ)
-    if chosen.settings.ledger is None:
-        raise UsageError("retry needs a ledger: give it, or a job file")
-    selection = retry_selection(_statuses(statuses), include_rejected, since)
-    return _execute(chosen, ImportJob(chosen.settings, (), retry=selection,
-                                      observer=_observer(chosen, observer)))
+    _not_in_a_loop("retry_ledger")
+    return _execute(*_retry(ledger, job, statuses, include_rejected, since, observer,
+                            environ, settings))
+
+
+async def retry_ledger_async(ledger: PathLike | None = None, *, job: PathLike | None = None,
+                             statuses: Sequence[str] = (), include_rejected: bool = False,
+                             since: str | None = None, observer: Observer | None = None,
+                             environ: Mapping[str, str] | None = None,
+                             **settings: Any) -> ImportResult:
+    """``retry_ledger`` in the caller's event loop, stopping as ``run_import_async`` does."""
+    return await _execute_async(*_retry(ledger, job, statuses, include_rejected, since,
+                                        observer, environ, settings))
 
 
 def verify_ledger(*ledgers: PathLike, job: PathLike | None = None,
@@ -103,6 +133,17 @@ def verify_ledger(*ledgers: PathLike, job: PathLike | None = None,
     ``requeue_missing`` puts the rows whose call is missing back to pending (``retry``
     sends them). The result's ``exit_code`` is 0 when every row that can be verified is there
     exactly once."""
+    _not_in_a_loop("verify_ledger")
+    return asyncio.run(verify_ledger_async(*ledgers, job=job, output=output,
+                                           requeue_missing=requeue_missing, environ=environ,
+                                           **settings))
+
+
+async def verify_ledger_async(*ledgers: PathLike, job: PathLike | None = None,
+                              output: PathLike | None = None, requeue_missing: bool = False,
+                              environ: Mapping[str, str] | None = None,
+                              **settings: Any) -> VerifyResult:
+    """``verify_ledger`` in the caller's event loop (it only reads: a cancel just stops it)."""
     chosen = _plan(settings, job, None, environ)
     paths = [Path(p) for p in ledgers]
     if not paths and chosen.settings.ledger is not None:
@@ -114,7 +155,63 @@ def verify_ledger(*ledgers: PathLike, job: PathLike | None = None,
     with findings_file(out_path) as out:
         verifier = Verifier(chosen.settings, paths, on_finding=out.write if out else None,
                             requeue_missing=requeue_missing)
-        return asyncio.run(verifier.execute())
+        return await verifier.execute()
+
+
+def _not_in_a_loop(name: str) -> None:
+    """A plain function called from a running event loop cannot run one of its own: say
+    which twin to await, before anything is started (no coroutine left never awaited)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return
+    raise UsageError(f"{name}() runs an event loop of its own and was called inside a running "
+                     f"one (a notebook, async code): use `await {name}_async(...)` there")
+
+
+def _import(manifest: PathLike | None, job: PathLike | None, errors_out: PathLike | None,
+            observer: Observer | None, environ: Mapping[str, str] | None,
+            settings: dict[str, Any], *, upload: bool = True) -> tuple[Plan, ImportJob]:
+    chosen = _plan(settings, job, manifest, environ, reads=True)
+    return chosen, ImportJob(
+        chosen.settings, chosen.manifests, upload=upload, observer=_observer(chosen, observer),
+        errors_out=Path(errors_out) if errors_out is not None else None)
+
+
+def _retry(ledger: PathLike | None, job: PathLike | None, statuses: Sequence[str],
+           include_rejected: bool, since: str | None, observer: Observer | None,
+           environ: Mapping[str, str] | None,
+           settings: dict[str, Any]) -> tuple[Plan, ImportJob]:
+    if ledger is not None:
+        settings["ledger"] = ledger
+    chosen = _plan(settings, job, None, environ)
+    if chosen.settings.ledger is None:
+        raise UsageError("retry needs a ledger: give it, or a job file")
+    selection = retry_selection(_statuses(statuses), include_rejected, since)
+    return chosen, ImportJob(chosen.settings, (), retry=selection,
+                             observer=_observer(chosen, observer))
+
+
+async def _stopping_when_cancelled(job: ImportJob, grace: float) -> ImportResult:
+    """``job`` run in a task of its own, so that a cancel of the caller stops it gently, as
+    a first Ctrl-C does (in-flight uploads end and are recorded, nothing new starts), and the
+    cancel goes on once it has; past ``grace`` seconds, or at a second cancel, it aborts,
+    leaving the rows in flight ``uploading`` for the next run to reconcile (as a second
+    Ctrl-C does). The ledger is consistent either way."""
+    running = asyncio.ensure_future(job.execute())
+    try:
+        return await asyncio.shield(running)
+    except asyncio.CancelledError:
+        job.stop(StopReason.INTERRUPTED)
+        try:
+            await asyncio.wait_for(asyncio.shield(running), grace)
+        except (TimeoutError, asyncio.CancelledError):
+            running.cancel()
+            with contextlib.suppress(asyncio.CancelledError, ImporterError):
+                await running
+        except ImporterError:
+            pass  # the cancel is what the caller hears of; the ledger has the rest
+        raise
 
 
 def _statuses(statuses: Sequence[str]) -> tuple[str, ...]:
@@ -142,13 +239,18 @@ def _observer(chosen: Plan, observer: Observer | None) -> Observer:
 
 
 def _execute(chosen: Plan, job: ImportJob) -> ImportResult:
-    """Run ``job`` to its end in an event loop of its own, writing ``summary_json`` if asked,
-    also when the run ends with an error; a summary that could not be written makes a run
-    that otherwise succeeded exit ``OUTPUT_LOST`` (5), as on the command line."""
+    """Run ``job`` to its end in an event loop of its own."""
+    return asyncio.run(_execute_async(chosen, job))
+
+
+async def _execute_async(chosen: Plan, job: ImportJob) -> ImportResult:
+    """Run ``job`` to its end, writing ``summary_json`` if asked, also when the run ends with
+    an error; a summary that could not be written makes a run that otherwise succeeded exit
+    ``OUTPUT_LOST`` (5), as on the command line."""
     refuse_overwriting_inputs(job, [("the job file", chosen.job.path if chosen.job else None)])
     written = True
     try:
-        result = asyncio.run(job.execute())
+        result = await _stopping_when_cancelled(job, chosen.settings.stop_grace)
     finally:
         if chosen.settings.summary_json is not None:
             written = write_summary_json(chosen.settings.summary_json, job.result().as_dict(),

@@ -174,6 +174,9 @@ class RunSummary:
     pace: PaceFound | None = None
     #: ``--min-age``, in seconds, when rows were left for the next run for it.
     min_age: float | None = None
+    #: Rows of the ledger left to do when the run ended (``ledger/figures.py``: pending, of
+    #: unknown outcome, never read), as ``report`` counts them; None: no ledger was written.
+    left: int | None = None
 
     def add_many(self, outcome: Outcome, n: int) -> None:
         """``n`` rows with an outcome that carries nothing more (valid, skipped, another
@@ -223,7 +226,7 @@ class RunSummary:
             "shared_audio": self.shared_audio, "find_existing": self.find_existing,
             "pace": self.pace.as_dict() if self.pace is not None else None,
             # The manifest's rows, roughly: what a report measures progress against.
-            "expected": self.expected,
+            "expected": self.expected, "left": self.left,
             "elapsed_seconds": round(self.elapsed, 3),
             "stopped": self.stopped,
             "stop_reason": self.stop_reason.name.lower() if self.stop_reason else None,

@@ -1,8 +1,8 @@
 """A ledger whose every count is known, written through the real ``Ledger`` class (a real
 SQLite file), for the report's aggregation and the browser test.
 
-Thirteen rows of one manifest that claims twenty (so seven are not read yet), over two runs,
-with attempts a minute apart starting ``start``::
+Thirteen rows of one manifest that claims twenty (so seven are not read yet: both runs
+stopped early), over two runs, with attempts a minute apart starting ``start``::
 
     rows 2-5    succeeded in run 1; row 2 after a 429 (its second attempt is a retry)
     rows 6, 7   succeeded in run 2
@@ -90,10 +90,10 @@ def build(path: Path, start: datetime | None = None, *, error_text: str = PHONE)
         ledger.finish(key(9), Status.SUCCEEDED, AttemptRecord(key(9), at(9, 125), 0.0,
                                                                "reconciled"))
         ledger.mark_already_imported(key(10), key(2))
-        ledger.end_run(run2, 1, {"counts": {"succeeded": 2, "failed": 1, "reconciled": 1,
+        ledger.end_run(run2, 4, {"counts": {"succeeded": 2, "failed": 1, "reconciled": 1,
                                             "already imported": 1, "skipped": 4, "invalid": 3,
                                             "retries": 3},
-                                 "expected": EXPECTED, "stopped": None})
+                                 "expected": EXPECTED, "stopped": "budget: --max-uploads 4"})
     finally:
         ledger.close()
     return start

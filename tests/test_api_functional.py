@@ -4,6 +4,8 @@ as an error line."""
 
 from __future__ import annotations
 
+import asyncio
+import sqlite3
 import threading
 from pathlib import Path
 
@@ -16,6 +18,7 @@ from importer import (
     UsageError,
     retry_ledger,
     run_import,
+    run_import_async,
     validate_manifest,
     verify_ledger,
 )
@@ -23,6 +26,7 @@ from importer.errors import ApiUnavailable
 from importer.events import stop_reason_for
 
 from .conftest import TOKEN, SandboxThread, sample_files
+from .helpers import status_counts
 
 
 def settings_for(sandbox: SandboxThread) -> dict[str, object]:
@@ -117,3 +121,35 @@ def test_validate_and_retry_from_a_job_file(tmp_path: Path, workdir: Path,
     assert retried.exit_code == 0 and retried.summary.rows == 0
     with pytest.raises(UsageError, match="--since"):
         retry_ledger(job=job, environ=environ, since="last tuesday")
+
+
+async def test_the_async_twins_run_in_the_callers_loop_and_stop_cleanly_when_cancelled(
+        workdir: Path, sandbox: SandboxThread) -> None:
+    """As a notebook cell or an async scheduler calls it: awaited in the running loop; a
+    cancel (the cell interrupted, the task killed) lets the uploads in flight end, records
+    them, and leaves no row 'uploading'; the next call resumes and sends each row once."""
+    manifest = workdir / "manifests" / "sample.csv"
+    ledger = workdir / "l.sqlite"
+    sandbox.set_faults(latency=0.3)  # uploads take a while: the cancel meets some in flight
+    with pytest.raises(UsageError, match="run_import_async"):
+        run_import(manifest, ledger=ledger, **settings_for(sandbox))  # in a running loop
+
+    task = asyncio.create_task(run_import_async(manifest, ledger=ledger, concurrency=2,
+                                                **settings_for(sandbox)))
+    while not any("/v2/call/upload" in r for r in list(sandbox.state.received_log)) \
+            and not task.done():
+        await asyncio.sleep(0.01)  # until the sandbox has an upload in hand
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+    states = status_counts(ledger)
+    assert states["uploading"] == 0 and states["succeeded"] < 8
+    assert states["succeeded"] == sandbox.store.count()  # what arrived is recorded so
+    with sqlite3.connect(ledger) as conn:
+        assert conn.execute("SELECT exit_code FROM runs").fetchall() == [(130,)]
+
+    sandbox.set_faults(latency=0.0)
+    result = await run_import_async(manifest, ledger=ledger, **settings_for(sandbox))
+    assert result.exit_code == 0 and status_counts(ledger) == {"succeeded": 8}
+    assert sandbox.store.count() == 8  # each once

@@ -221,3 +221,26 @@ def test_manifest_settings_from_the_environment_and_a_columns_file(tmp_path: Pat
         Settings.load({"columns_file": str(mapping)}, environ={})
     with pytest.raises(UsageError, match="cannot read"):
         Settings.load({"columns_file": str(tmp_path / "absent.toml")}, environ={})
+
+
+def test_concurrency_is_helped_with_the_api_settings(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["run", "--help"])
+    text = capsys.readouterr().out
+    group = text[:text.index("--concurrency N")].rsplit("\n\n", 1)[-1].splitlines()[0]
+    assert group == "API:"  # how many at once is said with the rate, not the manifest
+
+
+@pytest.mark.parametrize("timezone", [None, "America/New_York"])
+def test_naive_call_dates_are_mentioned_only_when_no_zone_was_chosen(
+        tmp_path: Path, timezone: str | None, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    for name in ("CONVIRZA_TIMEZONE", "TZ", "CONVIRZA_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("recording_file,call_date,group_id,caller_id,external_id\n"
+                        "missing.wav,2025-03-04 09:15:22,12,6175550142,X-1\n")
+    zone = ["--timezone", timezone] if timezone else []
+    main(["validate", str(manifest), *zone])
+    said = "call dates without a time zone are read as" in capsys.readouterr().err
+    assert said == (timezone is None)

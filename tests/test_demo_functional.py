@@ -27,3 +27,4 @@ def test_demo_twice(tmp_path: Path) -> None:
     assert "Nothing to upload: all 8 rows were already done" in second.stdout
     assert "received 0 uploads" in second.stdout
     assert "Traceback" not in first.stderr + second.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["demo.ledger.sqlite"]  # no lock left

@@ -8,6 +8,7 @@ that was never opened in a browser is not tested.
 
 from __future__ import annotations
 
+import json
 import shutil
 import sqlite3
 from pathlib import Path
@@ -44,6 +45,9 @@ def test_report_page_in_headless_chromium(tmp_path: Path) -> None:
     assert main(["report", *map(str, shards), "--format", "html", "--output",
                  str(page_file)]) == 0
     url = page_file.resolve().as_uri()
+    report_json = tmp_path / "report.json"
+    assert main(["report", *map(str, shards), "--summary", "--format", "json", "--output",
+                 str(report_json)]) == 0
 
     requests: list[str] = []
     problems: list[str] = []
@@ -75,6 +79,16 @@ def test_report_page_in_headless_chromium(tmp_path: Path) -> None:
                         for name in figures}
             assert figures == expected
             assert expected["rows"] == 26
+            # Every figure the page shows is the one `report --format json` gives.
+            told = json.loads(report_json.read_text())["total"]["figures"]
+            shown = page.locator("[data-figure][data-value]")
+            assert shown.count() >= 12
+            for i in range(shown.count()):
+                figure = shown.nth(i)
+                name = figure.get_attribute("data-figure") or ""
+                text = figure.inner_text().replace(",", "").removesuffix("/min")
+                assert float(text) == told[name], name
+                assert json.loads(figure.get_attribute("data-value") or "") == told[name]
 
             shot = tmp_path / "report.png"
             page.screenshot(path=str(shot), full_page=True)

@@ -16,7 +16,7 @@ from importer.cli.commands import main
 from importer.errors import LedgerError
 from importer.ledger.admission import Admission
 from importer.ledger.states import Status
-from importer.ledger.stats import BINS_PER_DECADE, Minute, collect, pace, percentile, timeline
+from importer.ledger.stats import BINS_PER_DECADE, Minute, collect, percentile, timeline
 from importer.ledger.store import Ledger
 from importer.reports.html_page import render
 
@@ -40,8 +40,10 @@ def test_counts_sizes_and_duplicates_of_a_known_ledger(tmp_path: Path) -> None:
     assert stats.imported == 7  # rows 2-7 and 9; row 10 was already imported, nothing sent
     assert stats.bytes_imported == sum(SIZES[r] for r in (2, 3, 4, 5, 6, 7, 9))
     assert (stats.already_imported, stats.duplicates, stats.reconciled) == (1, 1, 1)
-    assert stats.unread == EXPECTED - 13
-    assert stats.left == 1 + EXPECTED - 13  # the pending row and those not read yet
+    assert stats.unread == EXPECTED - 13  # its last run stopped early
+    f = stats.figures()
+    assert f.left == 1 + EXPECTED - 13  # the pending row and those not read yet
+    assert (f.rows_known, f.retries) == (EXPECTED, 3)
 
 
 def test_attempts_by_minute(tmp_path: Path) -> None:
@@ -74,7 +76,7 @@ def test_reasons_examples_runs_and_problem_rows(tmp_path: Path) -> None:
     assert [e.row for e in stats.problems] == [8, 12, 13, 14]
     assert stats.problems_total == 4
     assert [(r.id, r.exit_code, r.expected) for r in stats.runs] == [(1, 130, EXPECTED),
-                                                                      (2, 1, EXPECTED)]
+                                                                      (2, 4, EXPECTED)]
     assert stats.runs[1].counts["reconciled"] == 1
 
 
@@ -92,10 +94,10 @@ def test_timeline_buckets_and_pace(tmp_path: Path) -> None:
     assert sum(coarse.succeeded) * coarse.width == pytest.approx(6)
     assert coarse.done[-1] == 8
 
-    p = pace(stats)
-    assert p.active_minutes == 8  # minutes with an upload attempt (rows 2-9)
-    assert p.recent == pytest.approx(6 / 60)
-    assert p.eta_minutes == pytest.approx(stats.left / (6 / 60))
+    f = stats.figures()
+    assert f.rates.active_minutes == 8  # minutes with an upload attempt (rows 2-9)
+    assert f.rates.average == f.rates.recent == pytest.approx(6 / 8)  # the same window
+    assert f.eta_minutes == pytest.approx(f.left / (6 / 8))
 
 
 def test_percentiles_from_the_histogram() -> None:
@@ -126,7 +128,7 @@ def test_an_empty_ledger_and_one_with_nothing_sent_render(tmp_path: Path) -> Non
     empty = tmp_path / "empty.sqlite"
     Ledger.open(empty).close()
     stats = collect([empty])
-    assert stats.rows == 0 and timeline(stats) is None and stats.unread is None
+    assert stats.rows == 0 and timeline(stats) is None and stats.unread == 0
     assert "Nothing was sent yet" in render(stats)
 
     path = tmp_path / "l.sqlite"
@@ -136,7 +138,7 @@ def test_an_empty_ledger_and_one_with_nothing_sent_render(tmp_path: Path) -> Non
                                  None, "row 2: <script>alert(1)</script>", "bad")])
     ledger.close()
     page = render(collect([path]))
-    assert '<span data-figure="invalid">1</span>' in page
+    assert '<span data-figure="invalid" data-value="1">1</span>' in page
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
 
 
@@ -187,7 +189,7 @@ def test_report_html_command(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     assert main(["report", str(ledger), "--format", "html", "--output", str(page)]) == 0
     assert page.read_text().startswith("<!doctype html>")
     assert main(["report", str(ledger), "--format", "html"]) == 0  # to standard output
-    assert '<span data-figure="rows">13</span>' in capsys.readouterr().out
+    assert '<span data-figure="rows" data-value="13">13</span>' in capsys.readouterr().out
     assert main(["report", str(ledger), "--format", "html", "--status", "failed"]) == 2
     assert "--status" in capsys.readouterr().err
     assert main(["report", str(ledger), "--format", "html", "--output", str(ledger)]) == 2

@@ -4,6 +4,8 @@ while uploads are under way, and the textfile a cron-style run leaves for node_e
 from __future__ import annotations
 
 import contextlib
+import json
+import re
 import socket
 import threading
 import urllib.error
@@ -110,16 +112,21 @@ async def test_metrics_rise_during_a_run_then_equal_its_summary(
     assert summary.counts["succeeded"] == 8
     for outcome in ("succeeded", "failed", "invalid", "skipped"):
         assert value(final, "rows_total", outcome=outcome) == summary.counts[outcome]
-    assert value(final, "bytes_sent_total") == summary.bytes_sent > 0
+    assert value(final, "sent_bytes_total") == summary.bytes_sent > 0
     assert value(final, "retries_total") == summary.counts["retries"]
     assert value(final, "throttled_total") == sandbox.state.throttled > 0
     assert value(final, "uploads_in_flight") == 0
     assert value(final, "rows_expected") == 8
     assert value(final, "rows_left") == 0 and value(final, "eta_seconds") == 0
     assert value(final, "exit_code") == 0
-    uploads = value(final, "request_duration_seconds_count", path=UPLOAD_PATH)
-    assert uploads == summary.counts["succeeded"] + summary.counts["retries"]
-    assert value(final, "request_duration_seconds_bucket", path=UPLOAD_PATH, le="+Inf") == uploads
+    # Latency by status class: the uploads answered 200 and those answered 429.
+    ok = value(final, "request_duration_seconds_count", path=UPLOAD_PATH, status_class="2xx")
+    throttled = value(final, "request_duration_seconds_count", path=UPLOAD_PATH,
+                      status_class="4xx")
+    assert ok == summary.counts["succeeded"] and throttled > 0
+    assert ok + throttled == summary.counts["succeeded"] + summary.counts["retries"]
+    assert value(final, "request_duration_seconds_bucket", path=UPLOAD_PATH,
+                 status_class="2xx", le="+Inf") == ok
     assert 0 < value(final, "rate_limit_per_second") <= 20
     assert value(final, "ledger_commit_seconds_count") > 0
     assert ("process_resident_memory_bytes", ()) in final
@@ -183,3 +190,42 @@ def test_textfile_never_overwrites_the_ledger(workdir: Path, sandbox: SandboxThr
     assert code == 2
     assert "--metrics-textfile" in capsys.readouterr().err
     assert not ledger.exists()
+
+
+def test_metrics_follow_prometheus_conventions() -> None:
+    """Read by prometheus_client's own parser before any event: units last, label values in
+    snake_case, and every outcome's series there at 0, so that ``rate()`` and an alert see
+    the first failure as an increase, not as a series appearing."""
+    families = {f.name: f for f in text_string_to_metric_families(
+        MetricsObserver().exposition().decode())}
+    assert families["convirza_import_sent_bytes"].type == "counter"
+    assert "convirza_import_bytes_sent" not in families
+    rows = {s.labels["outcome"]: s.value for s in families["convirza_import_rows"].samples}
+    assert set(rows) == {"succeeded", "failed", "invalid", "skipped", "reconciled",
+                         "unresolved", "already_imported", "found_in_convirza", "too_new",
+                         "other_shards"}
+    assert set(rows.values()) == {0.0}
+    for family in families.values():
+        for sample in family.samples:
+            assert all(re.fullmatch(r"[a-z0-9_./+-]*", v)  # a bucket's le is Prometheus' own
+                       for k, v in sample.labels.items() if k != "le"), sample
+    assert families["convirza_import_request_duration_seconds"].type == "histogram"
+
+
+def test_the_endpoint_lingers_until_the_final_counts_are_scraped(
+        workdir: Path, sandbox: SandboxThread, token_env: str) -> None:
+    sandbox.set_faults(latency=0.1)
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/metrics"
+    summary = workdir / "summary.json"
+    with Scraper.running(url) as scraper:  # scrapes every 20 ms, from a thread
+        code = main(["run", str(workdir / "manifests" / "sample.csv"), "--ledger",
+                     str(workdir / "ledger.sqlite"), "--metrics-port", str(port), "--quiet",
+                     "--metrics-linger", "600", "--summary-json", str(summary)])
+        # main returned: the scrape after the run's end let it go, long before 600 s.
+    assert code == 0
+    last = next(p for p in scraper.pages if ("convirza_import_exit_code", ()) in p)
+    told = json.loads(summary.read_text())
+    assert value(last, "rows_total", outcome="succeeded") == told["counts"]["succeeded"] == 8
+    assert value(last, "sent_bytes_total") == told["bytes_sent"]
+    assert value(last, "rows_left") == told["left"] == 0

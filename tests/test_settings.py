@@ -20,6 +20,8 @@ from importer.settings.jobfile import read_job, valid_keys
 from importer.settings.resolve import DECLARED, Settings, resolve
 from importer.settings.units import ErrorBudget, Shard, parse_size
 
+from .conftest import SandboxThread
+
 SECRET = "s3cr3t-token-0123456789abcdef"
 
 
@@ -222,3 +224,52 @@ def test_config_shows_values_and_sources_with_secrets_masked(
     assert found["timeout"]["env"] == "CONVIRZA_TIMEOUT"
     assert found["token"]["value"] == "****************" + SECRET[-4:]
     assert found["password"]["value"] is None
+
+
+def test_config_names_the_columns_file_as_the_source_of_what_it_gave(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.delenv("CONVIRZA_DEFAULTS", raising=False)
+    columns = tmp_path / "mapping.toml"
+    columns.write_text('[columns]\n"Call Start" = "call_date"\n[defaults]\ngroup_id = 12\n'
+                       '[values.direction]\nIn = "inbound"\n')
+    assert main(["config", "--columns", str(columns), "--set", "caller_id=6175550100"]) == 0
+    lines = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()}
+    assert f"file {columns} [columns]" in lines["columns"]
+    assert f"file {columns} [defaults]" in lines["defaults"]
+    assert "flag --set" in lines["defaults"]  # both gave entries
+    assert f"file {columns} [values]" in lines["values"]
+    assert lines["columns"].split()[-2:] != ["default"]
+
+
+@pytest.mark.parametrize(("given", "named"), [
+    ("flag", "the token file {file} (--token-file)"),
+    ("env", "CONVIRZA_TOKEN"),
+    ("job", "the variable CONVIRZA_NIGHTLY_TOKEN (token_env in {job})"),
+    ("job-file", "the token file {file} (token_file in {job})"),
+])
+def test_a_refused_token_is_named_by_where_it_came_from(
+        workdir: Path, given: str, named: str, monkeypatch: pytest.MonkeyPatch,
+        sandbox: SandboxThread, capsys: pytest.CaptureFixture[str]) -> None:
+    tmp_path = workdir
+    for name in ("CONVIRZA_TOKEN", "CONVIRZA_TOKEN_FILE", "CONVIRZA_USERNAME"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("CONVIRZA_API_URL", sandbox.url)
+    token_file, job = tmp_path / "token.txt", tmp_path / "nightly.toml"
+    token_file.write_text("wrong-token-1234\n")
+    argv = ["run", str(workdir / "manifests" / "sample.csv"), "--ledger",
+            str(workdir / "l.sqlite"), "--timezone", "UTC"]
+    if given == "flag":
+        argv += ["--token-file", str(token_file)]
+    elif given == "env":
+        monkeypatch.setenv("CONVIRZA_TOKEN", "wrong-token-1234")
+    else:
+        monkeypatch.setenv("CONVIRZA_NIGHTLY_TOKEN", "wrong-token-1234")
+        job.write_text('token_env = "CONVIRZA_NIGHTLY_TOKEN"\n' if given == "job" else
+                       f'token_file = "{token_file}"\n')
+        argv += ["--job", str(job)]
+    assert main(argv) == 3
+    err = capsys.readouterr().err
+    assert f"refused the token from {named.format(file=token_file, job=job)}" in err, err
+    assert "wrong-token-1234" not in err
+    assert "CONVIRZA_TOKEN / --token-file" not in err  # not a guess at where it came from

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ..errors import UsageError
+from ..ledger.lock import LedgerLock
 from ..ledger.store import Ledger
 from ..observe.progress import ProgressObserver
 from ..observers import Observer
@@ -136,4 +137,5 @@ def cmd_demo(args: argparse.Namespace) -> int:
     observer = ProgressObserver()
     code: int = asyncio.run(run_demo(args.ledger, args.manifest, args.concurrency,
                                      observer, print))
+    LedgerLock(args.ledger).remove_if_free()  # a demo leaves its ledger, not its lock file
     return code

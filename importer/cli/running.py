@@ -114,7 +114,8 @@ def _execute(job: ImportJob, settings: Settings, metrics: MetricsObserver | None
     as JSON if asked."""
     redirect = logging_redirect_tqdm(loggers=[logging.getLogger("importer")]) \
         if sys.stderr.isatty() and not settings.quiet else contextlib.nullcontext()
-    served = metrics.serve(settings.metrics_host, settings.metrics_port) \
+    served = metrics.serve(settings.metrics_host, settings.metrics_port,
+                           settings.metrics_linger) \
         if metrics is not None and settings.metrics_port is not None \
         else contextlib.nullcontext()
     try:

@@ -116,8 +116,9 @@ class ConvirzaClient(Lookups):
     def _token_provider(self, s: Settings) -> TokenProvider:
         require_credentials(s)
         if s.token is not None:
-            return StaticToken(s.token.get_secret_value(), "CONVIRZA_TOKEN / --token-file")
-        return PasswordLogin(self.login, f"the login of {s.username} (CONVIRZA_USERNAME)")
+            return StaticToken(s.token.get_secret_value(), s.credential_source())
+        return PasswordLogin(self.login, f"the login of {s.username} "
+                                         f"({s.credential_source()})")
 
     async def __aenter__(self) -> ConvirzaClient:
         s = self.settings

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
+from .figures import ledger_left
 from .queries import LedgerQueries
 from .schema import Transaction, now
 
@@ -45,6 +46,10 @@ class Books(LedgerQueries):
             self._conn.execute(
                 "UPDATE runs SET finished_at = ?, exit_code = ?, summary = ? WHERE id = ?",
                 (now(), exit_code, self.scrub(json.dumps(summary)), run_id))
+
+    def left_to_do(self) -> int:
+        """Rows left to do now, as every report counts them (``figures``)."""
+        return ledger_left(self._conn)
 
     def decide_find_existing(self, manifest: str, look_first: bool, why: str) -> None:
         """What the sample of a new ledger's manifest found: kept for its later runs."""

@@ -97,6 +97,19 @@ class LedgerLock:
                 told = True
             await asyncio.sleep(POLL_SECONDS)
 
+    def remove_if_free(self) -> bool:
+        """Remove the lock file when no process holds it (taken, unlinked, dropped): for the
+        demo, which leaves nothing behind it does not need. A run keeps its lock file, since
+        another process may be about to open it."""
+        if self.try_acquire("cleanup") is not None:
+            return False
+        try:
+            with contextlib.suppress(FileNotFoundError):
+                self.path.unlink()
+        finally:
+            self.release()
+        return True
+
     def release(self) -> None:
         if self._fd is not None:
             os.close(self._fd)  # closing the descriptor drops the flock

@@ -18,6 +18,7 @@ from typing import Any
 from ..errors import LedgerError
 from ..events import PaceFound
 from .facts import FileFacts, facts
+from .figures import Unread, unread
 from .schema import refuse_newer, select_in, unusable
 from .states import Status
 
@@ -72,19 +73,6 @@ class RunRecord:
     finished_at: str | None
     exit_code: int | None
     summary: dict[str, Any]
-
-
-
-
-@dataclass(frozen=True)
-class Unread:
-    """A manifest whose last run stopped before its end: rows it never read are not in the
-    ledger, so only ``run`` can send them. ``about``: how many, from that run's count of the
-    manifest's rows (None when it did not know); ``why``: how the run ended."""
-
-    manifest: str
-    about: int | None
-    why: str
 
 
 @dataclass(frozen=True)
@@ -166,28 +154,8 @@ class LedgerQueries:
         return None
 
     def unread(self) -> list[Unread]:
-        """The manifests whose last ``run`` ended before reading every row: stopped early (a
-        budget, Ctrl-C, an outage) or killed (no end recorded)."""
-        found = []
-        for manifest, finished, summary_text in self._conn.execute(
-                "SELECT manifest, finished_at, summary FROM runs WHERE id IN (SELECT MAX(id) "
-                "FROM runs WHERE command = 'run' GROUP BY manifest) ORDER BY id").fetchall():
-            summary = json.loads(summary_text) if summary_text else {}
-            if finished is not None and not summary.get("stopped"):
-                continue
-            why = f"stopped early: {summary['stopped']}" if finished is not None else \
-                "ended without a word: killed?"
-            expected = summary.get("expected")
-            about = None
-            if isinstance(expected, int):
-                known = self._conn.execute("SELECT COUNT(*) FROM recordings WHERE manifest = ?",
-                                           (manifest,)).fetchone()[0]
-                elsewhere = summary.get("counts", {}).get("other shards", 0)
-                about = expected - known - elsewhere
-                if about <= 0:
-                    continue
-            found.append(Unread(manifest, about, why))
-        return found
+        """The manifests whose last ``run`` ended before reading every row (``figures``)."""
+        return unread(self._conn)
 
     def reasons(self, limit: int = 20) -> list[tuple[Status, str, int]]:
         """The commonest error reasons of failed and invalid rows, with their counts."""

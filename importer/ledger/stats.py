@@ -32,21 +32,27 @@ from typing import Any
 from ..errors import LedgerError
 from ..events import PaceFound
 from .admission import DUPLICATE
+from .figures import (
+    FAILED_ATTEMPTS,
+    RETRIED,
+    Figures,
+    Stopped,
+    rates,
+    rows_by_manifest,
+    stopped,
+    unread_over,
+)
 from .states import Status
 
 #: Histogram bins of request latency per decade (see the module docstring).
 BINS_PER_DECADE = 20
 #: Attempts that sent a request and waited for its answer: their duration is a latency.
 SENT = ("succeeded", "error", "unknown")
-#: Attempts that failed (the row may have been tried again, or failed for good).
-FAILED_ATTEMPTS = ("error", "unknown", "refused", "not the API", "not sent")
 #: Bucket widths a timeline may use, in minutes: the smallest that keeps it within its points.
 WIDTHS = (1, 2, 5, 10, 15, 30, 60, 120, 180, 360, 720, 1440)
 
 _ATTEMPTS_SQL = f"""
-    SELECT substr(a.started_at, 1, 16), a.outcome, a.http_status = 429,
-           a.outcome != 'reconciled'
-               AND a.id > (SELECT MIN(b.id) FROM attempts b WHERE b.key = a.key),
+    SELECT substr(a.started_at, 1, 16), a.outcome, a.http_status = 429, {RETRIED},
            CASE WHEN a.outcome IN {SENT} AND a.duration IS NOT NULL
                 THEN CAST(floor(log10(max(a.duration, 0.001)) * {BINS_PER_DECADE}) AS INTEGER)
            END,
@@ -76,7 +82,7 @@ class Minute:
     succeeded: int = 0      # upload attempts that succeeded
     failed: int = 0         # attempts that failed (tried again later, or failed for good)
     throttled: int = 0      # attempts answered 429
-    retries: int = 0        # attempts that were not their row's first
+    retries: int = 0        # attempts retried (``figures``: failed, and tried again)
     done: int = 0           # rows that became succeeded (uploaded, reconciled, already there)
     ended_badly: int = 0    # rows that became failed or invalid
     latency: Counter[int] = field(default_factory=Counter)  # bin -> sent attempts
@@ -141,9 +147,9 @@ class LedgerStats:
     already_imported: int = 0
     duplicates: int = 0
     reconciled: int = 0
-    #: Rows the manifests hold (their runs' estimate) that no ledger has read yet; None when no
-    #: run recorded how many rows its manifest has (ledgers written before this was kept).
-    unread: int | None = None
+    #: Rows of manifests whose last run stopped early that no ledger has read yet
+    #: (``figures.unread``; 0 when that run did not know how many rows its manifest has).
+    unread: int = 0
     minutes: dict[str, Minute] = field(default_factory=dict)
     runs: list[RunFacts] = field(default_factory=list)
     reasons: list[Reason] = field(default_factory=list)
@@ -154,10 +160,12 @@ class LedgerStats:
     def rows(self) -> int:
         return sum(self.counts.values())
 
-    @property
-    def left(self) -> int:
-        """Rows without a final state yet: pending, uploading (unknown outcome), unread."""
-        return self.counts[Status.PENDING] + self.counts[Status.UPLOADING] + (self.unread or 0)
+    def figures(self) -> Figures:
+        """The figures every report tells (``figures``), from what was added up here."""
+        uploads = {m: v.succeeded for m, v in self.minutes.items() if v.succeeded or v.failed}
+        return Figures({s.value: self.counts[s.value] for s in Status}, self.unread,
+                       sum(v.retries for v in self.minutes.values()), self.imported,
+                       self.bytes_imported, rates(uploads))
 
 
 def collect(paths: Sequence[Path], *, reasons: int = 10, examples: int = 3,
@@ -167,8 +175,8 @@ def collect(paths: Sequence[Path], *, reasons: int = 10, examples: int = 3,
     stats = LedgerStats()
     found: Counter[tuple[str, str]] = Counter()
     shown: dict[tuple[str, str], list[Example]] = {}
-    expected: dict[str, int] = {}
-    rows_of: Counter[str] = Counter()
+    halted: list[list[Stopped]] = []
+    known: Counter[str] = Counter()
     for path in paths:
         conn = _connect(path)
         try:
@@ -187,14 +195,9 @@ def collect(paths: Sequence[Path], *, reasons: int = 10, examples: int = 3,
                 "SELECT status, row_number, key, source, error FROM recordings "
                 "WHERE status IN ('failed', 'invalid') ORDER BY manifest, row_number, key "
                 "LIMIT ?", (problems,)))
-            runs = _runs(conn, name)
-            stats.runs.extend(runs)
-            for run in runs:  # the latest run of each manifest says how many rows it has
-                if run.command == "run" and run.manifest and run.expected is not None:
-                    expected[run.manifest] = run.expected
-            if expected:
-                rows_of.update(dict(conn.execute(
-                    "SELECT manifest, COUNT(*) FROM recordings GROUP BY manifest").fetchall()))
+            stats.runs.extend(_runs(conn, name))
+            halted.append(stopped(conn))
+            known.update(rows_by_manifest(conn))
         except sqlite3.DatabaseError as exc:
             raise LedgerError(f"{path}: cannot read the ledger ({exc})") from None
         finally:
@@ -203,8 +206,7 @@ def collect(paths: Sequence[Path], *, reasons: int = 10, examples: int = 3,
     stats.problems = stats.problems[:problems]
     stats.reasons = [Reason(s, r, n, shown.get((s, r), [])[:examples])
                      for (s, r), n in found.most_common(reasons)]
-    if expected:
-        stats.unread = sum(max(0, n - rows_of[m]) for m, n in expected.items())
+    stats.unread = unread_over(halted, known)
     stats.runs.sort(key=lambda r: r.started_at)
     return stats
 
@@ -247,12 +249,16 @@ def _minute(stats: LedgerStats, at: str | None) -> Minute | None:
     return stats.minutes.setdefault(at, Minute())
 
 
+_ENDED = (Status.SUCCEEDED, Status.FAILED, Status.INVALID)
+
+
 def _add_recordings(conn: sqlite3.Connection, stats: LedgerStats) -> dict[str, int]:
     counts: Counter[str] = Counter()
     for at, status, alias, reconciled, duplicate, n, size in conn.execute(_RECORDINGS_SQL,
                                                                          (DUPLICATE,)):
         counts[status] += n
-        minute = _minute(stats, at)
+        # A minute only where a chart has something to show: the axes fit the data.
+        minute = _minute(stats, at) if status in _ENDED else None
         if status == Status.SUCCEEDED:
             if alias:
                 stats.already_imported += n
@@ -376,25 +382,3 @@ def percentile(histogram: Counter[int], q: float) -> float | None:
         if seen >= rank:
             return float(10 ** ((b + 0.5) / BINS_PER_DECADE))
     return None  # unreachable: ``seen`` ends at ``total``
-
-
-@dataclass(frozen=True)
-class Pace:
-    """How fast, and how long what is left takes at the recent pace."""
-
-    active_minutes: int       # minutes with at least one attempt
-    average: float            # uploads a minute over the active minutes
-    recent: float             # uploads a minute over the last hour of activity
-    eta_minutes: float | None  # what is left at the recent pace; None: no pace to go by
-
-
-def pace(stats: LedgerStats) -> Pace:
-    active = [m for m, v in stats.minutes.items() if v.succeeded or v.failed]
-    if not active:
-        return Pace(0, 0.0, 0.0, None)
-    uploads = sum(stats.minutes[m].succeeded for m in active)
-    last = when(max(active))
-    hour = [m for m in active if last - when(m) < timedelta(minutes=60)]
-    recent = sum(stats.minutes[m].succeeded for m in hour) / 60
-    eta = stats.left / recent if recent > 0 else None
-    return Pace(len(active), uploads / len(active), recent, 0.0 if not stats.left else eta)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import re
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -61,6 +62,24 @@ REQUEST_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0,
 COMMIT_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
 
+#: The outcomes a run's rows are counted by, each a series from the start.
+SERIES_OUTCOMES = tuple(o for o in Outcome if o is not Outcome.VALID and (
+    is_row_outcome(o) or o is Outcome.OTHER_SHARD))
+#: Metrics renamed by Prometheus' conventions (issue 23), old name to new, for dashboards.
+RENAMED = {"convirza_import_bytes_sent_total": "convirza_import_sent_bytes_total"}
+
+
+def label_of(outcome: Outcome) -> str:
+    """The summary's counter of an outcome as a label value, in snake_case as Prometheus'
+    conventions have it (``already imported`` -> ``already_imported``)."""
+    return re.sub(r"[^a-z0-9]+", "_", counter_of(outcome).lower()).strip("_")
+
+
+def status_class(status: int | None) -> str:
+    """``2xx``, ``4xx``, ``5xx`` ...; ``none`` for a request that got no answer."""
+    return "none" if status is None else f"{status // 100}xx"
+
+
 class MetricsObserver(Observer):
     """The run's metrics, kept current from its events.
 
@@ -83,11 +102,13 @@ class MetricsObserver(Observer):
         m = self._metric
         self.rows = m(Counter, "rows", "Rows that reached an outcome in this run, by outcome "
                       "(as the run's summary counts them)", ("outcome",))
-        self.retries = m(Counter, "retries", "Attempts that failed and were tried again")
-        self.bytes_sent = m(Counter, "bytes_sent", "Bytes of recordings uploaded successfully")
+        self.retries = m(Counter, "retries", "Attempts that failed and were tried again in the "
+                         "same run")
+        self.bytes_sent = m(Counter, "sent_bytes", "Bytes of recordings uploaded successfully")
         self.in_flight = m(Gauge, "uploads_in_flight", "Upload requests on their way now")
         self.latency = m(Histogram, "request_duration_seconds", "API requests, from leaving the "
-                         "rate limiter to the answer read, by path", ("path",),
+                         "rate limiter to the answer read, by path and status class (2xx, "
+                         "4xx, 5xx; none: no answer)", ("path", "status_class"),
                          buckets=REQUEST_BUCKETS)
         self.throttled = m(Counter, "throttled", "Answers 429 (Too Many Requests) from the API")
         self.rate = m(Gauge, "rate_limit_per_second", "The rate limiter's current pace "
@@ -104,8 +125,10 @@ class MetricsObserver(Observer):
                         "BEGIN to durable COMMIT", buckets=COMMIT_BUCKETS)
         for gauge in (self.expected, self.left, self.eta, self.allowed):
             gauge.set(math.nan)
-        for outcome in (Outcome.SUCCEEDED, Outcome.FAILED, Outcome.INVALID, Outcome.SKIPPED):
-            self._labelled(self.rows, outcome=counter_of(outcome))  # at 0 from the start
+        for outcome in SERIES_OUTCOMES:  # every series at 0 from the start: rate() sees the 1st
+            self._labelled(self.rows, outcome=label_of(outcome))
+        self._finished = threading.Event()
+        self._scraped_after = threading.Event()
 
     def _metric(self, kind: Any, name: str, doc: str, labelnames: Sequence[str] = (),
                 **kwargs: Any) -> Any:
@@ -123,6 +146,8 @@ class MetricsObserver(Observer):
 
     def started(self, summary: RunSummary) -> None:
         self._summary = summary
+        self._finished.clear()  # a job's next manifest: its end is the one to wait for
+        self._scraped_after.clear()
         if summary.expected is not None:
             self.expected.set(summary.expected)
         self._estimate()
@@ -140,17 +165,20 @@ class MetricsObserver(Observer):
         if outcome is Outcome.RETRYING:
             self.retries.inc(n)
         elif is_row_outcome(outcome) or outcome is Outcome.OTHER_SHARD:
-            self._labelled(self.rows, outcome=counter_of(outcome)).inc(n)
+            self._labelled(self.rows, outcome=label_of(outcome)).inc(n)
         self._estimate()
 
     def finished(self, summary: RunSummary) -> None:
         self._estimate()
+        if summary.left is not None:  # the ledger's own count, as every report tells it
+            self.left.set(summary.left)
         outcome = self._metric(Gauge, "exit_code", "The run's exit code (0 all done, 1 some "
                                "rows failed or invalid, see the README)")
         outcome.set(summary.exit_code)
         ended = self._metric(Gauge, "finished_timestamp_seconds", "When the run ended (Unix "
                              "time): alert when the nightly run has not ended for a day")
         ended.set(time.time())
+        self._finished.set()
         if self.textfile is not None:
             self._stop_writing.set()
             if self._writer is not None:
@@ -164,7 +192,8 @@ class MetricsObserver(Observer):
     def request_finished(self, event: RequestEvent) -> None:
         if event.path == UPLOAD_PATH:
             self.in_flight.dec()
-        self._labelled(self.latency, path=event.path).observe(event.seconds)
+        self._labelled(self.latency, path=event.path,
+                       status_class=status_class(event.status)).observe(event.seconds)
         if event.status == 429:
             self.throttled.inc()
         self.rate.set(event.rate)
@@ -211,14 +240,26 @@ class MetricsObserver(Observer):
         while not self._stop_writing.wait(self._every):
             self.write_textfile()
 
+    def collect(self) -> Iterator[Any]:
+        """A scrape's look (the served registry asks each collector): one that comes after
+        the run ended has read the final counts, and lets a lingering server go."""
+        if self._finished.is_set():
+            self._scraped_after.set()
+        return iter(())
+
+    def describe(self) -> list[Any]:
+        return []  # no metric of its own: registering it collects nothing ahead of time
+
     @contextlib.contextmanager
-    def serve(self, host: str, port: int) -> Iterator[str]:
+    def serve(self, host: str, port: int, linger: float = 0.0) -> Iterator[str]:
         """Serve ``/metrics`` on ``host:port`` (0: a free port) in a thread, for as long as the
-        ``with`` block lasts; yields the URL. The process's own metrics (memory, CPU, open
+        ``with`` block lasts, and after the run ended until a scrape has read its final counts,
+        ``linger`` seconds at most; yields the URL. The process's own metrics (memory, CPU, open
         files) are served beside the run's, as Prometheus clients do; the textfile leaves them
         out, since its process is gone by the time it is read."""
         served = CollectorRegistry()
         served.register(self.registry)
+        served.register(self)  # a collector by its methods (collect, describe)
         ProcessCollector(registry=served)
         try:
             server, thread = start_http_server(port, addr=host, registry=served)
@@ -230,6 +271,10 @@ class MetricsObserver(Observer):
         log.info("metrics: %s", url)
         try:
             yield url
+            if linger > 0 and self._finished.is_set():
+                log.info("metrics: the run ended; %s serves its final counts until the next "
+                         "scrape, for %g s at most (--metrics-linger)", url, linger)
+                self._scraped_after.wait(linger)
         finally:
             server.shutdown()
             server.server_close()

@@ -82,17 +82,19 @@ def _legend(names: Sequence[str], colors: Sequence[str], *, dashed: bool = True,
 
 def time_chart(chart_id: str, title: str, description: str, times: Sequence[datetime],
                series: Sequence[Series], *, unit: str = "", log: bool = False,
-               reference: tuple[str, float] | None = None) -> str:
+               reference: tuple[str, float] | None = None,
+               step: timedelta = timedelta(minutes=1)) -> str:
     """Lines over time, one per series (a gap where a value is None); ``log`` scales the y
     axis by powers of ten; ``reference`` draws a dashed horizontal line (a total) with its
-    label."""
+    label. Each value stands for the ``step`` from its time, and is drawn in its middle: the
+    axis spans the data's buckets and no more, and one bucket alone still shows."""
     plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
     values = [v for s in series for v in s.values if v is not None]
     top = max([*values, reference[1] if reference else 0.0, 0.0])
     ticks, y = _y_scale(values, top, log, plot_h)
 
-    first, last = times[0], times[-1] if len(times) > 1 else times[0] + timedelta(minutes=1)
-    span = (last - first).total_seconds() or 60.0
+    first, last = times[0], times[-1] + step
+    span = (last - first).total_seconds()
 
     def x(t: datetime) -> float:
         return LEFT + plot_w * (t - first).total_seconds() / span
@@ -108,7 +110,7 @@ def time_chart(chart_id: str, title: str, description: str, times: Sequence[date
     body.extend(_time_ticks(first, last, x))
     for i, s in enumerate(series):
         color, dash = PALETTE[i % len(PALETTE)], DASHES[i % len(DASHES)]
-        path = _path([(x(t), y(v)) if v is not None else None
+        path = _path([(x(t + step / 2), y(v)) if v is not None else None
                       for t, v in zip(times, s.values, strict=True)])
         pattern = f' stroke-dasharray="{dash}"' if dash else ""
         if path:
@@ -154,13 +156,15 @@ def _y_scale(values: Sequence[float], top: float, log: bool,
 def _path(points: Sequence[tuple[float, float] | None]) -> str:
     """An SVG path through the points, lifted over None (no data: no line)."""
     parts: list[str] = []
-    pen_down = False
-    for point in points:
+    for i, point in enumerate(points):
         if point is None:
-            pen_down = False
             continue
-        parts.append(("L" if pen_down else "M") + f"{_n(point[0])} {_n(point[1])}")
-        pen_down = True
+        pen_down = i > 0 and points[i - 1] is not None
+        alone = not pen_down and (i + 1 == len(points) or points[i + 1] is None)
+        if alone:  # a point with no neighbour: a short dash, so that it shows
+            parts.append(f"M{_n(point[0] - 4)} {_n(point[1])}h8")
+        else:
+            parts.append(("L" if pen_down else "M") + f"{_n(point[0])} {_n(point[1])}")
     return "".join(parts)
 
 

@@ -11,11 +11,12 @@ anything, ``<script>`` included.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from ..ledger.figures import Figures
 from ..ledger.states import Status
-from ..ledger.stats import Example, LedgerStats, Pace, RunFacts, Timeline, pace, timeline, when
+from ..ledger.stats import Example, LedgerStats, RunFacts, Timeline, timeline, when
 from ..redact import html_text
 from .charts import Series, bar_chart, time_chart
 
@@ -63,6 +64,7 @@ def render(stats: LedgerStats, *, generated: datetime | None = None) -> str:
     generated = generated or datetime.now(UTC)
     names = ", ".join(stats.ledgers)
     line = timeline(stats)
+    figures = stats.figures()
     parts = [
         "<!doctype html>", '<html lang="en"><head><meta charset="utf-8">',
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
@@ -71,8 +73,8 @@ def render(stats: LedgerStats, *, generated: datetime | None = None) -> str:
         f'<p class="meta">{"Ledgers" if len(stats.ledgers) > 1 else "Ledger"} '
         f"{_text(names)}; made {generated.strftime('%Y-%m-%d %H:%M')} UTC by "
         "<code>convirza-import report --format html</code>.</p></header><main>",
-        _headline(stats, pace(stats), line),
-        _progress(stats, line),
+        _headline(stats, figures, line),
+        _progress(stats, figures, line),
         _errors(stats),
         _runs(stats),
         _problems(stats),
@@ -108,21 +110,25 @@ def duration_text(minutes: float) -> str:
     return f"{minutes} min"
 
 
-def _figure(name: str, label: str, value: str, note: str = "") -> str:
+def _figure(name: str, label: str, value: str, note: str = "", *,
+            raw: object = None) -> str:
+    """One figure; ``data-value`` holds it as ``report --format json`` gives it (under
+    ``figures``, by the same name), for programs and the tests that compare them."""
     small = f"<small>{note}</small>" if note else ""
-    return (f'<div><dt>{label}</dt><dd><span data-figure="{name}">{value}</span>{small}</dd>'
-            "</div>")
+    data = f' data-value="{_text(raw)}"' if raw is not None else ""
+    return (f'<div><dt>{label}</dt><dd><span data-figure="{name}"{data}>{value}</span>{small}'
+            "</dd></div>")
 
 
-def _headline(stats: LedgerStats, p: Pace, line: Timeline | None) -> str:
-    c = stats.counts
+def _headline(stats: LedgerStats, f: Figures, line: Timeline | None) -> str:
+    c = f.counts
     figures = [_figure("rows", "Rows in the ledgers" if len(stats.ledgers) > 1 else
-                       "Rows in the ledger", _n(stats.rows))]
+                       "Rows in the ledger", _n(f.rows), raw=f.rows)]
     figures += [_figure(s.value, f"{s.value.capitalize()}", _n(c[s.value]),
                         "outcome unknown, looked up on the next run" if s is Status.UPLOADING
-                        else "") for s in Status]
-    figures.append(_figure("imported", "Recordings imported", _n(stats.imported),
-                           f"{size_text(stats.bytes_imported)} uploaded"))
+                        else "", raw=c[s.value]) for s in Status]
+    figures.append(_figure("imported", "Recordings imported", _n(f.imported),
+                           f"{size_text(f.bytes_imported)} uploaded", raw=f.imported))
     figures.append(_figure("duplicates-avoided", "Duplicates avoided",
                            _n(stats.already_imported + stats.duplicates),
                            f"{_n(stats.already_imported)} already imported or found in "
@@ -130,24 +136,32 @@ def _headline(stats: LedgerStats, p: Pace, line: Timeline | None) -> str:
                            f"{_n(stats.duplicates)} repeated rows"))
     figures.append(_figure("reconciled", "Reconciled", _n(stats.reconciled),
                            "unknown outcomes found at Convirza"))
+    figures.append(_figure("retries", "Retries", _n(f.retries),
+                           "failed attempts tried again in the same run", raw=f.retries))
+    r = f.rates
     if line is not None:
         first, last = min(stats.minutes), max(stats.minutes)
         span = (when(last) - when(first)).total_seconds() / 60 + 1
         figures.append(_figure("span", "Time span", duration_text(span),
                                f"{first.replace('T', ' ')} to {last[11:]} UTC; "
-                               f"{duration_text(p.active_minutes)} uploading"))
-        figures.append(_figure("average", "Average rate", f"{p.average:,.1f}/min",
-                               "uploads a minute while uploading"))
-        figures.append(_figure("recent", "Recent rate", f"{p.recent:,.1f}/min",
-                               "over the last hour of activity"))
+                               f"{duration_text(r.active_minutes)} uploading"))
+        figures.append(_figure("average_per_minute", "Average rate", f"{r.average:,.1f}/min",
+                               f"uploads a minute over the {_n(r.active_minutes)} minutes "
+                               "with attempts", raw=round(r.average, 1)))
+        figures.append(_figure("recent_per_minute", "Recent rate", f"{r.recent:,.1f}/min",
+                               f"the same, over the {_n(r.recent_minutes)} of them in the "
+                               "last hour of activity", raw=round(r.recent, 1)))
     left_note = [f"{_n(c[Status.PENDING])} pending"]
     if c[Status.UPLOADING]:
         left_note.append(f"{_n(c[Status.UPLOADING])} of unknown outcome")
-    if stats.unread:
-        left_note.append(f"{_n(stats.unread)} not read yet")
-    if p.eta_minutes is not None and stats.left:
-        left_note.append(f"about {duration_text(p.eta_minutes)} at the recent rate")
-    figures.append(_figure("left", "Left to do", _n(stats.left), "; ".join(left_note)))
+    if f.unread:
+        left_note.append(f"{_n(f.unread)} not read yet")
+    if f.eta_minutes is not None and f.left:
+        left_note.append(f"about {duration_text(f.eta_minutes)} at the recent rate")
+    figures.append(_figure("left", "Left to do", _n(f.left), "; ".join(left_note), raw=f.left))
+    figures.append(_figure("rows_known", "Rows known", _n(f.rows_known),
+                           "in the ledger, and never read by a run that stopped early",
+                           raw=f.rows_known))
     parts = ['<section aria-labelledby="h-glance"><h2 id="h-glance">At a glance</h2>',
              f'<dl class="figures">{"".join(figures)}</dl>']
     if len(stats.ledgers) > 1:
@@ -164,7 +178,7 @@ def _headline(stats: LedgerStats, p: Pace, line: Timeline | None) -> str:
     return "\n".join(parts)
 
 
-def _progress(stats: LedgerStats, line: Timeline | None) -> str:
+def _progress(stats: LedgerStats, f: Figures, line: Timeline | None) -> str:
     head = '<section aria-labelledby="h-progress"><h2 id="h-progress">Progress over time</h2>'
     if line is None:
         return head + "<p>Nothing was sent yet: the ledger records no attempt.</p></section>"
@@ -173,22 +187,24 @@ def _progress(stats: LedgerStats, line: Timeline | None) -> str:
     times = line.times
     width = f"{line.width} minute{'s' if line.width > 1 else ''}"
     per = "a minute" + (f" (averaged over {width})" if line.width > 1 else "")
-    total = stats.rows + (stats.unread or 0)
+    total = f.rows_known
     charts = []
 
     def chart(chart_id: str, caption: str, description: str, series: list[Series],
               table: Callable[[int], Sequence[float | None]], fmt: str,
               **options: Any) -> None:
-        svg = time_chart(chart_id, caption, description, times, series, **options)
+        svg = time_chart(chart_id, caption, description, times, series,
+                         step=timedelta(minutes=line.width), **options)
         columns = [s.name for s in series]
         rows = [[_at(t), *("" if v is None else format(v, fmt) for v in table(i))]
                 for i, t in enumerate(coarse.times)]
         charts.append(_chart(chart_id, caption, description, svg, columns, rows))
 
     chart("uploads", "Uploads a minute",
-          f"Upload attempts {per}, succeeded and failed, from {_at(times[0])} to "
-          f"{_at(times[-1])}; at most {max(line.succeeded):,.1f} succeeded a minute.",
-          [Series("succeeded", line.succeeded), Series("failed", line.failed)],
+          f"Upload attempts {per}, succeeded and failed (an attempt tried again counts each "
+          f"time), from {_at(times[0])} to {_at(times[-1])}; at most "
+          f"{max(line.succeeded):,.1f} succeeded a minute.",
+          [Series("succeeded", line.succeeded), Series("failed attempts", line.failed)],
           lambda i: (coarse.succeeded[i], coarse.failed[i]), ",.1f", unit="per min")
     chart("progress", "Progress against the total",
           f"Rows that succeeded, and rows that failed or were invalid, added up over time, "
@@ -206,7 +222,7 @@ def _progress(stats: LedgerStats, line: Timeline | None) -> str:
           log=True)
     chart("throttling", "429s and retries",
           f"Answers 429 (Too Many Requests) and retried attempts per {width}: "
-          f"{_n(sum(line.throttled))} 429s and {_n(sum(line.retries))} retries in all.",
+          f"{_n(sum(line.throttled))} 429s and {_n(f.retries)} retries in all.",
           [Series("429 answers", [float(v) for v in line.throttled]),
            Series("retries", [float(v) for v in line.retries])],
           lambda i: (coarse.throttled[i], coarse.retries[i]), ",.0f", unit=f"per {width}")

@@ -9,7 +9,9 @@ from collections import Counter
 from typing import Any
 
 from ..events import PaceFound, RunSummary
+from ..ledger.figures import Figures
 from ..ledger.states import Status
+from ..ledger.stats import collect
 from ..ledger.store import Ledger
 from ..settings.units import duration_text
 
@@ -38,7 +40,8 @@ def summary_text(summary: RunSummary, *, reasons: int = 5) -> str:
                      f"{summary.bytes_sent / 1e6:.1f} MB, "
                      f"{done / seconds:.1f} files/s.")
     if c["retries"]:
-        lines.append(f"{c['retries']} attempts were retried.")
+        lines.append(f"{c['retries']} retr{'ies' if c['retries'] != 1 else 'y'} (failed "
+                     "attempts tried again).")
     lines.extend(_identity_text(summary))
     lines.extend(pace_text(summary.pace, summary.counts["succeeded"]))
     if summary.errors:
@@ -50,6 +53,9 @@ def summary_text(summary: RunSummary, *, reasons: int = 5) -> str:
     if summary.invalid_left:
         lines.append(_invalid_left_text(summary.invalid_left, summary.ledger or "LEDGER"))
     lines.extend(_left_text(summary))
+    if summary.left and summary.invalid_left is None:
+        lines.append(f"Left to do: {summary.left} row{'s' if summary.left != 1 else ''} "
+                     "(pending, of unknown outcome, or never read).")
     if summary.stopped:
         then = "Fix the manifest, then run" if summary.exit_code == 2 else "Run"
         lines.append(f"Stopped early: {summary.stopped}. {then} the same command again to go on.")
@@ -128,6 +134,7 @@ def ledger_summary(ledgers: list[Ledger]) -> dict[str, Any]:
         reasons.update({(s.value, r): n for s, r, n in found})
         parts.append({
             "ledger": str(ledger.path), "counts": counts,
+            "figures": collect([ledger.path], reasons=0, problems=0).figures().as_dict(),
             "reasons": [{"status": s.value, "reason": r, "rows": n} for s, r, n in found],
             "runs": [{"run": r.id, "command": r.command, "manifest": r.manifest,
                       "started_at": r.started_at, "finished_at": r.finished_at,
@@ -139,10 +146,20 @@ def ledger_summary(ledgers: list[Ledger]) -> dict[str, Any]:
     return {
         "total": {"counts": {s.value: total[s.value] for s in Status},
                   "rows": sum(total.values()),
+                  "figures": _total_figures(ledgers, parts),
                   "reasons": [{"status": s, "reason": r, "rows": n}
                               for (s, r), n in reasons.most_common(10)]},
         "ledgers": parts,
     }
+
+
+def _total_figures(ledgers: list[Ledger], parts: list[dict[str, Any]]) -> dict[str, Any]:
+    """The ledgers' figures added up (their rates from their minutes together)."""
+    if len(ledgers) == 1:
+        return dict(parts[0]["figures"])
+    figures: Figures = collect([ledger.path for ledger in ledgers], reasons=0,
+                               problems=0).figures()
+    return figures.as_dict()
 
 
 #: A run that met this many pauses, or this share of 429s, is told the rate to ask for.
@@ -179,6 +196,7 @@ def summary_report_text(summary: dict[str, Any]) -> str:
     for part in parts:
         lines.append(f"Ledger {part['ledger']}")
         lines.extend("  " + line for line in _counts_lines(part["counts"]))
+        lines.extend("  " + line for line in figures_lines(part["figures"]))
         if part["reasons"]:
             lines.append("  Reasons:")
             lines.extend(f"  {r['rows']:>8}  {r['status']:<8} {r['reason']}"
@@ -202,6 +220,7 @@ def summary_report_text(summary: dict[str, Any]) -> str:
     if len(parts) > 1:
         lines.append(f"Total over {len(parts)} ledgers")
         lines.extend("  " + line for line in _counts_lines(summary["total"]["counts"]))
+        lines.extend("  " + line for line in figures_lines(summary["total"]["figures"]))
         if summary["total"]["reasons"]:
             lines.append("  Reasons:")
             lines.extend(f"  {r['rows']:>8}  {r['status']:<8} {r['reason']}"
@@ -214,6 +233,15 @@ def _counts_lines(counts: dict[str, int]) -> list[str]:
     lines = [f"{s.value:<{width}}  {counts.get(s.value, 0):>8}" for s in Status]
     lines.append(f"{'total':<{width}}  {sum(counts.values()):>8}")
     return lines
+
+
+def figures_lines(f: dict[str, Any]) -> list[str]:
+    """The figures under the counts, as the HTML page and the JSON give them."""
+    left = [f"{f['pending']} pending"] + [f"{f['uploading']} of unknown outcome"] * bool(
+        f["uploading"]) + [f"{f['unread']} never read"] * bool(f["unread"])
+    return [f"left to do {f['left']} ({', '.join(left)}) of {f['rows_known']} rows known",
+            f"retries {f['retries']}; uploads a minute {f['average_per_minute']:.1f} on "
+            f"average, {f['recent_per_minute']:.1f} recently"]
 
 
 def counts_text(ledger: Ledger) -> str:

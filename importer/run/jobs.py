@@ -162,6 +162,7 @@ def combined(summaries: Sequence[RunSummary]) -> RunSummary:
     total = RunSummary(manifest=", ".join(s.manifest for s in summaries),
                        ledger=summaries[-1].ledger if summaries else None)
     total.counts = Counter()
+    total.left = summaries[-1].left if summaries else None
     for s in summaries:
         total.counts.update(s.counts)
         total.errors.update(s.errors)
@@ -364,8 +365,9 @@ def quiet_line(result: ImportResult, job: ImportJob) -> str:
     c = summary.counts
     names = [m.name for m in job.manifests] or [str(summary.ledger)]
     what = names[0] if len(names) == 1 else f"{len(names)} manifests"
-    left = (summary.pending_left or 0) + sum(n or 0 for _, n, _ in summary.unread) + \
-        (result.stopped is not None) * max(0, (summary.expected or 0) - summary.rows)
+    left = summary.left if summary.left is not None else (summary.pending_left or 0) + sum(
+        n or 0 for _, n, _ in summary.unread) + (result.stopped is not None) * max(
+        0, (summary.expected or 0) - summary.rows)  # the ledger's count, when there is one
     line = (f"convirza-import: {what}: {c['invalid']} invalid, {c['failed']} failed, "
             f"{c['unresolved']} unresolved, {left} left")
     if result.stopped or summary.stopped:

@@ -99,11 +99,11 @@ class ImportRun:
             self._stopping.set()
 
     def _naive_once(self) -> None:
-        if not self._naive_warned:
+        """Said once, and only when the zone was not chosen: then it is news (TZ included)."""
+        if not self._naive_warned and not self.settings.zone_chosen:
             self._naive_warned = True
-            log.warning("call dates without a time zone are read as %s%s", self._zone_name,
-                        "" if self.settings.timezone else " (this machine's zone; set "
-                        "--timezone to choose)")
+            log.warning("call dates without a time zone are read as %s (this machine's zone; "
+                        "set --timezone to choose)", self._zone_name)
 
     async def execute(self) -> RunSummary:
         """Run to the end (or to a stop) and return the summary; ``AuthError`` or ``NotTheApi``
@@ -236,7 +236,7 @@ class ImportRun:
         self.summary.find_existing, self.summary.pace = summary_line(ctx), ctx.pace_found()
         if exc is not None:
             self.summary.stop(_reason_for(exc), str(exc) or type(exc).__name__)
-        await ctx.ledger.end(self.summary.exit_code, self.summary.as_dict())
+        self.summary.left = await ctx.ledger.end(self.summary.exit_code, self.summary.as_dict())
         self.observer.finished(self.summary)
         return False
 

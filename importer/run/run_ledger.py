@@ -17,7 +17,8 @@ from typing import Any
 from ..audio.info import AudioInfo
 from ..ledger.admission import Admission, Decision
 from ..ledger.books import AttemptRecord
-from ..ledger.queries import Candidate, Unread
+from ..ledger.figures import Unread
+from ..ledger.queries import Candidate
 from ..ledger.states import Status
 from ..ledger.store import Ledger, SameAudio
 from ..ledger.writer import AsyncLedger
@@ -43,8 +44,11 @@ class RunLedger:
         self.run_id = await self._writer.call(self._ledger.begin_run, command, manifest)
         return self.run_id
 
-    async def end(self, exit_code: int, summary: dict[str, Any]) -> None:
+    async def end(self, exit_code: int, summary: dict[str, Any]) -> int | None:
+        """Record how the run ended; returns what is left to do in the ledger then, as
+        ``report`` counts it (None for ``validate``, which leaves nothing in a ledger)."""
         await self._writer.call(self._ledger.end_run, self.run_id, exit_code, summary)
+        return await self._writer.call(self._ledger.left_to_do) if self.record else None
 
     async def close(self) -> None:
         """Finish every call made so far, then close the file."""

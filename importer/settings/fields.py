@@ -102,7 +102,7 @@ class SettingFields(BaseModel):
         "the same ledger resumes", "FILE", frozenset({"run"}))] = None
     concurrency: Annotated[int, Field(ge=1, le=256), Opt(
         "files probed or uploaded (verify: calls looked up) at once", "N", FILES | VERIFY,
-        group=MANIFEST, short="-c")] = 4
+        short="-c")] = 4
     #: Finite (``inf``/``nan``: from a flag's text, TOML or Python): the limiter divides by it.
     rate: Annotated[FiniteFloat, Field(gt=0), Opt(
         "requests per second, over all workers, at most: a 429 finds the API's own pace "
@@ -260,6 +260,9 @@ class SettingFields(BaseModel):
     metrics_host: Annotated[str, Opt(
         "address for --metrics-port (this machine only by default; 0.0.0.0 to be scraped "
         "from elsewhere, e.g. in a pod)", "HOST", UPLOADS, METRICS)] = "127.0.0.1"
+    metrics_linger: Annotated[Seconds, Field(ge=0), Opt(
+        "after the run, keep --metrics-port's endpoint up until it is scraped once more "
+        "(its final counts), at most SECONDS", "SECONDS", UPLOADS, METRICS)] = 0.0
     metrics_textfile: Annotated[Path | None, Opt(
         "write the same metrics to FILE (name it *.prom) every 15 s and at the end of the "
         "run, whole, for node_exporter's textfile collector (cron jobs)", "FILE", UPLOADS,

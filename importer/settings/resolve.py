@@ -13,17 +13,51 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, NamedTuple
 
-from pydantic import ValidationError
+from pydantic import PrivateAttr, ValidationError
 
 from ..errors import UsageError
 from .fields import SettingFields
 from .options import ENV_PREFIX, Declared, declared, nearest
 from .units import parse_assignments
+from .userfiles import read_columns_file
 
 
 class Settings(SettingFields):
     """Configuration of one command, after flags, environment, job file and defaults are
-    merged (``resolve``)."""
+    merged (``resolve``), each value with where it came from: a message about a value (a
+    token refused) names the place the user must go to fix it."""
+
+    _sources: dict[str, tuple[Source, ...]] = PrivateAttr(default_factory=dict)
+
+    @property
+    def sources(self) -> Mapping[str, tuple[Source, ...]]:
+        """Where each value came from (a setting not in it: its default)."""
+        return self._sources
+
+    @property
+    def zone_chosen(self) -> bool:
+        """Whether the user chose the zone of naive call dates (a flag, a keyword,
+        ``CONVIRZA_TIMEZONE``, a job file), not this machine's ``TZ`` or its default."""
+        return any(s != Source("env", "TZ") for s in self._sources.get("timezone", ())) or \
+            (self.timezone is not None and "timezone" not in self._sources)
+
+    def credential_source(self) -> str:
+        """Where the token or login came from, as the user gave it: ``the token file
+        /etc/token (--token-file)``, ``CONVIRZA_TOKEN``, ``the variable NIGHTLY (token_env in
+        nightly.toml)``, ``token=`` (the Python API)."""
+        if self.token_file is not None:
+            found = self._sources.get("token_file")
+            where = f" ({_labelled('token_file', found[0])})" if found else ""
+            return f"the token file {self.token_file}{where}"
+        name = "token" if self.token is not None else "username"
+        found = self._sources.get(name)
+        if not found:
+            return "CONVIRZA_TOKEN" if name == "token" else "CONVIRZA_USERNAME"
+        source = found[0]
+        if source.kind == "job" and " = " in source.name:  # token_env = VARIABLE
+            origin, variable = source.name.split(": ", 1)[0], source.name.rsplit(" = ", 1)[1]
+            return f"the variable {variable} ({BY_NAME[name].job} in {origin})"
+        return _labelled(name, source)
 
     @classmethod
     def load(cls, flags: Mapping[str, Any], environ: Mapping[str, str] | None = None,
@@ -75,9 +109,10 @@ class JobValues:
 
 class Source(NamedTuple):
     """Where a setting's value came from: ``flag --rate``, ``keyword rate=``, ``env
-    CONVIRZA_RATE``, ``job nightly.toml``, ``default``."""
+    CONVIRZA_RATE``, ``job nightly.toml``, ``file mapping.toml [columns]`` (a columns file's
+    table), ``default``."""
 
-    kind: Literal["flag", "keyword", "env", "job", "default"]
+    kind: Literal["flag", "keyword", "env", "job", "file", "default"]
     name: str = ""
 
     def __str__(self) -> str:
@@ -93,6 +128,8 @@ class Source(NamedTuple):
             return self.name
         if self.kind == "job":
             return f"{BY_NAME[setting].job or setting} in {self.name}"
+        if self.kind == "file":
+            return self.name
         return BY_NAME[setting].flag or setting
 
 
@@ -141,7 +178,26 @@ def resolve(flags: Mapping[str, Any], environ: Mapping[str, str] | None = None,
         settings = Settings(**values)
     except ValidationError as exc:
         raise UsageError(_describe(exc, sources)) from None
+    _columns_file_sources(settings, sources)
+    settings._sources = sources
     return Resolved(settings, sources)
+
+
+#: What a columns file's tables give: the setting each one feeds.
+_COLUMNS_TABLES = (("column_map", "columns"), ("defaults", "defaults"), ("value_map", "values"))
+
+
+def _columns_file_sources(settings: Settings, sources: dict[str, tuple[Source, ...]]) -> None:
+    """A columns file's ``[columns]``, ``[defaults]`` and ``[values]`` named as the source of
+    what they gave (after the flags' and the job's entries, which win over them)."""
+    if settings.columns_file is None:
+        return
+    given = dict(zip(("column_map", "defaults", "value_map"),
+                     read_columns_file(settings.columns_file), strict=True))
+    for name, table in _COLUMNS_TABLES:
+        if given[name]:
+            sources[name] = (*sources.get(name, ()),
+                             Source("file", f"{settings.columns_file} [{table}]"))
 
 
 Layer = dict[str, tuple["Source", Any]]
