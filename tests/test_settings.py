@@ -239,6 +239,7 @@ def test_config_names_the_columns_file_as_the_source_of_what_it_gave(
     assert f"file {columns} [defaults]" in lines["defaults"]
     assert "flag --set" in lines["defaults"]  # both gave entries
     assert f"file {columns} [values]" in lines["values"]
+    assert "direction:In=inbound" in lines["values"]  # FIELD:WORD=VALUE, as --value takes it
     assert lines["columns"].split()[-2:] != ["default"]
 
 

@@ -86,8 +86,11 @@ def config_text(found: list[Entry]) -> str:
             return "true" if value else "false"
         if isinstance(value, float):
             return f"{value:g}"
-        if isinstance(value, dict):
-            return "; ".join(f"{k}={v}" for k, v in value.items()) or "<none>"
+        if isinstance(value, dict):  # --map, --set; a value map by field: FIELD:WORD=VALUE
+            return "; ".join(f"{k}:{w}={x}" if isinstance(v, dict) else f"{k}={v}"
+                             for k, v in value.items()
+                             for w, x in (v.items() if isinstance(v, dict) else [(k, v)])) \
+                or "<none>"
         return str(value)
 
     rows = [("setting", "value", "source")] + [(e.name, text(e.value), e.source) for e in found]
