@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, tzinfo
 from pathlib import Path
 
+from .paths import NO_RULES, PathRules
+
 EARLIEST_CALL = datetime(1990, 1, 1, tzinfo=UTC)
 #: Clock skew tolerated before a call date counts as "in the future".
 FUTURE_SLACK = timedelta(minutes=10)
@@ -32,6 +34,9 @@ class RowContext:
     #: A wall time that a daylight-saving change skips or repeats: refused (``refuse``), or
     #: read with the UTC offset in force before or after the change (``--dst-times``).
     dst: str = "refuse"
+    #: How recording paths written on another machine are read (``--recordings-root``,
+    #: ``--path-map``; ``paths``).
+    paths: PathRules = NO_RULES
     #: The latest call date accepted (``now`` and a little clock skew), computed once.
     latest: datetime = field(init=False, repr=False, compare=False)
     #: Days (ordinals) safely inside the accepted range whatever a date's offset: a date on

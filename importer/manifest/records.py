@@ -112,7 +112,7 @@ def normalize_field(name: str, text: str, ctx: RowContext) -> Any:
     if name == "call_date":
         return normalize_call_date(text, ctx)
     if name == "recording_file":
-        return recording_path(text, ctx.base_dir)
+        return recording_path(text, ctx.base_dir, ctx.paths)
     normalizer = NORMALIZERS.get(name)
     return text if normalizer is None else normalizer(text)
 
@@ -161,7 +161,7 @@ def normalize_row(values: Mapping[str, Any], ctx: RowContext) -> dict[str, Any]:
             elif name == "call_date":
                 clean[name] = normalize_call_date(text, ctx)
             elif name == "recording_file":
-                clean[name] = recording_path(text, ctx.base_dir)
+                clean[name] = recording_path(text, ctx.base_dir, ctx.paths)
             elif name in _FIELD_ORDER:
                 clean[name] = text
             else:

@@ -32,7 +32,7 @@ from ..events import NullObserver, Observer, RunSummary, StopReason, stop_reason
 from ..ledger.lock import LedgerLock
 from ..ledger.store import Ledger
 from ..manifest.call_dates import RowContext, resolve_zone
-from ..manifest.identity import forget_paths
+from ..manifest.identity import fresh_paths
 from ..manifest.opening import Manifest, open_manifest
 from ..redact import Redactor
 from ..reports.exports import InvalidRowsCsv
@@ -74,10 +74,10 @@ class ImportRun:
             zone, self._zone_name = resolve_zone(settings.timezone)
         except ValueError as exc:
             raise UsageError(str(exc)) from None
-        forget_paths()
+        paths = fresh_paths(settings.recordings_root, settings.path_map)
         self._rows = RowContext(base_dir=self.origin.resolve().parent, zone=zone,
                                 dayfirst=settings.dayfirst, on_naive_date=self._naive_once,
-                                dst=settings.dst_times)
+                                dst=settings.dst_times, paths=paths)
         self._naive_warned = False
         self.summary = RunSummary(manifest=str(self.origin), ledger=None, started=clock())
         self._stopping = asyncio.Event()

@@ -163,7 +163,8 @@ class RowPreparer:
         shard = self.shard
         identified = []
         for row in rows:
-            identity = identify(row.values, self.ctx.base_dir, self.auto_external_id)
+            identity = identify(row.values, self.ctx.base_dir, self.auto_external_id,
+                                self.ctx.paths)
             key = identity.key or f"row:{self.manifest_id}:{row.number}"
             mine = shard is None or in_shard(
                 shard_key(identity, self.ctx.base_dir) if identity.key else key, shard)
@@ -194,7 +195,8 @@ class RowPreparer:
     def _prepare(self, row: ManifestRow, identity: Identity | None = None,
                  key: str = "") -> Prepared:
         if identity is None:
-            identity = identify(row.values, self.ctx.base_dir, self.auto_external_id)
+            identity = identify(row.values, self.ctx.base_dir, self.auto_external_id,
+                                self.ctx.paths)
             key = identity.key or f"row:{self.manifest_id}:{row.number}"
         try:
             if row.error is not None:

@@ -204,6 +204,16 @@ class SettingFields(BaseModel):
         "process only the rows whose key hashes to shard K of N (0 <= K < N); give each "
         "shard its own --ledger", "K/N", READS, MANIFEST)] = None
 
+    # --- where the recordings are (docs/sources.md) ----------------------------------------
+    recordings_root: Annotated[Path | None, Opt(
+        "relative recording paths start in DIR (default: the manifest's folder)", "DIR",
+        READS, MANIFEST)] = None
+    #: Absolute prefixes as the manifest's machine wrote them, and the folder each is here.
+    path_map: Annotated[Assignments, Opt(
+        "read recording paths that start with the folder FROM (as written where the manifest "
+        "was made, e.g. C:\\exports) as starting with TO here (repeatable)", "FROM=TO", READS,
+        MANIFEST)] = Field(default_factory=dict)
+
     # --- budgets ---------------------------------------------------------------------------
     max_errors: Annotated[ErrorBudget | None, BeforeValidator(parse_error_budget), Opt(
         "stop once N rows failed or were invalid, or N%% of the rows read so far (judged "
