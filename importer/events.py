@@ -21,6 +21,7 @@ from .errors import (
     LedgerError,
     ManifestError,
     NotTheApi,
+    StoreRefused,
     UsageError,
 )
 
@@ -83,7 +84,7 @@ OUTPUT_LOST = 5
 def stop_reason_for(exc: BaseException) -> StopReason | None:
     """The stop reason, hence the exit code, of an error that ends a command; None for an
     error that is a bug (exit 1). The one mapping, for runs and every other command."""
-    if isinstance(exc, AuthError):
+    if isinstance(exc, (AuthError, StoreRefused)):
         return StopReason.CREDENTIALS
     if isinstance(exc, NotTheApi):
         return StopReason.NOT_THE_API

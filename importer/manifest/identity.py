@@ -14,6 +14,7 @@ from functools import lru_cache
 from pathlib import Path, PurePosixPath
 from typing import NamedTuple
 
+from ..sources.locations import ObjectURL, is_object_url, object_url
 from .normalizers import undo_excel_number
 from .paths import NO_RULES, PathRules
 
@@ -32,9 +33,13 @@ def call_facts(call_date: str, caller_id: str, group_id: str) -> str:
     return f"{int(moment.timestamp())}|{caller_id}|{group_id}"
 
 
-def recording_path(text: str, base_dir: Path, rules: PathRules = NO_RULES) -> Path:
+def recording_path(text: str, base_dir: Path,
+                   rules: PathRules = NO_RULES) -> Path | ObjectURL:
     """The recording's absolute path: relative to the manifest's folder (or
-    ``--recordings-root``) unless absolute, read by ``rules`` (``paths``)."""
+    ``--recordings-root``) unless absolute, read by ``rules`` (``paths``); or the object an
+    ``s3://bucket/key`` names (``sources``), its form checked."""
+    if is_object_url(text):
+        return object_url(text)
     return Path(resolve_path(text, base_dir, rules))
 
 
@@ -109,7 +114,8 @@ def identify(values: Mapping[str, str], base_dir: Path, auto_external_id: bool,
     recording = ""
     if source_file:
         try:
-            recording = "file:" + resolve_path(source_file, base_dir, rules)
+            recording = source_file if is_object_url(source_file) else \
+                "file:" + resolve_path(source_file, base_dir, rules)
         except ValueError:  # a path no rule places here: known by its text until mapped
             recording = "file:" + source_file
     elif source_url:

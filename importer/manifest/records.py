@@ -12,9 +12,17 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    InstanceOf,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from ..errors import Problem, RowError
+from ..sources.locations import ObjectURL
 from .call_dates import RowContext, normalize_call_date
 from .identity import recording_path
 from .normalizers import NORMALIZERS
@@ -50,7 +58,7 @@ class UploadRecord(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    recording_file: Path | None = None
+    recording_file: Path | InstanceOf[ObjectURL] | None = None
     recording_url: str | None = None
     call_date: str
     group_id: str

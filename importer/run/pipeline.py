@@ -200,7 +200,7 @@ class ImportRun:
                 if s.preflight:
                     preflight = Preflight(ctx.client)
             await ask_first(ctx, manifest, self._rows)
-            stack.callback(ctx.close_destination)
+            stack.push_async_callback(ctx.close_parts)
             probes = ThreadPoolExecutor(min(s.concurrency, PROBE_THREADS),
                                         thread_name_prefix="probe")
             stack.callback(probes.shutdown, wait=False, cancel_futures=True)

@@ -26,16 +26,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..audio.info import AudioInfo
+from ..audio.objects import probe_object
 from ..audio.probing import probe
 from ..audio.urls import check_url_form, judge_url_answer
-from ..errors import ApiError, AudioError, MachineError
-from ..events import Outcome, RowEvent
+from ..errors import ApiError, AudioError, MachineError, StoreRefused
+from ..events import Outcome, RowEvent, StopReason
 from ..ledger.books import AttemptRecord
 from ..ledger.facts import FileFacts
 from ..ledger.schema import now
 from ..ledger.states import Status
 from ..ledger.store import SameAudio
 from ..manifest.identity import call_facts
+from ..sources.locations import ObjectURL
 from .context import Job, RunContext
 
 log = logging.getLogger("importer.pipeline")
@@ -79,11 +81,16 @@ class Vetting:
         """Whether the row may go on (a refusal is recorded here), and its file's facts. In a
         run that sends, a file row that may go is claimed: ``uploading``, durably."""
         s, path, url = self.ctx.settings, job.record.recording_file, job.record.recording_url
-        if path is not None and s.min_age and _modified_within(path, s.min_age):
+        if isinstance(path, Path) and s.min_age and _modified_within(path, s.min_age):
             self.ctx.outcomes.summary.min_age = s.min_age
             self.ctx.outcomes.emit(RowEvent(job.row, job.key, Outcome.TOO_NEW))
             return False, None
         try:
+            if isinstance(path, ObjectURL):
+                info = await probe_object(
+                    path, self.ctx.objects, s.max_file_size, max_duration=s.max_recording_duration,
+                    keep=INLINE_PROBE_BYTES if self.ctx.mode.sends else 0)
+                return await self._same_audio(job, info, claim), info
             if path is not None:
                 info = await self._probe(path, job.known)
                 return await self._same_audio(job, info, claim), info
@@ -96,6 +103,10 @@ class Vetting:
             return False, None
         except MachineError as exc:
             await self._short(job, exc)
+            return False, None
+        except StoreRefused as exc:  # every row from that store would be refused: stop
+            self.ctx.stop(StopReason.CREDENTIALS, str(exc))
+            self.ctx.fatal = self.ctx.fatal or exc
             return False, None
         except ApiError as exc:  # the URL's server could not be asked at all
             await self.refuse(job, f"{url}: cannot check the URL: {exc.message}",

@@ -213,6 +213,12 @@ class SettingFields(BaseModel):
         "read recording paths that start with the folder FROM (as written where the manifest "
         "was made, e.g. C:\\exports) as starting with TO here (repeatable)", "FROM=TO", READS,
         MANIFEST)] = Field(default_factory=dict)
+    #: Seconds a presigned URL lasts (None: objects are sent as bytes, streamed).
+    presign: Annotated[MaybeSeconds, Field(gt=0, le=7 * 86400), Opt(
+        "send s3:// recordings as a presigned recording_url, valid TTL from each attempt "
+        "(alone: 1h), that Convirza fetches, instead of streaming their bytes through this "
+        "machine (still checked first by ranged reads)", "TTL", UPLOADS, MANIFEST,
+        bare="1h")] = None
 
     # --- budgets ---------------------------------------------------------------------------
     max_errors: Annotated[ErrorBudget | None, BeforeValidator(parse_error_budget), Opt(
