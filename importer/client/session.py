@@ -205,6 +205,8 @@ class ConvirzaClient(Lookups):
         timeout = aiohttp.ClientTimeout(total=s.read_timeout + size / s.min_upload_rate,
                                         connect=s.connect_timeout, sock_read=s.read_timeout)
         fields = record.form_fields()
+        if audio is not None:  # sent as a file (a URL fetched here too): no recording_url
+            fields = [field for field in fields if field[0] != "recording_url"]
         if audio is not None and audio.source is not None and s.presign:
             fields, audio = await presigned(fields, audio.source, s.presign), None
         if audio is None or audio.data is not None:

@@ -192,7 +192,7 @@ class ImportRun:
             stack.push_async_exit(functools.partial(self._finish, ctx))
             self.observer.started(self.summary)
             preflight = None
-            if self.mode.sends or s.preflight or s.check_urls:
+            if self.mode.sends or s.preflight or s.check_urls or s.fetch_urls:
                 ctx.client = await stack.enter_async_context(ConvirzaClient(s))
                 ctx.client.observer = self.observer  # told of every request
                 if self.mode.sends or s.preflight:
@@ -223,7 +223,7 @@ class ImportRun:
         return manifest, RowPreparer(
             manifest.path.name, str(self.origin.resolve()), self._rows, s.auto_external_id,
             keep_fields=sends, keep_cells=self.mode.errors_out is not None,
-            keep_clean=sends or s.preflight, check_urls=s.check_urls,
+            keep_clean=sends or s.preflight, check_urls=s.check_urls or s.fetch_urls,
             shard=s.shard_of if s.shard is not None else None,
             ledger=self.ledger_path() if sends else None)
 

@@ -73,7 +73,55 @@ def _no_credentials_in_url(url: str) -> str:
     return url
 
 
-class SettingFields(BaseModel):
+def _header_spec(spec: str | None) -> str | None:
+    """``NAME=VARIABLE``: a header's name and the variable that holds its value (a value
+    given here instead would be a secret on the command line: refused, not echoed)."""
+    if spec is None:
+        return None
+    name, sep, variable = spec.partition("=")
+    if not sep or not re.fullmatch(r"[A-Za-z0-9-]+", name.strip()) or \
+            not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", variable.strip()):
+        raise ValueError("expected NAME=VARIABLE: a header's name and the environment "
+                         "variable that holds its value, e.g. Authorization=VENDOR_AUTH")
+    return f"{name.strip()}={variable.strip()}"
+
+
+class RecordingSources(BaseModel):
+    """The settings of where recordings are (docs/sources.md): paths written on another
+    machine, objects in a store, URLs behind credentials. Their own class only to keep each
+    class readable; ``SettingFields`` has them as its own."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    recordings_root: Annotated[Path | None, Opt(
+        "relative recording paths start in DIR (default: the manifest's folder)", "DIR",
+        READS, MANIFEST)] = None
+    #: Absolute prefixes as the manifest's machine wrote them, and the folder each is here.
+    path_map: Annotated[Assignments, Opt(
+        "read recording paths that start with the folder FROM (as written where the manifest "
+        "was made, e.g. C:\\exports) as starting with TO here (repeatable)", "FROM=TO", READS,
+        MANIFEST)] = Field(default_factory=dict)
+    #: Seconds a presigned URL lasts (None: objects are sent as bytes, streamed).
+    presign: Annotated[MaybeSeconds, Field(gt=0, le=7 * 86400), Opt(
+        "send s3:// recordings as a presigned recording_url, valid TTL from each attempt "
+        "(alone: 1h), that Convirza fetches, instead of streaming their bytes through this "
+        "machine (still checked first by ranged reads)", "TTL", UPLOADS, MANIFEST,
+        bare="1h")] = None
+    fetch_urls: Annotated[bool, Opt(
+        "fetch recording_url rows here, with the login ~/.netrc holds for the URL's host (or "
+        "--url-header), check them as files and send them as files: for URLs Convirza "
+        "cannot fetch itself (validate: needs credentials too)", commands=READS,
+        group=MANIFEST)] = False
+    url_header: Annotated[str | None, AfterValidator(_header_spec), Opt(
+        "with --fetch-urls, send the header NAME to the URLs' hosts, its value read from the "
+        "environment variable VARIABLE (the secret is never on the command line), e.g. "
+        "'Authorization=VENDOR_AUTH'", "NAME=VARIABLE", READS, MANIFEST)] = None
+    #: The value of ``url_header``'s variable, read with the environment (``resolve``).
+    url_header_value: Annotated[SecretStr | None, Opt(
+        "the value of --url-header's variable", secret=True, env=None, job=None)] = None
+
+
+class SettingFields(RecordingSources):
     """Every setting of a command as a field: its type, default, bounds, units and ``Opt``,
     checked together. Built through ``Settings``, which adds where the values come from."""
 
@@ -204,22 +252,6 @@ class SettingFields(BaseModel):
         "process only the rows whose key hashes to shard K of N (0 <= K < N); give each "
         "shard its own --ledger", "K/N", READS, MANIFEST)] = None
 
-    # --- where the recordings are (docs/sources.md) ----------------------------------------
-    recordings_root: Annotated[Path | None, Opt(
-        "relative recording paths start in DIR (default: the manifest's folder)", "DIR",
-        READS, MANIFEST)] = None
-    #: Absolute prefixes as the manifest's machine wrote them, and the folder each is here.
-    path_map: Annotated[Assignments, Opt(
-        "read recording paths that start with the folder FROM (as written where the manifest "
-        "was made, e.g. C:\\exports) as starting with TO here (repeatable)", "FROM=TO", READS,
-        MANIFEST)] = Field(default_factory=dict)
-    #: Seconds a presigned URL lasts (None: objects are sent as bytes, streamed).
-    presign: Annotated[MaybeSeconds, Field(gt=0, le=7 * 86400), Opt(
-        "send s3:// recordings as a presigned recording_url, valid TTL from each attempt "
-        "(alone: 1h), that Convirza fetches, instead of streaming their bytes through this "
-        "machine (still checked first by ranged reads)", "TTL", UPLOADS, MANIFEST,
-        bare="1h")] = None
-
     # --- budgets ---------------------------------------------------------------------------
     max_errors: Annotated[ErrorBudget | None, BeforeValidator(parse_error_budget), Opt(
         "stop once N rows failed or were invalid, or N%% of the rows read so far (judged "
@@ -320,7 +352,7 @@ class SettingFields(BaseModel):
 
     def secrets(self) -> list[str]:
         """Every secret value, so that log output can be scrubbed of them as a last defence."""
-        secrets = (self.token, self.password, self.client_secret)
+        secrets = (self.token, self.password, self.client_secret, self.url_header_value)
         return [v for s in secrets if s and len(v := s.get_secret_value()) >= 4]
 
 
