@@ -264,6 +264,9 @@ def _add_sandbox_command(sub: argparse._SubParsersAction[argparse.ArgumentParser
                      help="uploads above this get 413 (default 50MB)")
     sbx.add_argument("--store", default=":memory:", metavar="FILE",
                      help="keep received calls in this SQLite file (default: memory)")
+    sbx.add_argument("--fetch-urls", action="store_true",
+                     help="fetch each recording_url as Convirza would (loopback URLs only), "
+                          "refuse what is not mp3 or wav, and record the bytes it got")
     _add_sandbox_faults(sbx)
     sbx.add_argument("--seed", type=int, help="seed for the injected faults (reproducible)")
     sbx.add_argument("--seed-data", metavar="FILE",
