@@ -46,10 +46,12 @@ def test_objects_are_checked_by_ranged_reads_and_streamed_as_they_are(
 
     got = {c.file_name: c.file_sha256 for c in sandbox.store.calls()}
     assert got == {n: sha256_of(SAMPLES / n) for n in OBJECTS}
-    # the big wav was probed from its head, not downloaded to be checked: one ranged GET of
-    # 64 KiB, then one GET (If-Match) that streamed it into the upload
+    # one request per small object, as a plain download; the big wav (340 KB) was probed from
+    # its first 256 KiB (the whole of an object small enough to send from memory), then one
+    # GET (If-Match) streamed it into the upload
+    assert len(s3.seen.reads("call-0001")) == 1 and len(s3.seen.requests) == 4
     big = s3.seen.reads("call-0004")
-    assert [r[2] for r in big] == ["bytes=0-65535", ""]
+    assert [r[2] for r in big] == ["bytes=0-262143", ""]
     assert set(status_of(ledger).values()) == {"succeeded"}
 
     s3.reset()

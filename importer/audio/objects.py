@@ -1,6 +1,6 @@
-"""An object in a store checked as a file is, without downloading it: its size and ETag from
-one HEAD, its head (and an mp3's tail) from ranged GETs, read by the same header readers as a
-file (``probing``).
+"""An object in a store checked as a file is, without downloading it: its size, ETag and head
+from one ranged GET (an mp3's tail from a second), read by the same header readers as a file
+(``probing``).
 
 How the readers read an object they were written for files: the bytes fetched are written at
 their own offsets into a sparse scratch file of the object's size (the gap reads as zeros and
@@ -35,16 +35,16 @@ async def probe_object(url: ObjectURL, store: ObjectStore, max_size: int, *,
                        max_duration: float | None = None, keep: int = 0) -> AudioInfo:
     """Check the object ``url`` names as ``probing.probe`` checks a file; ``AudioError`` (or,
     for the store's own failures, ``MachineError`` or ``StoreRefused``) says why not."""
-    facts = await store.facts(url)
+    facts, head = await store.first(url, max(keep, HEAD_WINDOW))
     if facts.size == 0:
         raise AudioError(str(url), "empty object (0 bytes)")
     if facts.size > max_size:
         raise AudioError(str(url), f"too big: {facts.size:,} bytes, over the limit of "
                          f"{max_size:,} (--max-file-size)")
-    whole = facts.size <= max(keep, HEAD_WINDOW)
-    pieces = [(0, await store.read(url, 0, facts.size if whole else HEAD_WINDOW))]
-    if not whole and sniff(pieces[0][1][:4096]) == "mp3":
-        start = max(HEAD_WINDOW, facts.size - TAIL_WINDOW)
+    whole = len(head) == facts.size
+    pieces = [(0, head)]
+    if not whole and sniff(head[:4096]) == "mp3":
+        start = max(len(head), facts.size - TAIL_WINDOW)
         pieces.append((start, await store.read(url, start, facts.size)))
     info = await asyncio.to_thread(_probe_pieces, str(url), facts.size, pieces, max_size,
                                    max_duration, whole, keep)

@@ -96,7 +96,7 @@ class Vetting:
             if isinstance(path, ObjectURL):
                 info = await probe_object(
                     path, self.ctx.objects, s.max_file_size, max_duration=s.max_recording_duration,
-                    keep=INLINE_PROBE_BYTES if self.ctx.mode.sends else 0)
+                    keep=INLINE_PROBE_BYTES if self.ctx.mode.sends and not s.presign else 0)
                 return await self._same_audio(job, info, claim), info
             if path is not None:
                 info = await self._probe(path, job.known)

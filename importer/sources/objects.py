@@ -87,6 +87,30 @@ class ObjectStore:
         etag = str(info.get("ETag") or info.get("etag") or info.get("md5Hash") or "")
         return ObjectFacts(int(info.get("size") or 0), etag.strip('"'))
 
+    async def first(self, url: ObjectURL, length: int) -> tuple[ObjectFacts, bytes]:
+        """The object's facts and its first ``length`` bytes (all of it, if shorter): from S3
+        one ranged GET, whose answer tells the size (``Content-Range``) and the ETag, so that
+        a small object costs one request, as a plain download would; elsewhere a HEAD and a
+        ranged read."""
+        if url.protocol != "s3":
+            facts = await self.facts(url)
+            return facts, await self.read(url, 0, min(length, facts.size)) if facts.size else b""
+        fs = self.filesystem(url.protocol)
+        try:
+            answer = await fs._call_s3("get_object", Bucket=url.bucket, Key=url.key,
+                                       Range=f"bytes=0-{length - 1}")
+            try:
+                data: bytes = await answer["Body"].read()
+            finally:
+                answer["Body"].close()
+        except Exception as exc:
+            if _code(exc) == "InvalidRange":  # a range of an empty object
+                return ObjectFacts(0, ""), b""
+            raise _translated(url, exc) from None
+        total = str(answer.get("ContentRange", "")).rpartition("/")[2]
+        size = int(total) if total.isdigit() else len(data)
+        return ObjectFacts(size, str(answer.get("ETag", "")).strip('"')), data
+
     async def read(self, url: ObjectURL, start: int, end: int) -> bytes:
         """Bytes ``start`` to ``end`` (exclusive) of the object: one ranged GET."""
         try:
