@@ -56,6 +56,8 @@ MaybeSeconds = Annotated[FiniteFloat | None, BeforeValidator(
     lambda v: v if v is None else parse_duration(v))]
 Assignments = Annotated[dict[str, str], BeforeValidator(parse_assignments)]
 VERIFY = frozenset({"verify"})
+#: The commands that turn a folder or a prefix into a manifest (``run SOURCE --template``).
+SCANS = frozenset({"run", "scan"})
 
 
 def _no_credentials_in_url(url: str) -> str:
@@ -116,6 +118,15 @@ class RecordingSources(BaseModel):
         "with --fetch-urls, send the header NAME to the URLs' hosts, its value read from the "
         "environment variable VARIABLE (the secret is never on the command line), e.g. "
         "'Authorization=VENDOR_AUTH'", "NAME=VARIABLE", READS, MANIFEST)] = None
+    template: Annotated[str | None, Opt(
+        "read each recording's call facts from its name: a preset (asterisk, connect) or a "
+        "template such as '{caller_id}-{ring_to}-{call_date:%%Y%%m%%d-%%H%%M%%S}-"
+        "{external_id}.wav' (run: SOURCE is then a folder or an s3:// prefix, scanned "
+        "first)", "T", SCANS, MANIFEST)] = None
+    scan_since: Annotated[str | None, Opt(
+        "list only files modified since TIME: a time (2025-03-04T02:00, UTC unless it says), "
+        "an age (26h), or last (the newest file the previous scan into the same manifest "
+        "saw)", "TIME", SCANS, MANIFEST, flag="--since")] = None
     #: The value of ``url_header``'s variable, read with the environment (``resolve``).
     url_header_value: Annotated[SecretStr | None, Opt(
         "the value of --url-header's variable", secret=True, env=None, job=None)] = None
@@ -198,7 +209,7 @@ class SettingFields(RecordingSources):
         job="columns")] = Field(default_factory=dict)
     defaults: Annotated[Assignments, Opt(
         "value of FIELD for rows that leave it empty (repeatable), e.g. --set group_id=12",
-        "FIELD=VALUE", READS, MANIFEST, flag="--set", job="defaults")] = \
+        "FIELD=VALUE", READS | {"scan"}, MANIFEST, flag="--set", job="defaults")] = \
         Field(default_factory=dict)
     #: A TOML file of ``[columns]`` (column = field) and ``[defaults]`` (field = value), read
     #: when the settings are built, under ``column_map`` and ``defaults``: an entry given

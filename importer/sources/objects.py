@@ -6,7 +6,7 @@ Credentials and endpoints are AWS's own conventions, read by botocore: the stand
 ``AWS_ENDPOINT_URL_S3`` / ``AWS_ENDPOINT_URL`` for S3-compatible stores. None of them is ever
 an option of ours, so none reaches the command line, a log or the ledger.
 
-What a store's refusal means is decided here, once (``_translated``): a missing key or a
+What a store's refusal means is decided here, once (``translated``): a missing key or a
 denied object is the row's own (``AudioError``: one reason on that row); a throttled or
 unreachable store is not (``MachineError``: the row stays pending for a later run); refused
 credentials (expired, unknown, none at all) are every row's (``StoreRefused``: the run stops
@@ -81,7 +81,7 @@ class ObjectStore:
         try:
             info = await fs._info(_path(url), refresh=True)
         except Exception as exc:  # fsspec's stores raise what they like: translated here
-            raise _translated(url, exc) from None
+            raise translated(url, exc) from None
         if info.get("type") == "directory":
             raise AudioError(str(url), "no such object (a folder of the store has that name)")
         etag = str(info.get("ETag") or info.get("etag") or info.get("md5Hash") or "")
@@ -106,7 +106,7 @@ class ObjectStore:
         except Exception as exc:
             if _code(exc) == "InvalidRange":  # a range of an empty object
                 return ObjectFacts(0, ""), b""
-            raise _translated(url, exc) from None
+            raise translated(url, exc) from None
         total = str(answer.get("ContentRange", "")).rpartition("/")[2]
         size = int(total) if total.isdigit() else len(data)
         return ObjectFacts(size, str(answer.get("ETag", "")).strip('"')), data
@@ -117,7 +117,7 @@ class ObjectStore:
             data: bytes = await self.filesystem(url.protocol)._cat_file(
                 _path(url), start=start, end=end)
         except Exception as exc:
-            raise _translated(url, exc) from None
+            raise translated(url, exc) from None
         return data
 
     async def chunks(self, url: ObjectURL, facts: ObjectFacts,
@@ -134,14 +134,14 @@ class ObjectStore:
             answer = await fs._call_s3("get_object", Bucket=url.bucket, Key=url.key,
                                        IfMatch=f'"{facts.etag}"')
         except Exception as exc:
-            raise _translated(url, exc) from None
+            raise translated(url, exc) from None
         body = answer["Body"]
         try:
             while True:
                 try:
                     piece = await body.read(size)
                 except Exception as exc:
-                    raise _translated(url, exc) from None
+                    raise translated(url, exc) from None
                 if not piece:
                     return
                 yield piece
@@ -162,7 +162,7 @@ class ObjectStore:
             raise UsageError(f"--presign: {url.protocol}:// objects cannot be presigned here"
                              ) from None
         except Exception as exc:
-            raise _translated(url, exc) from None
+            raise translated(url, exc) from None
         return signed
 
     async def close(self) -> None:
@@ -188,7 +188,7 @@ def _code(exc: BaseException) -> str:
     return ""
 
 
-def _translated(url: ObjectURL, exc: BaseException) -> Exception:
+def translated(url: ObjectURL, exc: BaseException) -> Exception:
     """A store's failure as one of ours (see the module docstring)."""
     code, name = _code(exc), type(exc).__name__
     code = {"403": "AccessDenied", "404": "NoSuchKey"}.get(code, code)  # a HEAD has no body
