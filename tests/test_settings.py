@@ -224,3 +224,19 @@ def test_config_shows_values_and_sources_with_secrets_masked(
     assert found["timeout"]["env"] == "CONVIRZA_TIMEOUT"
     assert found["token"]["value"] == "****************" + SECRET[-4:]
     assert found["password"]["value"] is None
+
+
+def test_where_recordings_are_is_set_as_every_setting_is() -> None:
+    """--recordings-root, --path-map, --presign and --url-header: flags, variables, a secret
+    read from the variable the header names, and bounds."""
+    env = {"CONVIRZA_PATH_MAP": "C:\\exports=/mnt/exports;\\\\nas\\calls=/mnt/nas",
+           "CONVIRZA_RECORDINGS_ROOT": "/mnt/calls", "VENDOR_AUTH": "Bearer v-0123456789"}
+    s = resolve({"presign": "1h", "fetch_urls": True, "url_header": "Authorization=VENDOR_AUTH"},
+                env).settings
+    assert s.path_map == {"C:\\exports": "/mnt/exports", "\\\\nas\\calls": "/mnt/nas"}
+    assert s.recordings_root == Path("/mnt/calls") and s.presign == 3600
+    assert s.url_header_value is not None and "Bearer v-0123456789" in s.secrets()
+    with pytest.raises(UsageError, match="presign"):
+        resolve({"presign": "8d"}, {})
+    with pytest.raises(UsageError, match="NAME=VARIABLE"):
+        resolve({"url_header": "Authorization: Bearer x"}, {})
