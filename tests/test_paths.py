@@ -87,3 +87,24 @@ def test_a_manifest_from_windows_runs_with_a_root_and_a_map(
     assert code == 0
     assert set(status_of(ledger).values()) == {"succeeded"}
     assert sorted(c.file_name for c in sandbox.store.calls()) == ["REC-1.wav", "REC-2.mp3"]
+
+
+def test_errors_out_keeps_recording_paths_that_do_not_start_beside_the_manifest(
+        tmp_path: Path) -> None:
+    """--errors-out rewrites a relative path for the folder it is written in; not a path under
+    --recordings-root, a Windows path, nor an object's URL, which are where they are."""
+    root = tmp_path / "recordings"
+    root.mkdir()
+    manifest = write_manifest(tmp_path / "m.csv", [
+        good_row(external_id="E-1", recording_file="2024\\missing.wav"),
+        good_row(external_id="E-2", recording_file="s3://bucket/calls/a.wav", caller_id="x"),
+        good_row(external_id="E-3", recording_file="sub/missing.wav")])
+    (tmp_path / "out").mkdir()
+    errors = tmp_path / "out" / "errors.csv"
+
+    assert main(["validate", str(manifest), "--recordings-root", str(root),
+                 "--errors-out", str(errors), "--timezone", "UTC"]) == 1
+
+    text = errors.read_text(encoding="utf-8-sig")
+    assert "2024\\missing.wav" in text and "s3://bucket/calls/a.wav" in text
+    assert ",sub/missing.wav\n" in text  # as written, not made relative to out/

@@ -43,6 +43,12 @@ class RowContext:
     #: one of them needs no exact comparison, which costs more than parsing it.
     safe_days: range = field(init=False, repr=False, compare=False)
 
+    @property
+    def paths_beside_manifest(self) -> Path | None:
+        """The manifest's folder when relative recording paths start there; None when they
+        start at ``--recordings-root`` (and mean the same from wherever a file names them)."""
+        return self.base_dir if self.paths.root is None else None
+
     def __post_init__(self) -> None:
         latest = self.now + FUTURE_SLACK
         object.__setattr__(self, "latest", latest)

@@ -150,7 +150,7 @@ class ImportRun:
                 files.callback(manifest.close)
                 if self.mode.errors_out is not None:
                     invalid_rows = files.enter_context(InvalidRowsCsv.create(
-                        self.mode.errors_out, manifest.fields(), self._rows.base_dir))
+                        self.mode.errors_out, manifest.fields(), self._rows.paths_beside_manifest))
             path = self.ledger_path() if self.mode.sends else Path(scratch) / "validate.sqlite"
             opened = await asyncio.to_thread(Ledger.open, path, create=manifest is not None,
                                              durable=self.mode.sends)
