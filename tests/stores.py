@@ -38,7 +38,10 @@ class Seen:
     bytes_served: int = 0
 
     def reads(self, key: str = "") -> list[tuple[str, str, str]]:
-        return [r for r in self.requests if r[0] == "GET" and key in r[1] and "?" not in r[1]]
+        """The GETs of objects (not listings: ``/bucket?list-type=2``), their key holding
+        ``key``; signed URLs' queries left out."""
+        paths = [(r, r[1].partition("?")[0]) for r in self.requests if r[0] == "GET"]
+        return [r for r, path in paths if path.strip("/").count("/") >= 1 and key in path]
 
 
 class S3Store:

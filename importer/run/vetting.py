@@ -32,6 +32,7 @@ from ..audio.objects import probe_object
 from ..audio.probing import probe, sniff
 from ..audio.urls import check_url_form, judge_url_answer
 from ..client.fetching import UrlAuth, aiohttp_timeout, fetch_recording, shown
+from ..client.objects import SignedReads
 from ..errors import ApiError, AudioError, MachineError, StoreRefused
 from ..events import Outcome, RowEvent, StopReason
 from ..ledger.books import AttemptRecord
@@ -81,6 +82,8 @@ class Vetting:
         #: Calls on their way in this run (by audio and facts), and the claims that hold them:
         #: several, when explicit external_ids tell rows of the same audio and facts apart.
         self.claims: dict[Slot, list[Claim]] = {}
+        if ctx.client is not None:  # objects read on the client's session, cheaper
+            ctx.objects.signed = SignedReads(ctx.client.session, ctx.objects)
         #: Where fetched recordings wait for their upload (``--fetch-urls``), made on first use.
         self._scratch: tempfile.TemporaryDirectory[str] | None = None
 

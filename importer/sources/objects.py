@@ -16,9 +16,10 @@ with one line). A store's own message is never repeated, only its error code.
 from __future__ import annotations
 
 import errno
+import re
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from ..errors import AudioError, MachineError, StoreRefused, UsageError
 from .locations import ObjectURL
@@ -40,6 +41,17 @@ class ObjectFacts:
     etag: str
 
 
+class SignedReads(Protocol):
+    """Reads of S3 objects another part makes (the client, on its own HTTP session)."""
+
+    async def first(self, url: ObjectURL, length: int) -> tuple[ObjectFacts, bytes]: ...
+
+    async def read(self, url: ObjectURL, start: int, end: int) -> bytes: ...
+
+    def chunks(self, url: ObjectURL, facts: ObjectFacts,
+               size: int) -> AsyncGenerator[bytes, None]: ...
+
+
 @dataclass(frozen=True)
 class ObjectSource:
     """A checked object and the store it is read from: what an upload streams, or presigns."""
@@ -56,6 +68,9 @@ class ObjectStore:
     def __init__(self, retries: int = RETRIES) -> None:
         self._fs: dict[str, Any] = {}
         self._retries = retries
+        #: S3 objects' bytes read through presigned URLs on the client's session, when the
+        #: run has one (``client.objects.SignedReads``); else through s3fs.
+        self.signed: SignedReads | None = None
 
     def filesystem(self, protocol: str) -> Any:
         """The protocol's filesystem; a ``UsageError`` naming the package it needs."""
@@ -92,6 +107,8 @@ class ObjectStore:
         one ranged GET, whose answer tells the size (``Content-Range``) and the ETag, so that
         a small object costs one request, as a plain download would; elsewhere a HEAD and a
         ranged read."""
+        if url.protocol == "s3" and self.signed is not None:
+            return await self.signed.first(url, length)
         if url.protocol != "s3":
             facts = await self.facts(url)
             return facts, await self.read(url, 0, min(length, facts.size)) if facts.size else b""
@@ -113,6 +130,8 @@ class ObjectStore:
 
     async def read(self, url: ObjectURL, start: int, end: int) -> bytes:
         """Bytes ``start`` to ``end`` (exclusive) of the object: one ranged GET."""
+        if url.protocol == "s3" and self.signed is not None:
+            return await self.signed.read(url, start, end)
         try:
             data: bytes = await self.filesystem(url.protocol)._cat_file(
                 _path(url), start=start, end=end)
@@ -125,6 +144,10 @@ class ObjectStore:
         """The object's bytes in pieces of at most ``size``, in constant memory. From S3, one
         GET that holds the ETag checked (``If-Match``): other bytes under the key are refused
         by the store itself; elsewhere, ranged reads of the checked size."""
+        if url.protocol == "s3" and self.signed is not None:
+            async for piece in self.signed.chunks(url, facts, size):
+                yield piece
+            return
         fs = self.filesystem(url.protocol)
         if url.protocol != "s3":
             for start in range(0, facts.size, size):
@@ -188,9 +211,27 @@ def _code(exc: BaseException) -> str:
     return ""
 
 
+def answered(url: ObjectURL, status: int, body: bytes) -> Exception:
+    """A store's error answer to a plain HTTP request (a presigned URL's) as one of ours: its
+    XML ``<Code>``, else its status, meant as ``translated`` means them."""
+    found = re.search(rb"<Code>([A-Za-z0-9.]{1,64})</Code>", body[:4096])
+    code = found.group(1).decode() if found else str(status)
+    return _by_code(url, code, "HTTPError" if found else f"HTTP {status}")
+
+
 def translated(url: ObjectURL, exc: BaseException) -> Exception:
     """A store's failure as one of ours (see the module docstring)."""
     code, name = _code(exc), type(exc).__name__
+    if not code and isinstance(exc, FileNotFoundError):
+        code = "NoSuchKey"
+    elif not code and isinstance(exc, PermissionError):
+        code = "AccessDenied"
+    elif not code and isinstance(exc, OSError) and exc.errno == errno.EBUSY:
+        code = "SlowDown"
+    return _by_code(url, code, name)
+
+
+def _by_code(url: ObjectURL, code: str, name: str) -> Exception:
     code = {"403": "AccessDenied", "404": "NoSuchKey"}.get(code, code)  # a HEAD has no body
     shown = str(url)
     if code in CREDENTIAL_CODES or name in ("NoCredentialsError", "PartialCredentialsError",
@@ -199,13 +240,13 @@ def translated(url: ObjectURL, exc: BaseException) -> Exception:
     if code in ("PreconditionFailed", "412"):
         return AudioError(shown, "changed since it was checked (another ETag); not sent: run "
                           "again to check it anew")
-    if isinstance(exc, FileNotFoundError) or code in ("NoSuchKey", "404", "NoSuchBucket"):
+    if code in ("NoSuchKey", "NoSuchBucket"):
         what = "no such bucket" if code == "NoSuchBucket" else "no such object"
         return AudioError(shown, what)
-    if isinstance(exc, PermissionError) or code in ("AccessDenied", "403"):
-        return AudioError(shown, f"access denied ({code or 'AccessDenied'}): the credentials "
-                          "in use may not read this object")
-    if (isinstance(exc, OSError) and exc.errno == errno.EBUSY) or code in ("SlowDown", "503"):
+    if code == "AccessDenied":
+        return AudioError(shown, "access denied (AccessDenied): the credentials in use may not "
+                          "read this object")
+    if code in ("SlowDown", "503"):
         return MachineError(shown, f"the store kept throttling ({code or 'SlowDown'}) after "
                             f"{RETRIES} tries; left for a later run")
     return MachineError(shown, f"the store could not be read ({code or name}); left for a "
