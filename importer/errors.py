@@ -9,6 +9,7 @@ branches to exit codes in one place (``cli.exit_code_for``)::
     ├── RowError                one row is invalid (every problem of it); the run goes on
     ├── AudioError              one recording cannot be sent as it is
     ├── MachineError            this machine ran short (open files, memory): not the row's
+    ├── StoreRefused            an object store refused our credentials (expired...)  exit 3
     ├── Stopped                 a stop ended a wait before the request left (kept inside)
     ├── ApiError                the API refused, or could not be reached
     │   ├── AuthError           401/403 or a refused login                   exit 3
@@ -115,6 +116,19 @@ class MachineError(ImporterError):
         self.path = path
         self.reason = reason
         super().__init__(f"{path}: {reason}")
+
+
+class StoreRefused(ImporterError):
+    """An object store (S3...) refused the credentials themselves (expired, unknown, none
+    found), not one object: every further row from it would be refused too, so the run stops
+    with one line and the rows not sent stay pending. ``code`` is the store's error code; the
+    credentials are never part of it."""
+
+    def __init__(self, protocol: str, code: str) -> None:
+        self.protocol = protocol
+        self.code = code
+        super().__init__(f"the {protocol}:// store refused this machine's credentials ({code}): "
+                         "renew them (AWS's own variables, profile or role) and run again")
 
 
 class Stopped(ImporterError):

@@ -19,7 +19,9 @@ from .errors import (
     LedgerError,
     ManifestError,
     NotTheApi,
+    StoreRefused,
     UsageError,
+    ours_in,
 )
 
 log = logging.getLogger("importer.events")
@@ -81,7 +83,7 @@ OUTPUT_LOST = 5
 def stop_reason_for(exc: BaseException) -> StopReason | None:
     """The stop reason, hence the exit code, of an error that ends a command; None for an
     error that is a bug (exit 1). The one mapping, for runs and every other command."""
-    if isinstance(exc, AuthError):
+    if isinstance(exc, (AuthError, StoreRefused)):
         return StopReason.CREDENTIALS
     if isinstance(exc, NotTheApi):
         return StopReason.NOT_THE_API
@@ -94,6 +96,15 @@ def stop_reason_for(exc: BaseException) -> StopReason | None:
     if isinstance(exc, (KeyboardInterrupt, asyncio.CancelledError)):
         return StopReason.INTERRUPTED
     return None
+
+
+def run_stop_reason(exc: BaseException) -> StopReason:
+    """The stop reason of an error that ends a run (a group's by the first error of ours in
+    it): what the run's record and summary say; a bug is a setup failure there."""
+    if isinstance(exc, BaseExceptionGroup):
+        ours = ours_in(exc)
+        return run_stop_reason(ours) if ours is not None else StopReason.SETUP
+    return stop_reason_for(exc) or StopReason.SETUP
 
 
 @dataclass(frozen=True)

@@ -146,3 +146,32 @@ def distinct_copy(source: Path, target: Path, salt: int) -> Path:
 
 def sample_files() -> list[Path]:
     return sorted(p for p in SAMPLES.iterdir() if p.suffix in (".wav", ".mp3"))
+
+
+@pytest.fixture(scope="session")
+def s3_store() -> Iterator[Any]:
+    """One S3 server (moto's, on loopback, behind a fault proxy: ``stores``) for the session."""
+    from .stores import S3Store
+    with S3Store() as store:
+        yield store
+
+
+@pytest.fixture
+def s3(s3_store: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """The session's S3 store, its faults and counts cleared, found by the importer through
+    AWS's own variables only (an endpoint and test credentials)."""
+    s3_store.reset()
+    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", s3_store.url)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing-secret-key-0123456789")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent")
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    # botocore's own retries, as a user sets them: a throttled request is given up in a
+    # second, not after botocore's five attempts inside each of s3fs's three
+    monkeypatch.setenv("AWS_RETRY_MODE", "standard")
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "2")
+    return s3_store

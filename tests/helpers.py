@@ -5,6 +5,7 @@ these from here, never from each other.)"""
 from __future__ import annotations
 
 import asyncio
+import base64
 import csv
 import heapq
 import sqlite3
@@ -160,3 +161,80 @@ class StandIn:
         asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(10)
+
+
+class Vendor:
+    """A vendor's recording server on loopback, as Twilio's is: ``/rec/NAME`` (no extension)
+    needs basic auth (``vendor-user``/``vendor-pass-9f3e2b``), ``/key/NAME`` an ``X-Api-Key``
+    header, ``/moved/NAME`` (basic auth) redirects to ``/cdn/NAME`` on another host
+    (``localhost`` instead of ``127.0.0.1``), which needs nothing and keeps the headers it got;
+    ``/page`` is an HTML page. Recordings are the sample files by name."""
+
+    USER, PASSWORD, KEY = "vendor-user", "vendor-pass-9f3e2b", "key-7c1d5a0e93"
+
+    def __init__(self) -> None:
+        self.url = ""
+        self.cdn_headers: list[dict[str, str]] = []
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._runner: web.AppRunner | None = None
+
+    def _recording(self, request: web.Request) -> web.Response:
+        path = SAMPLES / request.match_info["name"]
+        if not path.is_file():
+            return web.Response(status=404)
+        return web.Response(body=path.read_bytes(), content_type="application/octet-stream")
+
+    async def _basic(self, request: web.Request) -> web.Response:
+        auth = request.headers.get("Authorization", "")
+        if auth != _basic(self.USER, self.PASSWORD):
+            return web.Response(status=401, headers={"WWW-Authenticate": 'Basic realm="rec"'})
+        return self._recording(request)
+
+    async def _key(self, request: web.Request) -> web.Response:
+        if request.headers.get("X-Api-Key") != self.KEY:
+            return web.Response(status=403)
+        return self._recording(request)
+
+    async def _moved(self, request: web.Request) -> web.Response:
+        auth = request.headers.get("Authorization", "")
+        if auth != _basic(self.USER, self.PASSWORD):
+            return web.Response(status=401)
+        port = self.url.rpartition(":")[2]
+        raise web.HTTPFound(f"http://localhost:{port}/cdn/{request.match_info['name']}")
+
+    async def _cdn(self, request: web.Request) -> web.Response:
+        self.cdn_headers.append(dict(request.headers))
+        return self._recording(request)
+
+    @staticmethod
+    async def _page(request: web.Request) -> web.Response:
+        return web.Response(text="<html><body>Sign in</body></html>", content_type="text/html")
+
+    async def _start(self) -> str:
+        app = web.Application()
+        app.router.add_get("/rec/{name}", self._basic)
+        app.router.add_get("/key/{name}", self._key)
+        app.router.add_get("/moved/{name}", self._moved)
+        app.router.add_get("/cdn/{name}", self._cdn)
+        app.router.add_get("/page", self._page)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        return f"http://127.0.0.1:{self._runner.addresses[0][1]}"
+
+    def __enter__(self) -> Vendor:
+        self._thread.start()
+        self.url = asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(10)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        assert self._runner is not None
+        asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+
+
+def _basic(user: str, password: str) -> str:
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()

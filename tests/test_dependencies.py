@@ -35,14 +35,19 @@ def imported_modules(package: Path) -> set[str]:
 
 #: Declared, though no ``import`` names them: data that a standard module reads.
 DATA = {"tzdata": "zoneinfo's database, where the system has none (slim images, Windows)"}
+#: Imported only where an extra is used (``sources.objects``: s3:// recordings), and declared
+#: in that extra, not among the runtime dependencies.
+EXTRAS = {"fsspec": "s3"}
 
 
 def test_runtime_dependencies_are_what_the_package_imports() -> None:
     declared = {normalized(re.split(r"[\s<>=!~;\[]", r, maxsplit=1)[0])
                 for r in PROJECT["dependencies"]}
     owners = packages_distributions()
-    used = {normalized(dist) for module in imported_modules(ROOT / "importer")
+    used = {normalized(dist) for module in imported_modules(ROOT / "importer") - set(EXTRAS)
             for dist in owners[module]}
+    extras = PROJECT["optional-dependencies"]
+    assert all(any(r.startswith(m) for r in extras[x]) for m, x in EXTRAS.items())
 
     assert used | set(DATA) == declared
     assert not {"pandas", "aiofiles", "numpy"} & declared

@@ -38,7 +38,9 @@ def test_every_flag_of_a_setting_comes_from_its_declaration() -> None:
             continue
         for action in sub._actions:
             flag = next((o for o in action.option_strings if o.startswith("--")), None)
-            if flag in by_flag:
+            # a command may have an option of its own of the same name where the setting
+            # does not apply (retry's --since: rows last tried since; scan's: files modified)
+            if flag in by_flag and (name == "config" or name in by_flag[flag].opt.commands):
                 assert action.dest == by_flag[flag].name, (name, flag)
                 assert by_flag[flag].opt.help in (action.help or ""), (name, flag)
     # config takes every setting that has a flag, to show what wins.
@@ -274,3 +276,19 @@ def test_a_refused_token_is_named_by_where_it_came_from(
     assert f"refused the token from {named.format(file=token_file, job=job)}" in err, err
     assert "wrong-token-1234" not in err
     assert "CONVIRZA_TOKEN / --token-file" not in err  # not a guess at where it came from
+
+
+def test_where_recordings_are_is_set_as_every_setting_is() -> None:
+    """--recordings-root, --path-map, --presign and --url-header: flags, variables, a secret
+    read from the variable the header names, and bounds."""
+    env = {"CONVIRZA_PATH_MAP": "C:\\exports=/mnt/exports;\\\\nas\\calls=/mnt/nas",
+           "CONVIRZA_RECORDINGS_ROOT": "/mnt/calls", "VENDOR_AUTH": "Bearer v-0123456789"}
+    s = resolve({"presign": "1h", "fetch_urls": True, "url_header": "Authorization=VENDOR_AUTH"},
+                env).settings
+    assert s.path_map == {"C:\\exports": "/mnt/exports", "\\\\nas\\calls": "/mnt/nas"}
+    assert s.recordings_root == Path("/mnt/calls") and s.presign == 3600
+    assert s.url_header_value is not None and "Bearer v-0123456789" in s.secrets()
+    with pytest.raises(UsageError, match="presign"):
+        resolve({"presign": "8d"}, {})
+    with pytest.raises(UsageError, match="NAME=VARIABLE"):
+        resolve({"url_header": "Authorization: Bearer x"}, {})

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from ..sources.objects import ObjectSource
+
 AudioFormat = Literal["mp3", "wav"]
 CONTENT_TYPES: dict[AudioFormat, str] = {"mp3": "audio/mpeg", "wav": "audio/wav"}
 ACCEPTED: tuple[AudioFormat, ...] = ("mp3", "wav")
@@ -35,6 +37,8 @@ class AudioInfo:
     #: The whole file, for a small one (``probe(keep=...)``): the bytes checked and hashed are
     #: the bytes sent, with no second read.
     data: bytes | None = field(default=None, repr=False, compare=False)
+    #: Where an object's bytes are (``audio.objects``): sent from there, not from ``path``.
+    source: ObjectSource | None = field(default=None, repr=False, compare=False)
 
     @property
     def content_type(self) -> str:

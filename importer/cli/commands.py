@@ -34,6 +34,7 @@ from .lookup import cmd_lookup
 from .parser import build_parser
 from .report import cmd_report
 from .running import cmd_retry, cmd_run, cmd_verify
+from .scan import cmd_scan
 
 
 def exit_code_for(exc: BaseException) -> int:
@@ -53,13 +54,14 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "lookup": cmd_lookup,
     "sandbox": cmd_sandbox,
     "demo": cmd_demo,
+    "scan": cmd_scan,
 }
 
 
 #: The commands whose output is a by-product of their work: a reader that exits, a full disk
 #: or a closed terminal must not stop them (``streams``); for the others (report, lookup,
 #: config) the output is the work, and a reader that exits early took what it wanted.
-WORKING = frozenset({"run", "validate", "retry", "verify", "demo", "sandbox"})
+WORKING = frozenset({"run", "validate", "retry", "verify", "demo", "sandbox", "scan"})
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -108,7 +108,7 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
         raise UsageError(f"--rate-schedule: {exc}") from None
     config = SandboxConfig(
         seed=seed, users=users, static_tokens=frozenset(args.token), token_ttl=args.token_ttl,
-        max_file_size=max_file_size, store_path=args.store,
+        max_file_size=max_file_size, store_path=args.store, fetch_urls=args.fetch_urls,
         faults=Faults(fail_rate=args.fail_rate, call_list_fail_rate=args.call_list_fail_rate,
                       ambiguous_rate=args.ambiguous_rate,
                       lost_answer_rate=args.lost_answer_rate, reset_rate=args.reset_rate,

@@ -74,6 +74,10 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
     "sandbox": ("--port 8765 --token dev-token",
                 "--port 8765 --token dev-token --rate-limit 5 --fail-rate 0.1 --seed 7"),
     "demo": ("", "--ledger /tmp/demo.sqlite --concurrency 8"),
+    "scan": ("/var/spool/asterisk/monitor --template asterisk --set group_id=12 -o calls.csv",
+             "s3://acme-connect/CallRecordings/ --template connect --since last -o calls.csv",
+             "exports/ --template '{caller_id}-{ring_to}-{call_date:%Y%m%d-%H%M%S}-"
+             "{external_id}.wav' -o calls.csv"),
 }
 
 
@@ -104,6 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     _add_sending_commands(sub)
+    _add_scan_command(sub)
     _add_ledger_commands(sub)
     _add_lookup_command(sub)
     _add_sandbox_command(sub)
@@ -118,7 +123,8 @@ def _add_sending_commands(sub: argparse._SubParsersAction[argparse.ArgumentParse
                                      "same command again skips what succeeded.",
                          epilog=_epilog("run", RUN_EPILOG), formatter_class=RAW)
     run.add_argument("manifest", type=Path, nargs="?", metavar="MANIFEST",
-                     help=MANIFEST_HELP + " (default: the --job file's)")
+                     help=MANIFEST_HELP + " (default: the --job file's); with --template, "
+                          "a folder or an s3:// prefix to scan first (see scan)")
     run.add_argument("--errors-out", type=Path, metavar="FILE",
                      help="write the invalid rows, with what is wrong, to FILE (CSV): fix "
                           "them there, then run FILE with the same --ledger")
@@ -165,6 +171,22 @@ def _add_sending_commands(sub: argparse._SubParsersAction[argparse.ArgumentParse
                      help="only rows last tried at or after TIME (ISO 8601, UTC, e.g. "
                           "2025-03-04 or 2025-03-04T10:00)")
     _add_options(rty, "retry")
+
+
+def _add_scan_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    scn = sub.add_parser("scan", help="a folder or an s3:// prefix of recordings into a "
+                                      "manifest, from each file's name",
+                         description="Walk SOURCE (a folder, or an s3:// prefix) and write a "
+                                     "manifest with a row per .wav or .mp3 whose name fits "
+                                     "--template; names that do not fit are listed, not "
+                                     "guessed. Exit 0 when every file fit, else 1.",
+                         epilog=_epilog("scan", EPILOG), formatter_class=RAW)
+    scn.add_argument("source", metavar="SOURCE", help="a folder, or a prefix s3://bucket/folder/")
+    scn.add_argument("-o", "--output", type=Path, required=True, metavar="FILE",
+                     help="the manifest to write (CSV, replaced whole); beside it "
+                          "FILE.unmatched.txt lists the names that did not fit, and FILE.mark "
+                          "the newest file seen (--since last)")
+    _add_options(scn, "scan")
 
 
 def _add_ledger_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -267,6 +289,9 @@ def _add_sandbox_command(sub: argparse._SubParsersAction[argparse.ArgumentParser
                      help="uploads above this get 413 (default 50MB)")
     sbx.add_argument("--store", default=":memory:", metavar="FILE",
                      help="keep received calls in this SQLite file (default: memory)")
+    sbx.add_argument("--fetch-urls", action="store_true",
+                     help="fetch each recording_url as Convirza would (loopback URLs only), "
+                          "refuse what is not mp3 or wav, and record the bytes it got")
     _add_sandbox_faults(sbx)
     sbx.add_argument("--seed", type=int, help="seed for the injected faults (reproducible)")
     sbx.add_argument("--seed-data", metavar="FILE",

@@ -35,6 +35,7 @@ from ..run.verify import Verifier
 from ..settings.resolve import Settings
 from . import logs, streams
 from .arguments import plan_of, setup_logging
+from .scan import scanned_manifest
 from .stopping import until_signalled
 
 if TYPE_CHECKING:
@@ -45,7 +46,8 @@ log = logging.getLogger("importer.cli")
 
 def cmd_run(args: argparse.Namespace, upload: bool) -> int:
     upload = upload and not getattr(args, "dry_run", False)
-    chosen = plan_of(args, args.manifest, reads=True)
+    manifest = (scanned_manifest(args) if upload else None) or args.manifest
+    chosen = plan_of(args, manifest, reads=True)
     settings = chosen.settings
     setup_logging(settings, args.verbose)
     if args.skip_duplicate_audio:

@@ -69,6 +69,10 @@ class CheckedFile(Payload):
         if held is not None:
             await writer.write(held)
 
+    def finish(self) -> None:
+        """The file's handle closed, the request over (sent or not)."""
+        self._handle.close()
+
     def _change(self, what: str) -> Changed:
         self.changed = AudioError(
             str(self._audio.path), f"changed while it was sent ({what}); the request was "

@@ -42,6 +42,7 @@ from ..settings.resolve import Settings
 from .auth import PasswordLogin, StaticToken, TokenProvider, authorized
 from .limits import RateLimiter, RetryPolicy, Sleep
 from .lookups import LOOKUPS_AT_ONCE, THROTTLE_PAUSE, Lookups
+from .objects import CheckedObject, presigned
 from .payload import CheckedFile
 from .responses import Token, UploadAnswer, interpret_token, interpret_upload
 
@@ -206,25 +207,30 @@ class ConvirzaClient(Lookups):
         timeout = aiohttp.ClientTimeout(total=s.read_timeout + size / s.min_upload_rate,
                                         connect=s.connect_timeout, sock_read=s.read_timeout)
         fields = record.form_fields()
+        if audio is not None:  # sent as a file (a URL fetched here too): no recording_url
+            fields = [field for field in fields if field[0] != "recording_url"]
+        if audio is not None and audio.source is not None and s.presign:
+            fields, audio = await presigned(fields, audio.source, s.presign), None
         if audio is None or audio.data is not None:
             # A small file was read whole when it was checked: those bytes are the body,
             # built in one piece (no file to open again, no reads in a thread), unless the
             # file has changed since (the user may have replaced it: send neither version).
-            if audio is not None:
+            if audio is not None and audio.source is None:  # an object: its ETag was read
                 _unchanged(audio, _stat(audio))
             body, content_type = multipart_body(fields, s.file_field, audio)
             return await self._request("POST", UPLOAD_PATH, token, interpret_upload,
                                        data=body, timeout=timeout,
                                        extra_headers={"Content-Type": content_type})
-        handle = await _open(audio)
+        filename = form_filename(audio.path.name)
+        part = CheckedObject(audio, audio.source, filename) if audio.source is not None else \
+            CheckedFile(audio, await _open(audio), filename)
         try:
             # Names as RFC 7578 has them: UTF-8 in a quoted string, quotes and backslashes
             # escaped (aiohttp's default percent-encodes them: "Jos%C3%A9%20n.wav").
             form = aiohttp.FormData(default_to_multipart=True, quote_fields=False)
             for name, value in fields:
                 form.add_field(name, value)
-            part = CheckedFile(audio, handle, form_filename(audio.path.name))
-            form.add_field(s.file_field, part, filename=form_filename(audio.path.name),
+            form.add_field(s.file_field, part, filename=filename,
                            content_type=audio.content_type)
             try:
                 return await self._request("POST", UPLOAD_PATH, token, interpret_upload,
@@ -234,7 +240,7 @@ class ConvirzaClient(Lookups):
                     raise part.changed from None
                 raise
         finally:
-            handle.close()
+            part.finish()
 
     async def _request(self, method: str, path: str, token: str,
                        interpret: Callable[[int, Mapping[str, str], bytes], T],

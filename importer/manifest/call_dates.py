@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta, tzinfo
 from pathlib import Path
 
 from .names import NameTable
+from .paths import NO_RULES, PathRules
 from .values import value_maps
 
 EARLIEST_CALL = datetime(1990, 1, 1, tzinfo=UTC)
@@ -40,11 +41,20 @@ class RowContext:
     names: NameTable | None = None
     #: Value maps (``values``) by field, the user's over the built-in ones, keys comparable.
     values: Mapping[str, Mapping[str, str]] = field(default_factory=lambda: value_maps({}))
+    #: How recording paths written on another machine are read (``--recordings-root``,
+    #: ``--path-map``; ``paths``).
+    paths: PathRules = NO_RULES
     #: The latest call date accepted (``now`` and a little clock skew), computed once.
     latest: datetime = field(init=False, repr=False, compare=False)
     #: Days (ordinals) safely inside the accepted range whatever a date's offset: a date on
     #: one of them needs no exact comparison, which costs more than parsing it.
     safe_days: range = field(init=False, repr=False, compare=False)
+
+    @property
+    def paths_beside_manifest(self) -> Path | None:
+        """The manifest's folder when relative recording paths start there; None when they
+        start at ``--recordings-root`` (and mean the same from wherever a file names them)."""
+        return self.base_dir if self.paths.root is None else None
 
     def __post_init__(self) -> None:
         latest = self.now + FUTURE_SLACK

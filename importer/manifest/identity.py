@@ -14,7 +14,9 @@ from functools import lru_cache
 from pathlib import Path, PurePosixPath
 from typing import NamedTuple
 
+from ..sources.locations import ObjectURL, is_object_url, object_url
 from .normalizers import undo_excel_number
+from .paths import NO_RULES, PathRules
 
 AUTO_EXTERNAL_ID_PREFIX = "cvzimp-"
 #: A run's rows share a few folders: their real paths are kept for the run.
@@ -31,20 +33,25 @@ def call_facts(call_date: str, caller_id: str, group_id: str) -> str:
     return f"{int(moment.timestamp())}|{caller_id}|{group_id}"
 
 
-def recording_path(text: str, base_dir: Path) -> Path:
-    """The recording's absolute path: relative to the manifest's folder unless absolute."""
-    return Path(resolve_path(text, base_dir))
+def recording_path(text: str, base_dir: Path,
+                   rules: PathRules = NO_RULES) -> Path | ObjectURL:
+    """The recording's absolute path: relative to the manifest's folder (or
+    ``--recordings-root``) unless absolute, read by ``rules`` (``paths``); or the object an
+    ``s3://bucket/key`` names (``sources``), its form checked."""
+    if is_object_url(text):
+        return object_url(text)
+    return Path(resolve_path(text, base_dir, rules))
 
 
-def resolve_path(text: str, base_dir: Path) -> str:
+def resolve_path(text: str, base_dir: Path, rules: PathRules = NO_RULES) -> str:
     """The absolute path of the file the operating system opens for ``text`` (relative to
     ``base_dir`` unless absolute). ``lnk/../x.wav`` is ``x.wav`` beside the folder ``lnk``
     points to, not beside ``lnk``: as text (``os.path.abspath``) it would name another
     recording. So the part up to the last ``..`` is resolved as the system resolves it
     (``realpath``); the rest, and any path without ``..``, keeps its spelling, symlinks
     included, so that the ledger's keys of files reached through a linked folder stay as
-    they were."""
-    joined = os.path.join(base_dir, os.path.expanduser(text))
+    they were. ``rules`` first read a path written on another machine (``paths``)."""
+    joined = rules.local(text, base_dir)
     if ".." not in joined:
         return os.path.abspath(joined)
     parts = joined.split(os.sep)
@@ -66,6 +73,13 @@ def forget_paths() -> None:
     _real.cache_clear()
 
 
+def fresh_paths(root: Path | None, prefixes: Mapping[str, str]) -> PathRules:
+    """A new run's rules for paths from another machine (``paths``), its paths resolved
+    anew (``forget_paths``)."""
+    forget_paths()
+    return PathRules.of(root, prefixes)
+
+
 class Identity(NamedTuple):
     """How the ledger knows a row: ``key`` (stable across runs and across manifests: the
     ``external_id``, else the file by its absolute path, else the URL), ``source`` (the file or
@@ -84,12 +98,14 @@ class Identity(NamedTuple):
         return self.recording[5:] if self.recording.startswith("file:") else None
 
 
-def identify(values: Mapping[str, str], base_dir: Path, auto_external_id: bool) -> Identity:
+def identify(values: Mapping[str, str], base_dir: Path, auto_external_id: bool,
+             rules: PathRules = NO_RULES) -> Identity:
     """The row's identity from its raw cells, so that even an invalid row keeps its key after
     the user fixes it: the ``external_id`` if given, else the recording file's absolute path
     (the file itself, not a path relative to whichever manifest names it: two folders' ``a.wav``
     are two recordings), else its URL. Without an ``external_id``, one is derived from the key
-    (``cvzimp-`` and 24 hex digits of its sha256) so the call can be found again."""
+    (``cvzimp-`` and 24 hex digits of its sha256) so the call can be found again. ``rules``
+    place a path written on another machine (``paths``)."""
     source_file = values.get("recording_file")
     source_file = source_file.strip() if source_file else None
     source_url = values.get("recording_url")
@@ -97,7 +113,11 @@ def identify(values: Mapping[str, str], base_dir: Path, auto_external_id: bool) 
     source = source_file or source_url or ""
     recording = ""
     if source_file:
-        recording = "file:" + resolve_path(source_file, base_dir)
+        try:
+            recording = source_file if is_object_url(source_file) else \
+                "file:" + resolve_path(source_file, base_dir, rules)
+        except ValueError:  # a path no rule places here: known by its text until mapped
+            recording = "file:" + source_file
     elif source_url:
         recording = "url:" + source_url
     given = values.get("external_id")

@@ -12,9 +12,17 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    InstanceOf,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from ..errors import Problem, RowError
+from ..sources.locations import ObjectURL
 from .call_dates import RowContext, normalize_call_date
 from .identity import recording_path
 from .names import NAME_FIELDS, NOT_LOOKED_UP
@@ -52,7 +60,7 @@ class UploadRecord(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    recording_file: Path | None = None
+    recording_file: Path | InstanceOf[ObjectURL] | None = None
     recording_url: str | None = None
     call_date: str
     group_id: str
@@ -114,7 +122,7 @@ def normalize_field(name: str, text: str, ctx: RowContext) -> Any:
     if name == "call_date":
         return normalize_call_date(text, ctx)
     if name == "recording_file":
-        return recording_path(text, ctx.base_dir)
+        return recording_path(text, ctx.base_dir, ctx.paths)
     normalizer = NORMALIZERS.get(name)
     return text if normalizer is None else normalizer(text)
 
@@ -166,7 +174,7 @@ def normalize_row(values: Mapping[str, Any], ctx: RowContext) -> dict[str, Any]:
             elif name == "call_date":
                 clean[name] = normalize_call_date(text, ctx)
             elif name == "recording_file":
-                clean[name] = recording_path(text, ctx.base_dir)
+                clean[name] = recording_path(text, ctx.base_dir, ctx.paths)
             elif name in _FIELD_ORDER:
                 clean[name] = maps[name].get(value_key(text), text) if name in maps else text
             elif name in NAME_FIELDS:

@@ -18,7 +18,9 @@ from typing import Any, Literal, TextIO
 
 from ..errors import UsageError
 from ..ledger.queries import LedgerRow
+from ..manifest.paths import is_windows_path
 from ..redact import printable
+from ..sources.locations import is_object_url
 from .outputs import atomic_text
 
 Format = Literal["summary", "table", "csv", "json"]
@@ -53,7 +55,7 @@ class InvalidRowsCsv:
 
     LEAD_COLUMNS = ("row", "errors")
 
-    def __init__(self, out: TextIO, fields: Sequence[str], manifest_dir: Path,
+    def __init__(self, out: TextIO, fields: Sequence[str], manifest_dir: Path | None,
                  out_dir: Path, *, path: Path | None = None) -> None:
         self._writer = csv.writer(out)
         self._fields = list(fields)
@@ -66,7 +68,7 @@ class InvalidRowsCsv:
     @classmethod
     @contextlib.contextmanager
     def create(cls, path: Path, fields: Sequence[str],
-               manifest_dir: Path) -> Iterator[InvalidRowsCsv]:
+               manifest_dir: Path | None) -> Iterator[InvalidRowsCsv]:
         """Stream rows into ``path`` for the duration of the ``with`` block; ``path`` is
         replaced only when the block ends normally, so an aborted validate leaves the previous
         file as it was."""
@@ -76,10 +78,13 @@ class InvalidRowsCsv:
     def write(self, row: int, errors: str, cells: Mapping[str, str]) -> None:
         values = dict(cells)
         source = values.get("recording_file", "").strip()
-        if source and self._manifest_dir != self._out_dir:
+        # an object's URL or a Windows path is where it is, whatever folder this file is in,
+        # and so is a path under --recordings-root (``manifest_dir`` None)
+        if source and self._manifest_dir not in (None, self._out_dir) and \
+                not is_object_url(source) and not is_windows_path(source):
             expanded = os.path.expanduser(source)
             if not os.path.isabs(expanded):
-                absolute = os.path.abspath(os.path.join(self._manifest_dir, expanded))
+                absolute = os.path.abspath(os.path.join(self._manifest_dir or "", expanded))
                 try:
                     values["recording_file"] = os.path.relpath(absolute, self._out_dir)
                 except ValueError:  # another drive (Windows)

@@ -9,11 +9,12 @@ import logging
 from dataclasses import dataclass, field
 
 from ..client.session import ConvirzaClient
-from ..errors import AuthError, NotTheApi
+from ..errors import AuthError, NotTheApi, StoreRefused
 from ..events import PaceFound, StopReason
 from ..ledger.facts import FileFacts
 from ..manifest.records import UploadRecord
 from ..settings.resolve import Settings
+from ..sources.objects import ObjectStore
 from .destination import Decision, Destination
 from .guard import RunGuard, Stop
 from .modes import Mode
@@ -55,8 +56,10 @@ class RunContext:
     origin: str
     client: ConvirzaClient | None = None
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
+    #: The object stores recordings are read from (``s3://``), opened on first use.
+    objects: ObjectStore = field(default_factory=ObjectStore)
     #: The refusal that stopped the run for good (raised once the ledger is consistent).
-    fatal: AuthError | NotTheApi | None = None
+    fatal: AuthError | NotTheApi | StoreRefused | None = None
     #: Rows new to the ledger are looked up in Convirza before they are sent (a new ledger
     #: whose sample found calls there, or ``--find-existing always``), and, for retry, the
     #: manifests whose rows are.
@@ -105,6 +108,11 @@ class RunContext:
     def close_destination(self) -> None:
         if self.destination is not None:
             self.destination.close()
+
+    async def close_parts(self) -> None:
+        """What the run opened beside the client: the lookups' scratch, the object stores."""
+        self.close_destination()
+        await self.objects.close()
 
     def budget_freed(self) -> None:
         """A row was not sent after all: workers waiting for the upload budget ask again."""

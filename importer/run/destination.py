@@ -68,7 +68,7 @@ def survey(manifest: Manifest, ctx: RowContext, auto_external_id: bool,
     draw = random.Random(seed)
     seen = 0
     for row in _rows(_until_broken(manifest.chunks())):
-        identity = identify(row.values, ctx.base_dir, auto_external_id)
+        identity = identify(row.values, ctx.base_dir, auto_external_id, ctx.paths)
         if not identity.external_id or (shard is not None and not in_shard(
                 shard_key(identity, ctx.base_dir), shard)):
             continue

@@ -26,13 +26,13 @@ from types import TracebackType
 
 from ..client.limits import Clock
 from ..client.session import ConvirzaClient, require_credentials
-from ..errors import LedgerError, UsageError, ours_in, plain_errors
-from ..events import RunSummary, StopReason, stop_reason_for
+from ..errors import LedgerError, UsageError, plain_errors
+from ..events import RunSummary, StopReason, run_stop_reason
 from ..ledger.lock import LedgerLock
 from ..ledger.queries import refuse_if_newer
 from ..ledger.store import Ledger
 from ..manifest.call_dates import RowContext, resolve_zone
-from ..manifest.identity import forget_paths
+from ..manifest.identity import fresh_paths
 from ..manifest.opening import Manifest, open_manifest
 from ..observers import NullObserver, Observer
 from ..redact import Redactor
@@ -74,10 +74,10 @@ class ImportRun:
             zone, self._zone_name = resolve_zone(settings.timezone)
         except ValueError as exc:
             raise UsageError(str(exc)) from None
-        forget_paths()
+        paths = fresh_paths(settings.recordings_root, settings.path_map)
         self._rows = RowContext(base_dir=self.origin.resolve().parent, zone=zone,
                                 dayfirst=settings.dayfirst, on_naive_date=self._naive_once,
-                                dst=settings.dst_times, values=row_values(settings))
+                                dst=settings.dst_times, paths=paths, values=row_values(settings))
         self._naive_warned = False
         self.summary = RunSummary(manifest=str(self.origin), ledger=None, started=clock())
         self._stopping = asyncio.Event()
@@ -148,7 +148,7 @@ class ImportRun:
                 self.summary.expected = await asyncio.to_thread(manifest.estimate_rows)
                 if self.mode.errors_out is not None:
                     invalid_rows = files.enter_context(InvalidRowsCsv.create(
-                        self.mode.errors_out, manifest.fields(), self._rows.base_dir))
+                        self.mode.errors_out, manifest.fields(), self._rows.paths_beside_manifest))
             path = self.ledger_path() if self.mode.sends else Path(scratch) / "validate.sqlite"
             opened = await asyncio.to_thread(Ledger.open, path, create=manifest is not None,
                                              durable=self.mode.sends)
@@ -190,7 +190,8 @@ class ImportRun:
             stack.push_async_exit(functools.partial(self._finish, ctx))
             self.observer.started(self.summary)
             preflight = None
-            if self.mode.sends or s.preflight or s.check_urls or asks_names(manifest, s):
+            if self.mode.sends or s.preflight or s.check_urls or s.fetch_urls or \
+                    asks_names(manifest, s):
                 ctx.client = await stack.enter_async_context(ConvirzaClient(s))
                 ctx.client.observer = self.observer  # told of every request
                 if self.mode.sends or s.preflight:
@@ -200,7 +201,7 @@ class ImportRun:
             await ctx.start_pace()
             self._rows = await with_names(ctx, manifest, self._rows)
             await ask_first(ctx, manifest, self._rows)
-            stack.callback(ctx.close_destination)
+            stack.push_async_callback(ctx.close_parts)
             probes = ThreadPoolExecutor(min(s.concurrency, PROBE_THREADS),
                                         thread_name_prefix="probe")
             stack.callback(probes.shutdown, wait=False, cancel_futures=True)
@@ -223,7 +224,8 @@ class ImportRun:
         return manifest, RowPreparer(
             manifest.path.name, str(self.origin.resolve()), self._rows, s.auto_external_id,
             keep_fields=sends, keep_cells=self.mode.errors_out is not None,
-            keep_clean=sends or s.preflight, check_urls=s.check_urls, files=s.max_file_size,
+            keep_clean=sends or s.preflight, check_urls=s.check_urls or s.fetch_urls,
+            files=s.max_file_size,
             shard=s.shard_of if s.shard is not None else None,
             ledger=self.ledger_path() if sends else None)
 
@@ -235,15 +237,7 @@ class ImportRun:
         self.summary.elapsed = self.clock() - self.summary.started
         self.summary.find_existing, self.summary.pace = summary_line(ctx), ctx.pace_found()
         if exc is not None:
-            self.summary.stop(_reason_for(exc), str(exc) or type(exc).__name__)
+            self.summary.stop(run_stop_reason(exc), str(exc) or type(exc).__name__)
         self.summary.left = await ctx.ledger.end(self.summary.exit_code, self.summary.as_dict())
         self.observer.finished(self.summary)
         return False
-
-
-def _reason_for(exc: BaseException) -> StopReason:
-    """The stop reason of an error that ends a run (its exit code, as ``cli`` maps it)."""
-    if isinstance(exc, BaseExceptionGroup):
-        ours = ours_in(exc)
-        return _reason_for(ours) if ours is not None else StopReason.SETUP
-    return stop_reason_for(exc) or StopReason.SETUP

@@ -139,7 +139,8 @@ class RowPreparer:
         shard = self.shard
         identified = []
         for row in rows:
-            identity = identify(row.values, self.ctx.base_dir, self.auto_external_id)
+            identity = identify(row.values, self.ctx.base_dir, self.auto_external_id,
+                                self.ctx.paths)
             key = identity.key or f"row:{self.manifest_id}:{row.number}"
             mine = shard is None or in_shard(
                 shard_key(identity, self.ctx.base_dir) if identity.key else key, shard)
@@ -170,7 +171,8 @@ class RowPreparer:
     def _prepare(self, row: ManifestRow, identity: Identity | None = None,
                  key: str = "") -> Prepared:
         if identity is None:
-            identity = identify(row.values, self.ctx.base_dir, self.auto_external_id)
+            identity = identify(row.values, self.ctx.base_dir, self.auto_external_id,
+                                self.ctx.paths)
             key = identity.key or f"row:{self.manifest_id}:{row.number}"
         try:
             if row.error is not None:
@@ -217,7 +219,9 @@ class RowPreparer:
         if not text or any(p.column == "recording_file" for p in problems):
             return []
         try:
-            probe(recording_path(text, self.ctx.base_dir), self.files, digest=False)
+            path = recording_path(text, self.ctx.base_dir, self.ctx.paths)
+            if isinstance(path, Path):  # an object is checked by the store's own answers
+                probe(path, self.files, digest=False)
         except AudioError as exc:
             return [Problem("recording_file", text, exc.reason)]
         except (ValueError, OSError, MachineError):

@@ -20,7 +20,7 @@ from enum import Enum
 
 from ..audio.info import AudioInfo
 from ..client.limits import retrying
-from ..errors import ApiError, AudioError, AuthError, NotTheApi, Stopped, UsageError
+from ..errors import ApiError, AudioError, AuthError, NotTheApi, Stopped, StoreRefused, UsageError
 from ..events import Outcome, RowEvent, StopReason
 from ..ledger.books import AttemptRecord
 from .context import Job, RunContext
@@ -154,6 +154,11 @@ class Sender:
                 answer = await client.upload(job.record, info)
             except Stopped:  # a stop ended its wait for its turn: it never left
                 await self.ctx.ledger.unclaim(job.key)
+                return False
+            except StoreRefused as exc:  # its store's credentials expired midway: not sent
+                await self.ctx.ledger.unclaim(job.key)
+                self.ctx.fatal = self.ctx.fatal or exc
+                self.ctx.stop(StopReason.CREDENTIALS, str(exc))
                 return False
             except AudioError as exc:  # changed or gone since it was checked: nothing sent
                 await self.ctx.ledger.failed(timing.record(job.key, "not sent", error=str(exc)),

@@ -19,23 +19,29 @@ import asyncio
 import functools
 import logging
 import os
+import tempfile
 import time
 from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
+from urllib.parse import urlsplit
 
 from ..audio.info import AudioInfo
-from ..audio.probing import probe
+from ..audio.objects import probe_object
+from ..audio.probing import probe, sniff
 from ..audio.urls import check_url_form, judge_url_answer
-from ..errors import ApiError, AudioError, MachineError
-from ..events import Outcome, RowEvent
+from ..client.fetching import UrlAuth, aiohttp_timeout, fetch_recording, shown
+from ..client.objects import SignedReads
+from ..errors import ApiError, AudioError, MachineError, StoreRefused
+from ..events import Outcome, RowEvent, StopReason
 from ..ledger.books import AttemptRecord
 from ..ledger.facts import FileFacts
 from ..ledger.schema import now
 from ..ledger.states import Status
 from ..ledger.store import SameAudio
 from ..manifest.identity import call_facts
+from ..sources.locations import ObjectURL
 from .context import Job, RunContext
 
 log = logging.getLogger("importer.pipeline")
@@ -61,6 +67,8 @@ class Claim:
     imported: str | None = None
     claimed: bool = False  # the ledger marked the row uploading with its audio's facts
     sent: bool = False  # its request left: the upload budget it reserved is spent
+    #: A recording fetched for the row (``--fetch-urls``), removed once its outcome is known.
+    scratch: Path | None = None
     done: asyncio.Future[str | None] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future())
 
@@ -74,18 +82,31 @@ class Vetting:
         #: Calls on their way in this run (by audio and facts), and the claims that hold them:
         #: several, when explicit external_ids tell rows of the same audio and facts apart.
         self.claims: dict[Slot, list[Claim]] = {}
+        if ctx.client is not None:  # objects read on the client's session, cheaper
+            ctx.objects.signed = SignedReads(ctx.client.session, ctx.objects)
+        #: Where fetched recordings wait for their upload (``--fetch-urls``), made on first use.
+        self._scratch: tempfile.TemporaryDirectory[str] | None = None
 
     async def vet(self, job: Job, claim: Claim) -> tuple[bool, AudioInfo | None]:
         """Whether the row may go on (a refusal is recorded here), and its file's facts. In a
         run that sends, a file row that may go is claimed: ``uploading``, durably."""
         s, path, url = self.ctx.settings, job.record.recording_file, job.record.recording_url
-        if path is not None and s.min_age and _modified_within(path, s.min_age):
+        if isinstance(path, Path) and s.min_age and _modified_within(path, s.min_age):
             self.ctx.outcomes.summary.min_age = s.min_age
             self.ctx.outcomes.emit(RowEvent(job.row, job.key, Outcome.TOO_NEW))
             return False, None
         try:
+            if isinstance(path, ObjectURL):
+                info = await probe_object(
+                    path, self.ctx.objects, s.max_file_size, max_duration=s.max_recording_duration,
+                    keep=INLINE_PROBE_BYTES if self.ctx.mode.sends and not s.presign else 0)
+                return await self._same_audio(job, info, claim), info
             if path is not None:
                 info = await self._probe(path, job.known)
+                return await self._same_audio(job, info, claim), info
+            if url is not None and s.fetch_urls and self.ctx.client is not None:
+                check_url_form(url)
+                info = await self._fetched(job, url, claim)
                 return await self._same_audio(job, info, claim), info
             if url is not None:
                 check_url_form(url)
@@ -96,6 +117,10 @@ class Vetting:
             return False, None
         except MachineError as exc:
             await self._short(job, exc)
+            return False, None
+        except StoreRefused as exc:  # every row from that store would be refused: stop
+            self.ctx.stop(StopReason.CREDENTIALS, str(exc))
+            self.ctx.fatal = self.ctx.fatal or exc
             return False, None
         except ApiError as exc:  # the URL's server could not be asked at all
             await self.refuse(job, f"{url}: cannot check the URL: {exc.message}",
@@ -136,6 +161,35 @@ class Vetting:
                 del self.claims[claim.slot]  # type: ignore[arg-type]
         if not claim.done.done():
             claim.done.set_result(claim.imported)
+        if claim.scratch is not None:
+            claim.scratch.unlink(missing_ok=True)
+
+    async def _fetched(self, job: Job, url: str, claim: Claim) -> AudioInfo:
+        """The recording ``url`` serves, fetched into this run's scratch folder with its
+        host's credentials (``client.fetching``) and probed as a file is. Its name there is
+        the row's, with the extension its content shows (a URL's path often has none)."""
+        s, client = self.ctx.settings, self.ctx.client
+        assert client is not None
+        if self._scratch is None:
+            self._scratch = tempfile.TemporaryDirectory(prefix="convirza-fetched-")
+        claim.scratch = Path(self._scratch.name) / f"row-{job.row}.part"
+        header = s.url_header_value
+        auth = UrlAuth((s.url_header.partition("=")[0], header.get_secret_value())
+                       if s.url_header and header else None)
+        timeout = aiohttp_timeout(s.connect_timeout, s.read_timeout)
+        final = await fetch_recording(client.session, url, claim.scratch, auth,
+                                      s.max_file_size, timeout)
+        with open(claim.scratch, "rb") as handle:
+            kind = sniff(handle.read(4096))
+        name = PurePosixPath(urlsplit(final).path).name or f"row-{job.row}"
+        if kind in ("wav", "mp3") and not name.lower().endswith("." + kind):
+            name += "." + kind
+        named = claim.scratch.with_name(f"row-{job.row}-{name}")
+        claim.scratch = claim.scratch.rename(named)
+        try:
+            return await self._probe(named, None)
+        except AudioError as exc:
+            raise AudioError(shown(url), exc.reason) from None
 
     async def _probe(self, path: Path, known: FileFacts | None) -> AudioInfo:
         """A small file here, on the event loop, read once and kept for the upload; a bigger

@@ -35,6 +35,7 @@ from typing import Any
 from aiohttp import BodyPartReader, hdrs, web
 
 from .disposition import parse_disposition
+from .fetching import Fetched, fetch_recording_url
 from .lookups import lookup
 from .ratelimits import MODELS, Limit, Model, Scheduled, make
 from .rules import FILE_FIELDS, audio_kind, check_fields
@@ -111,6 +112,8 @@ class SandboxConfig:
     max_file_size: int = 50_000_000
     login_limit: bool = True
     store_path: str = ":memory:"
+    #: Fetch each recording_url (loopback only) as Convirza would, and record what came.
+    fetch_urls: bool = False
     faults: Faults = field(default_factory=Faults)
     seed: Seed = field(default_factory=default_seed)
 
@@ -460,10 +463,17 @@ async def upload_handler(request: web.Request) -> web.Response:
         problems.append("Failed to upload File . Please enter call recording file.")
     elif files and audio_kind(head) is None:
         problems.append("Invalid audio format.")
+    got = await fetch_recording_url(fields["recording_url"], cfg.max_file_size) \
+        if cfg.fetch_urls and not files and not problems and "recording_url" in fields else None
+    if isinstance(got, str):
+        problems.append(got)
     if problems:
         return _error(400, "Validation failed", "Bad Request", request_id, problems)
-    app[STORE].add(request_id, fields, file_name, file_size if files else None,
-                   digest.hexdigest() if files else None)
+    if isinstance(got, Fetched):  # the bytes the URL served stand for the file part
+        app[STORE].add(request_id, fields, got.name, got.size, got.sha256)
+    else:
+        app[STORE].add(request_id, fields, file_name, file_size if files else None,
+                       digest.hexdigest() if files else None)
     app[STATE].uploads += 1
     faults = cfg.faults
     if faults.ambiguous_rate and app[RNG].random() < faults.ambiguous_rate:

@@ -58,6 +58,8 @@ MaybeSeconds = Annotated[FiniteFloat | None, BeforeValidator(
 Assignments = Annotated[dict[str, str], BeforeValidator(parse_assignments)]
 ValueMaps = Annotated[dict[str, dict[str, str]], BeforeValidator(parse_value_maps)]
 VERIFY = frozenset({"verify"})
+#: The commands that turn a folder or a prefix into a manifest (``run SOURCE --template``).
+SCANS = frozenset({"run", "scan"})
 
 
 def _no_credentials_in_url(url: str) -> str:
@@ -75,7 +77,64 @@ def _no_credentials_in_url(url: str) -> str:
     return url
 
 
-class SettingFields(BaseModel):
+def _header_spec(spec: str | None) -> str | None:
+    """``NAME=VARIABLE``: a header's name and the variable that holds its value (a value
+    given here instead would be a secret on the command line: refused, not echoed)."""
+    if spec is None:
+        return None
+    name, sep, variable = spec.partition("=")
+    if not sep or not re.fullmatch(r"[A-Za-z0-9-]+", name.strip()) or \
+            not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", variable.strip()):
+        raise ValueError("expected NAME=VARIABLE: a header's name and the environment "
+                         "variable that holds its value, e.g. Authorization=VENDOR_AUTH")
+    return f"{name.strip()}={variable.strip()}"
+
+
+class RecordingSources(BaseModel):
+    """The settings of where recordings are (docs/sources.md): paths written on another
+    machine, objects in a store, URLs behind credentials. Their own class only to keep each
+    class readable; ``SettingFields`` has them as its own."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    recordings_root: Annotated[Path | None, Opt(
+        "relative recording paths start in DIR (default: the manifest's folder)", "DIR",
+        READS, MANIFEST)] = None
+    #: Absolute prefixes as the manifest's machine wrote them, and the folder each is here.
+    path_map: Annotated[Assignments, Opt(
+        "read recording paths that start with the folder FROM (as written where the manifest "
+        "was made, e.g. C:\\exports) as starting with TO here (repeatable)", "FROM=TO", READS,
+        MANIFEST)] = Field(default_factory=dict)
+    #: Seconds a presigned URL lasts (None: objects are sent as bytes, streamed).
+    presign: Annotated[MaybeSeconds, Field(gt=0, le=7 * 86400), Opt(
+        "send s3:// recordings as a presigned recording_url, valid TTL from each attempt "
+        "(alone: 1h), that Convirza fetches, instead of streaming their bytes through this "
+        "machine (still checked first by ranged reads)", "TTL", UPLOADS, MANIFEST,
+        bare="1h")] = None
+    fetch_urls: Annotated[bool, Opt(
+        "fetch recording_url rows here, with the login ~/.netrc holds for the URL's host (or "
+        "--url-header), check them as files and send them as files: for URLs Convirza "
+        "cannot fetch itself (validate: needs credentials too)", commands=READS,
+        group=MANIFEST)] = False
+    url_header: Annotated[str | None, AfterValidator(_header_spec), Opt(
+        "with --fetch-urls, send the header NAME to the URLs' hosts, its value read from the "
+        "environment variable VARIABLE (the secret is never on the command line), e.g. "
+        "'Authorization=VENDOR_AUTH'", "NAME=VARIABLE", READS, MANIFEST)] = None
+    template: Annotated[str | None, Opt(
+        "read each recording's call facts from its name: a preset (asterisk, connect) or a "
+        "template such as '{caller_id}-{ring_to}-{call_date:%%Y%%m%%d-%%H%%M%%S}-"
+        "{external_id}.wav' (run: SOURCE is then a folder or an s3:// prefix, scanned "
+        "first)", "T", SCANS, MANIFEST)] = None
+    scan_since: Annotated[str | None, Opt(
+        "list only files modified since TIME: a time (2025-03-04T02:00, UTC unless it says), "
+        "an age (26h), or last (the newest file the previous scan into the same manifest "
+        "saw)", "TIME", SCANS, MANIFEST, flag="--since")] = None
+    #: The value of ``url_header``'s variable, read with the environment (``resolve``).
+    url_header_value: Annotated[SecretStr | None, Opt(
+        "the value of --url-header's variable", secret=True, env=None, job=None)] = None
+
+
+class SettingFields(RecordingSources):
     """Every setting of a command as a field: its type, default, bounds, units and ``Opt``,
     checked together. Built through ``Settings``, which adds where the values come from."""
 
@@ -153,7 +212,7 @@ class SettingFields(BaseModel):
         job="columns")] = Field(default_factory=dict)
     defaults: Annotated[Assignments, Opt(
         "value of FIELD for rows that leave it empty (repeatable), e.g. --set group_id=12",
-        "FIELD=VALUE", READS, MANIFEST, flag="--set", job="defaults")] = \
+        "FIELD=VALUE", READS | {"scan"}, MANIFEST, flag="--set", job="defaults")] = \
         Field(default_factory=dict)
     value_map: Annotated[ValueMaps, Opt(
         "read the word FROM in FIELD's cells as VALUE (repeatable; any case), e.g. --value "
@@ -315,7 +374,7 @@ class SettingFields(BaseModel):
 
     def secrets(self) -> list[str]:
         """Every secret value, so that log output can be scrubbed of them as a last defence."""
-        secrets = (self.token, self.password, self.client_secret)
+        secrets = (self.token, self.password, self.client_secret, self.url_header_value)
         return [v for s in secrets if s and len(v := s.get_secret_value()) >= 4]
 
 

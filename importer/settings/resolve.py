@@ -171,6 +171,7 @@ def resolve(flags: Mapping[str, Any], environ: Mapping[str, str] | None = None,
         else:
             sources[d.name], values[d.name] = (found[0][0],), found[0][1]
     _pick_token(values, sources)
+    _url_header_value(values, env)
     if not values.get("timezone") and env.get("TZ"):
         values["timezone"] = env["TZ"].lstrip(":")
         sources["timezone"] = (Source("env", "TZ"),)
@@ -241,6 +242,18 @@ def _pick_token(values: dict[str, Any], sources: dict[str, tuple[Source, ...]]) 
             sources[first][0].kind == sources[second][0].kind == "job":
         raise UsageError("give a token or a token file, not both")
     del values[second], sources[second]
+
+
+def _url_header_value(values: dict[str, Any], env: Mapping[str, str]) -> None:
+    """The secret ``--url-header NAME=VARIABLE`` names, read with the rest of the
+    environment; a variable that is not set is a usage error naming it (not its value)."""
+    spec = values.get("url_header")
+    if not spec:
+        return
+    variable = str(spec).partition("=")[2].strip()
+    if variable and not env.get(variable):
+        raise UsageError(f"--url-header {spec}: the variable {variable} is not set")
+    values["url_header_value"] = env.get(variable)
 
 
 def _parsed(name: str, source: Source, value: object) -> dict[str, str]:
