@@ -5,6 +5,7 @@ sent as files to the sandbox. Nothing of ours is mocked."""
 from __future__ import annotations
 
 import sqlite3
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -64,6 +65,10 @@ def test_urls_behind_basic_auth_are_fetched_checked_and_sent_as_files(
         kept = "\n".join(str(r) for r in db.execute("SELECT * FROM recordings"))
     assert Vendor.PASSWORD not in kept + out.out + out.err
     assert "sig=abc" not in out.err
+    with sqlite3.connect(ledger) as db:  # where each came from, not this run's scratch file
+        paths = dict(db.execute("SELECT key, path FROM recordings WHERE status = 'succeeded'"))
+    assert paths["ext:U-1"] == f"{vendor.url}/rec/call-0001-pcm8k.wav"
+    assert all(not str(p).startswith(tempfile.gettempdir()) for p in paths.values()), paths
 
 
 def test_a_key_header_comes_from_a_variable_and_refused_credentials_are_one_reason(

@@ -39,6 +39,9 @@ class AudioInfo:
     data: bytes | None = field(default=None, repr=False, compare=False)
     #: Where an object's bytes are (``audio.objects``): sent from there, not from ``path``.
     source: ObjectSource | None = field(default=None, repr=False, compare=False)
+    #: Where the recording came from when ``path`` is only this run's copy of it (a URL
+    #: fetched with ``--fetch-urls``, without its query): what the ledger keeps as its path.
+    origin: str | None = field(default=None, compare=False)
 
     @property
     def content_type(self) -> str:

@@ -149,7 +149,8 @@ def _audio_info(path: Path, fmt: AudioFormat, codec: str, rate: int, channels: i
     info: AudioInfo = object.__new__(AudioInfo)
     info.__dict__.update(path=path, format=fmt, codec=codec, sample_rate=rate,
                          channels=channels, duration=duration, bitrate=bitrate, size=size,
-                         sha256=sha256, mtime_ns=mtime_ns, data=None, source=None)
+                         sha256=sha256, mtime_ns=mtime_ns, data=None, source=None,
+                         origin=None)
     return info
 
 

@@ -67,7 +67,8 @@ class RunLedger:
         the row claimed."""
         return await self._writer.call(functools.partial(
             self._ledger.claim, key, self.run_id, external_id=external_id, size=info.size,
-            sha256=info.sha256, path=str(info.source.url if info.source else info.path),
+            sha256=info.sha256, path=info.origin or str(
+                info.source.url if info.source else info.path),
             mtime_ns=info.mtime_ns, call=call,
             send_twins=send_twins))
 

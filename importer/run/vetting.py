@@ -23,7 +23,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from concurrent.futures import Executor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 from urllib.parse import urlsplit
 
@@ -187,7 +187,7 @@ class Vetting:
         named = claim.scratch.with_name(f"row-{job.row}-{name}")
         claim.scratch = claim.scratch.rename(named)
         try:
-            return await self._probe(named, None)
+            return replace(await self._probe(named, None), origin=shown(url))
         except AudioError as exc:
             raise AudioError(shown(url), exc.reason) from None
 
