@@ -29,7 +29,7 @@ from .helpers import crash_leftovers, good_row, many_rows, received, status_coun
 def test_kill_9_at_random_moments_loses_and_doubles_nothing(
         workdir: Path, sandbox: SandboxThread, token_env: str) -> None:
     sandbox.set_faults(latency=0.05)
-    rows = many_rows(workdir, 400)  # some 10 s of uploads: more than 22 short runs get done
+    rows = many_rows(workdir, 400)  # some 10 s of uploads: more than 16 short runs get done
     manifest = write_manifest(workdir / "manifests" / "m.csv", rows)
     ledger = workdir / "ledger.sqlite"
     command = [sys.executable, "-m", "importer", "run", str(manifest), "--ledger", str(ledger),
@@ -37,7 +37,7 @@ def test_kill_9_at_random_moments_loses_and_doubles_nothing(
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     rng = random.Random(20261126)
     kills = 0
-    while kills < 22:
+    while kills < 16:
         stored = sandbox.store.count()
         proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL)
