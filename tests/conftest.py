@@ -26,6 +26,13 @@ SAMPLE_MANIFEST = ROOT / "manifests" / "sample.csv"
 TOKEN = "tok-3f9a1c7e-5b2d-4e8f-9a6c-1d2e3f4a5b6c"
 
 
+async def _cancel_the_others() -> None:
+    others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+    for task in others:
+        task.cancel()
+    await asyncio.gather(*others, return_exceptions=True)
+
+
 class SandboxThread:
     """The sandbox app served from a background thread's event loop."""
 
@@ -51,12 +58,13 @@ class SandboxThread:
 
     async def _shutdown(self) -> None:
         assert self._runner is not None
+        # Requests still being answered (a test's long latency) are ended first: cleanup
+        # would otherwise wait for each, seconds of CI for nothing. Keep-alive connection
+        # handlers may outlive cleanup: they are ended after it, before the loop stops.
+        await _cancel_the_others()
         await self._runner.cleanup()
-        # Keep-alive connection handlers may outlive cleanup; end them before the loop stops.
-        others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
-        for task in others:
-            task.cancel()
-        await asyncio.gather(*others, return_exceptions=True)
+        await _cancel_the_others()
+
 
     def set_faults(self, **changes: Any) -> None:
         """The faults the sandbox injects from now on, given as its config has them: a new,
