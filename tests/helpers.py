@@ -14,6 +14,7 @@ import zlib
 from collections import Counter
 from collections.abc import Awaitable
 from pathlib import Path
+from typing import Self
 
 from aiohttp import web
 
@@ -123,10 +124,9 @@ class FakeTime:
         return await task
 
 
-class StandIn:
-    """An API stand-in on loopback for a fault the sandbox cannot stage (a file changed while
-    the server reads it, say): a subclass answers uploads in ``upload``; lookups answer "no
-    records found.". Its own event loop in a thread, as the sandbox's."""
+class LoopbackServer:
+    """An aiohttp app on loopback, served from its own event loop in a thread (as the
+    sandbox is): a subclass says what it answers in ``app``."""
 
     def __init__(self) -> None:
         self.url = ""
@@ -134,24 +134,17 @@ class StandIn:
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self._runner: web.AppRunner | None = None
 
-    async def upload(self, request: web.Request) -> web.StreamResponse:
+    def app(self) -> web.Application:
         raise NotImplementedError
 
-    @staticmethod
-    async def _lookup(request: web.Request) -> web.Response:
-        return web.json_response({"result": "error", "err": "no records found.", "data": []})
-
     async def _start(self) -> str:
-        app = web.Application(client_max_size=1 << 30)
-        app.router.add_post("/v2/call/upload", self.upload)
-        app.router.add_get("/v2/{what:.*}", self._lookup)
-        self._runner = web.AppRunner(app, access_log=None)
+        self._runner = web.AppRunner(self.app(), access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
         await site.start()
         return f"http://127.0.0.1:{self._runner.addresses[0][1]}"
 
-    def __enter__(self) -> StandIn:
+    def __enter__(self) -> Self:
         self._thread.start()
         self.url = asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(10)
         return self
@@ -163,7 +156,26 @@ class StandIn:
         self._thread.join(10)
 
 
-class Vendor:
+class StandIn(LoopbackServer):
+    """An API stand-in on loopback for a fault the sandbox cannot stage (a file changed while
+    the server reads it, say): a subclass answers uploads in ``upload``; lookups answer "no
+    records found."."""
+
+    async def upload(self, request: web.Request) -> web.StreamResponse:
+        raise NotImplementedError
+
+    @staticmethod
+    async def _lookup(request: web.Request) -> web.Response:
+        return web.json_response({"result": "error", "err": "no records found.", "data": []})
+
+    def app(self) -> web.Application:
+        app = web.Application(client_max_size=1 << 30)
+        app.router.add_post("/v2/call/upload", self.upload)
+        app.router.add_get("/v2/{what:.*}", self._lookup)
+        return app
+
+
+class Vendor(LoopbackServer):
     """A vendor's recording server on loopback, as Twilio's is: ``/rec/NAME`` (no extension)
     needs basic auth (``vendor-user``/``vendor-pass-9f3e2b``), ``/key/NAME`` an ``X-Api-Key``
     header, ``/moved/NAME`` (basic auth) redirects to ``/cdn/NAME`` on another host
@@ -173,11 +185,8 @@ class Vendor:
     USER, PASSWORD, KEY = "vendor-user", "vendor-pass-9f3e2b", "key-7c1d5a0e93"
 
     def __init__(self) -> None:
-        self.url = ""
+        super().__init__()
         self.cdn_headers: list[dict[str, str]] = []
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
-        self._runner: web.AppRunner | None = None
 
     def _recording(self, request: web.Request) -> web.Response:
         path = SAMPLES / request.match_info["name"]
@@ -211,29 +220,14 @@ class Vendor:
     async def _page(request: web.Request) -> web.Response:
         return web.Response(text="<html><body>Sign in</body></html>", content_type="text/html")
 
-    async def _start(self) -> str:
+    def app(self) -> web.Application:
         app = web.Application()
         app.router.add_get("/rec/{name}", self._basic)
         app.router.add_get("/key/{name}", self._key)
         app.router.add_get("/moved/{name}", self._moved)
         app.router.add_get("/cdn/{name}", self._cdn)
         app.router.add_get("/page", self._page)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        return f"http://127.0.0.1:{self._runner.addresses[0][1]}"
-
-    def __enter__(self) -> Vendor:
-        self._thread.start()
-        self.url = asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(10)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        assert self._runner is not None
-        asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(10)
+        return app
 
 
 def _basic(user: str, password: str) -> str:
