@@ -18,6 +18,8 @@ from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
 from importer.cli.stopping import SIGNAL_WINDOW
 
 from .conftest import ROOT, SandboxThread
@@ -221,3 +223,27 @@ def test_uploads_in_flight_are_awaited_only_for_the_stop_grace(
     assert code == 130, err
     assert "did not end within --stop-grace 1s" in err
     assert status_counts(ledger)["uploading"] > 0
+
+
+@pytest.mark.parametrize("phase", ["asking Convirza first", "listing the names"])
+def test_a_stop_before_the_first_row_is_a_gentle_stop_not_an_error(
+        workdir: Path, sandbox: SandboxThread, token_env: str, phase: str) -> None:
+    """A stop while the run looks things up before its first row (a new ledger's sample, a
+    manifest's names) ends those waits like any other: exit 130, the summary, no error."""
+    burst = "1" if phase == "listing the names" else "2"  # the check, and one lookup
+    command, _, _ = run_command(workdir, 3, "--rate", "0.05", "--burst", burst)
+    command.remove("never")
+    command[command.index("--find-existing") + 1:command.index("--find-existing") + 1] = \
+        ["never" if phase == "listing the names" else "auto"]
+    if phase == "listing the names":  # its group_id column read as names, listed first
+        command += ["--map", "group_id=group_name"]
+    seen = len(sandbox.state.received_log)
+    run = Run(command)
+    wait_for("the check", lambda: len(sandbox.state.received_log) >= seen + int(burst), run.proc)
+    os.kill(run.proc.pid, signal.SIGTERM)
+
+    code, out, err = run.finish()
+    assert code == 130, err
+    assert "Stopped early: interrupted" in out, err
+    assert "error:" not in err, err
+    assert sandbox.store.count() == 0

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 
+from ..errors import Stopped
 from ..events import Outcome
 from ..manifest.call_dates import RowContext
 from ..manifest.opening import Manifest
@@ -59,6 +60,9 @@ async def _decide(ctx: RunContext, manifest: Manifest | None,
     if decision is None:
         try:
             decision = await decide(destination, found, s.concurrency)
+        except Stopped:  # the run is stopping before its first row: nothing decided
+            destination.close()
+            return None
         except BaseException:
             destination.close()
             raise

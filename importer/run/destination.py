@@ -33,7 +33,15 @@ from dataclasses import dataclass, field
 from ..client.lookups import LOOKUPS_AT_ONCE, MIN_LISTED, listing_limit
 from ..client.resources import RESOURCES, Call, build_filter
 from ..client.session import ConvirzaClient
-from ..errors import ApiError, ApiUnavailable, AuthError, ManifestError, NotTheApi, UsageError
+from ..errors import (
+    ApiError,
+    ApiUnavailable,
+    AuthError,
+    ManifestError,
+    NotTheApi,
+    Stopped,
+    UsageError,
+)
 from ..manifest.call_dates import RowContext
 from ..manifest.identity import identify, in_shard, shard_key
 from ..manifest.normalizers import normalize_id
@@ -224,6 +232,8 @@ async def decide(destination: Destination, found: Survey, concurrency: int) -> D
         hits = await destination.sample(found.sample, max(concurrency, LOOKUPS_AT_ONCE))
     except* (AuthError, NotTheApi):
         raise
+    except* Stopped:  # a stop request ended the lookups' waits: said as itself, not a group
+        raise Stopped() from None
     except* ApiError as group:
         exc = group.exceptions[0]
         raise ApiUnavailable(

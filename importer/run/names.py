@@ -15,7 +15,7 @@ from dataclasses import replace
 
 from ..client.resources import RESOURCES
 from ..client.session import ConvirzaClient, require_credentials
-from ..errors import ApiError, ManifestError, UsageError
+from ..errors import ApiError, ManifestError, Stopped, UsageError
 from ..manifest.call_dates import RowContext
 from ..manifest.names import NAME_FIELDS, NameTable
 from ..manifest.opening import Manifest
@@ -60,7 +60,11 @@ async def with_names(ctx: RunContext, manifest: Manifest | None,
                     "credentials; the rest of every row is checked", manifest_name(manifest),
                     ", ".join(wanted))
         return rows
-    return replace(rows, names=await load_names(ctx.client, wanted, manifest_name(manifest)))
+    try:
+        table = await load_names(ctx.client, wanted, manifest_name(manifest))
+    except Stopped:  # the run is stopping before its first row: no row will be read
+        return rows
+    return replace(rows, names=table)
 
 
 def manifest_name(manifest: Manifest | None) -> str:
